@@ -1,0 +1,34 @@
+# Two commands do all set-up on a fresh machine:  `make demo` (the main job)  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+export MUJOCO_GL ?= egl
+
+.PHONY: setup test test-all demo bench clean
+
+setup: $(STAMP)
+
+# torch first, pinned: the CPU wheel. Anything that pulls an unpinned torch first drags in GBs of CUDA packages.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[test]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+# Until `mu0sim demo` lands (issue 8), the main job shows the environment layer: catalog + throughput.
+demo: $(STAMP)
+	$(BIN)/mu0sim envs
+	$(BIN)/python bench/env_throughput.py --rounds 3
+
+bench: $(STAMP)
+	$(BIN)/python bench/env_throughput.py
+
+clean:
+	rm -rf $(VENV) *.egg-info bench/out

@@ -1,0 +1,3 @@
+from mu0sim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""mu0sim.policies: scripted experts and learned action experts."""

@@ -1,0 +1,1 @@
+"""mu0sim.rollouts: closed-loop evaluation of policies across tasks and robots."""
