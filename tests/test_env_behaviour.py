@@ -161,11 +161,10 @@ def test_camera_params_match_robosuite_camera_utils():
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_skybox_is_hidden_so_turning_it_off_changes_no_pixel(task):
+def test_skybox_and_sites_are_invisible_so_turning_them_off_changes_no_pixel(task):
     images = []
-    for skybox in (False, True):
-        env = make_env(task, "Panda", cameras=("frontview", "agentview"), image_size=64,
-                       render_settings=RenderSettings(skybox=skybox))
+    for settings in (RenderSettings(), RenderSettings(skybox=True, sites=True)):
+        env = make_env(task, "Panda", cameras=("frontview", "agentview"), image_size=64, render_settings=settings)
         obs, _ = env.reset(seed=0)
         images.append(np.concatenate([obs["frontview_image"], obs["agentview_image"]]))
         env.close()
