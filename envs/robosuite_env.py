@@ -411,7 +411,3 @@ class Mu0SimEnv(gym.Env):
     def robosuite_env(self):
         """The wrapped robosuite environment (for what mu0sim does not expose)."""
         return self._rs
-
-    @property
-    def sim_dt_s(self) -> float:
-        return 1.0 / self.control_freq

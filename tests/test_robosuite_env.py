@@ -1,6 +1,5 @@
 """Mu0SimEnv over every task x robot: Gymnasium semantics, seeding, camera geometry, replayable state."""
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
