@@ -3,8 +3,9 @@
 robosuite renders every camera observation with 4x multisampling, shadows, reflections and the skybox.
 On a CPU rasteriser (Mesa llvmpipe) those settings dominate the cost of a step, and multisampling also
 blends depth across object edges (mm-level errors). The defaults here turn them off. The skybox (with its horizon
-haze) is hidden behind the arena walls in every robosuite camera and site markers are invisible debug
-visualisations, yet both cost draw calls; dropping them changes no pixel (checked in the tests).
+haze) is hidden behind the arena walls in every robosuite camera, site markers are invisible debug visualisations
+and robosuite's translucent IK-target markers sit under the floor, yet all cost draw calls (translucent ones a
+sorted extra pass); dropping them changes no pixel (checked in the tests on every task).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 from robosuite.utils.binding_utils import MjRenderContextOffscreen, MjSim
+
+_HIDDEN_GROUP = 5  # a geom group that our render options never show
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,11 @@ class RenderSettings:
     reflections: bool = False
     skybox: bool = False  # also switches the horizon haze
     sites: bool = False  # MuJoCo site markers (robosuite keeps them transparent unless visualising)
+    ik_target_markers: bool = False  # geom group 2: robosuite's translucent IK targets, parked under the floor
+    # Skip geoms whose bounding sphere lies outside the camera's view (MuJoCo draws every geom, and llvmpipe shades
+    # every vertex on one thread). Conservative, so pixels are unchanged; off whenever shadows or reflections are
+    # on, because an off-screen geom can cast into the view.
+    frustum_culling: bool = True
 
 
 @dataclass
@@ -59,6 +67,13 @@ class SceneRenderer:
             self._ctx.vopt.sitegroup[:] = 0
         self._ctx.vopt.geomgroup[0] = 0  # collision meshes hidden, visual meshes shown (as robosuite)
         self._ctx.vopt.geomgroup[1] = 1
+        self._ctx.vopt.geomgroup[2] = int(settings.ik_target_markers)
+        self._ctx.vopt.geomgroup[_HIDDEN_GROUP] = 0
+        self._model, self._data = model, sim.data._data
+        self._cull = settings.frustum_culling and not (settings.shadows or settings.reflections)
+        # Planes (floor, walls) are infinite: geom_rbound is 0 for them, so they are never culled.
+        self._cullable = np.flatnonzero((model.geom_rbound > 0) & (model.geom_type != mujoco.mjtGeom.mjGEOM_PLANE)
+                                        & (model.geom_type != mujoco.mjtGeom.mjGEOM_HFIELD))
         extent = model.stat.extent
         self._near_m = model.vis.map.znear * extent
         self._far_m = model.vis.map.zfar * extent
@@ -67,6 +82,34 @@ class SceneRenderer:
     def render(self, camera_id: int, width: int, height: int, *, rgb: bool = True, depth: bool = False,
                segmentation: bool = False) -> RenderedFrame:
         """Render ``camera_id`` at (height, width). RGB and depth come from one pass; segmentation needs a second."""
+        hidden = self._outside_view(camera_id, width, height) if self._cull else None
+        if hidden is not None and len(hidden):
+            saved_groups = self._model.geom_group[hidden].copy()
+            self._model.geom_group[hidden] = _HIDDEN_GROUP  # mjv_updateScene skips groups the options hide
+            try:
+                return self._render(camera_id, width, height, rgb, depth, segmentation)
+            finally:
+                self._model.geom_group[hidden] = saved_groups
+        return self._render(camera_id, width, height, rgb, depth, segmentation)
+
+    def _outside_view(self, camera_id: int, width: int, height: int) -> np.ndarray:
+        """Ids of cullable geoms whose bounding sphere is entirely outside the camera's view frustum."""
+        model, data = self._model, self._data
+        ids = self._cullable
+        # camera frame (MuJoCo axes: x right, y up, looking along -z)
+        rel = data.geom_xpos[ids] - data.cam_xpos[camera_id]
+        cam = rel @ data.cam_xmat[camera_id].reshape(3, 3)
+        forward = -cam[:, 2]
+        radius = model.geom_rbound[ids]
+        tan_y = np.tan(np.deg2rad(model.cam_fovy[camera_id]) / 2.0)
+        tan_x = tan_y * width / height
+        outside = forward < -radius
+        for coord, tan in ((cam[:, 0], tan_x), (cam[:, 1], tan_y)):
+            outside |= (np.abs(coord) - forward * tan) / np.sqrt(1.0 + tan * tan) > radius
+        return ids[outside]
+
+    def _render(self, camera_id: int, width: int, height: int, rgb: bool, depth: bool,
+                segmentation: bool) -> RenderedFrame:
         frame = RenderedFrame()
         # Several envs in one process (vector envs, checkers) each own a GL context; robosuite renders into
         # whichever is current, so claim ours first or another env's buffers are read back.

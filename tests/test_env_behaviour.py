@@ -160,15 +160,29 @@ def test_camera_params_match_robosuite_camera_utils():
     env.close()
 
 
+def _camera_frames(task, settings, cameras=("frontview", "agentview", "robot0_eye_in_hand")):
+    env = make_env(task, "Panda", cameras=cameras, image_size=64, depth=True, segmentation=True,
+                   render_settings=settings)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):  # move, so the eye-in-hand view is not the reset pose only
+        obs, *_ = env.step(np.array([0.3, 0.2, -0.5, 0, 0, 0, 1], dtype=np.float32))
+    env.close()
+    return {key: value for key, value in obs.items() if key.startswith(cameras)}
+
+
 @pytest.mark.parametrize("task", TASKS)
-def test_skybox_and_sites_are_invisible_so_turning_them_off_changes_no_pixel(task):
-    images = []
-    for settings in (RenderSettings(), RenderSettings(skybox=True, sites=True)):
-        env = make_env(task, "Panda", cameras=("frontview", "agentview"), image_size=64, render_settings=settings)
-        obs, _ = env.reset(seed=0)
-        images.append(np.concatenate([obs["frontview_image"], obs["agentview_image"]]))
-        env.close()
-    np.testing.assert_array_equal(images[0], images[1])
+def test_pixel_preserving_fast_settings_change_no_pixel(task):
+    """Frustum culling only drops off-screen geoms (RGB, depth and segmentation unchanged); the skybox, site markers
+    and IK markers are invisible (RGB and depth unchanged; MuJoCo's segmentation pass draws sites opaque, so there
+    the default of hiding them is the correct picture)."""
+    default = _camera_frames(task, RenderSettings())
+    unculled = _camera_frames(task, RenderSettings(frustum_culling=False))
+    everything = _camera_frames(task, RenderSettings(skybox=True, sites=True, ik_target_markers=True,
+                                                     frustum_culling=False))
+    for key in default:
+        np.testing.assert_array_equal(default[key], unculled[key], err_msg=key)
+        if not key.endswith("_segmentation"):
+            np.testing.assert_array_equal(default[key], everything[key], err_msg=key)
 
 
 def test_interleaved_envs_in_one_process_render_their_own_scenes():
