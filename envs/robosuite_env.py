@@ -14,7 +14,8 @@ Observation (flat ``Dict`` of float32 / uint8 ``Box``es):
     ``robot0_gripper_width`` (1,) distance between the finger pads, metres (on Jaco's three-finger hand the
         thumb-to-fingers pad distance, which does not shrink monotonically while closing in free air).
     ``robot0_joint_pos`` (n_joints,) arm joint angles, radians (6 on UR5e, 7 on the other arms).
-    ``object`` (k,) task object state from robosuite (positions in metres, quaternions xyzw, relative vectors).
+    ``object`` (k,) task object state from robosuite (positions in metres, quaternions xyzw, relative vectors);
+        ``env.unwrapped.object_layout`` names its parts, e.g. ``{"cube_pos": slice(0, 3), ...}``.
     ``<camera>_image`` (H, W, 3) uint8 upright RGB, per camera.
     ``<camera>_depth`` (H, W, 1) float32 metric z-depth in metres, per camera, if ``depth=True``.
     ``<camera>_segmentation`` (H, W, 1) uint8 label per pixel, if ``segmentation=True``:
@@ -221,6 +222,15 @@ class Mu0SimEnv(gym.Env):
         inf = np.inf
         n_joints = len(self._arm_qpos_idx)
         n_object = self._rs._get_observations(force_update=True)["object-state"].shape[0]
+        # robosuite concatenates the active object observables in registration order
+        self.object_layout: dict[str, slice] = {}
+        offset = 0
+        for name, observable in self._rs._observables.items():
+            if observable.modality == "object" and observable.is_enabled() and observable.is_active():
+                size = int(np.prod(np.shape(observable.obs)))
+                self.object_layout[name] = slice(offset, offset + size)
+                offset += size
+        assert offset == n_object, f"object layout covers {offset} of {n_object} values"
         space: dict[str, spaces.Box] = {
             "robot0_eef_pos": spaces.Box(-inf, inf, (3,), np.float32),
             "robot0_eef_quat": spaces.Box(-1.0, 1.0, (4,), np.float32),

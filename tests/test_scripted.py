@@ -4,25 +4,36 @@ import numpy as np
 import pytest
 
 from mu0sim.envs import make_env
-from mu0sim.policies.scripted import LiftExpert, _wrap_quarter_turn
+from mu0sim.policies.scripted import make_expert
+from mu0sim.policies.scripted.common import wrap_angle
 from tests.conftest import SIX_ROBOTS
+
+
+def run_expert(env, expert, seed):
+    obs, info = env.reset(seed=seed)
+    expert.reset(env.unwrapped, seed=seed)
+    terminated = truncated = False
+    while not (terminated or truncated):
+        obs, _, terminated, truncated, info = env.step(expert.select_action(obs))
+    return info["is_success"]
 
 
 @pytest.mark.parametrize("robot", SIX_ROBOTS)
 def test_lift_expert_lifts_the_cube(robot):
     env = make_env("Lift", robot, cameras=())
     for seed in (0, 1):
-        obs, info = env.reset(seed=seed)
-        expert = LiftExpert()
-        terminated = truncated = False
-        while not (terminated or truncated):
-            obs, _, terminated, truncated, info = env.step(expert.select_action(obs))
-        assert info["is_success"] is True, f"{robot} seed {seed}"
+        assert run_expert(env, make_expert("Lift"), seed), f"{robot} seed {seed}"
+    assert run_expert(env, make_expert("Lift", noise_std=0.1, approach_jitter_m=0.02), 2), f"{robot} noisy"
     env.close()
 
 
-def test_quarter_turn_folding():
+def test_unknown_task_has_a_clear_error():
+    with pytest.raises(ValueError, match="unknown task 'Lfit'"):
+        make_expert("Lfit")
+
+
+def test_angle_folding():
     angles = np.linspace(-7, 7, 101)
-    folded = np.array([_wrap_quarter_turn(a) for a in angles])
+    folded = np.array([wrap_angle(a, np.pi / 2) for a in angles])
     assert np.all((folded >= -np.pi / 4) & (folded < np.pi / 4))
     np.testing.assert_allclose(np.cos(4 * folded), np.cos(4 * angles), atol=1e-9)

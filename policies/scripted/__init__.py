@@ -1,0 +1,20 @@
+"""Scripted experts, one per task, all through mu0sim's shared 7-D action space (see ``common``)."""
+
+from __future__ import annotations
+
+from mu0sim.envs.catalog import TASKS, check_choice
+from mu0sim.policies.scripted.common import ScriptedExpert
+from mu0sim.policies.scripted.lift import LiftExpert
+
+EXPERTS: dict[str, type] = {"Lift": LiftExpert}
+
+
+def make_expert(task: str, **kwargs) -> ScriptedExpert:
+    """The scripted expert for ``task``; kwargs are the expert's options (e.g. ``noise_std``)."""
+    check_choice("task", task, TASKS)
+    if task not in EXPERTS:
+        raise ValueError(f"no scripted expert for task {task!r} yet; experts exist for: {', '.join(EXPERTS)}")
+    return EXPERTS[task](**kwargs)
+
+
+__all__ = ["EXPERTS", "LiftExpert", "ScriptedExpert", "make_expert"]

@@ -1,0 +1,67 @@
+"""Shared pieces of the scripted experts: pose helpers and the expert interface.
+
+Experts are privileged-state controllers: ``reset(env)`` may read fixed task geometry from the unwrapped
+``Mu0SimEnv`` (bin or peg positions), ``select_action(obs)`` uses the observation dict. Units: metres, radians;
+actions follow ``mu0sim.envs`` (1.0 = 5 cm / 0.5 rad target offset per step, grip -1 open / +1 close).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from mu0sim.envs.robosuite_env import POSITION_SCALE_M, ROTATION_SCALE_RAD
+
+OPEN, CLOSE = -1.0, 1.0
+
+
+class ScriptedExpert(Protocol):
+    """What the collector needs from an expert."""
+
+    def reset(self, env, seed: int | None = None) -> None:
+        """Start an episode; ``env`` is the unwrapped ``Mu0SimEnv`` right after ``reset``."""
+
+    def select_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """(7,) float32 action in [-1, 1]."""
+
+
+def quat_xyzw_to_mat(q: np.ndarray) -> np.ndarray:
+    x, y, z, w = np.asarray(q, dtype=np.float64)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def yaw_of_x_axis(rot: np.ndarray) -> float:
+    """Heading (rad) of a frame's x axis projected on the world xy plane."""
+    return float(np.arctan2(rot[1, 0], rot[0, 0]))
+
+
+def wrap_angle(angle: float, period: float = 2 * np.pi) -> float:
+    """Angle folded into [-period/2, period/2)."""
+    return (angle + period / 2) % period - period / 2
+
+
+def move_action(eef_pos: np.ndarray, target_pos: np.ndarray, grip: float, yaw_rate_rad: float = 0.0,
+                gain_per_m: float = 10.0) -> np.ndarray:
+    """Proportional step towards ``target_pos`` (metres, world), optional yaw turn (rad this step), gripper command."""
+    action = np.zeros(7)
+    action[:3] = np.clip((np.asarray(target_pos) - np.asarray(eef_pos)) * gain_per_m, -1, 1)
+    action[5] = np.clip(yaw_rate_rad / ROTATION_SCALE_RAD, -1, 1)
+    action[6] = grip
+    return action
+
+
+def add_noise(action: np.ndarray, rng: np.random.Generator, noise_std: float) -> np.ndarray:
+    """Gaussian noise on the arm part (action units); the gripper command stays binary."""
+    out = np.array(action, dtype=np.float64)
+    if noise_std > 0:
+        out[:6] += rng.normal(0.0, noise_std, 6)
+    return np.clip(out, -1, 1).astype(np.float32)
+
+
+__all__ = ["CLOSE", "OPEN", "POSITION_SCALE_M", "ScriptedExpert", "add_noise", "move_action", "quat_xyzw_to_mat",
+           "wrap_angle", "yaw_of_x_axis"]
