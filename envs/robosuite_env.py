@@ -24,6 +24,7 @@ Observation (flat ``Dict`` of float32 / uint8 ``Box``es):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import xml.etree.ElementTree as ET
 from typing import Any, Sequence
@@ -115,7 +116,7 @@ class Mu0SimEnv(gym.Env):
         render_mode: str | None = None,
         render_camera: str = "frontview",
         render_size: int = 256,
-        render_settings: RenderSettings = RenderSettings(),
+        render_settings: RenderSettings | dict = RenderSettings(),
         terminate_on_success: bool = True,
         reward_shaping: bool = False,
         model_seed: int = 0,
@@ -143,13 +144,22 @@ class Mu0SimEnv(gym.Env):
         self.control_freq = control_freq
         self.image_period = image_period
         self.render_mode, self.render_camera, self.render_size = render_mode, render_camera, render_size
+        if isinstance(render_settings, dict):  # as stored in a dataset's env_args
+            render_settings = RenderSettings(**render_settings)
         self.render_settings = render_settings
         self.terminate_on_success = terminate_on_success
         self.model_seed = model_seed
         self.instruction: str = self.task_spec.instruction
 
-        self._rs = robosuite.make(
-            self.task_spec.robosuite_env,
+        # Everything needed to build this env again (datasets store it as env_args).
+        self.init_kwargs: dict[str, Any] = dict(
+            task=task, robot=robot, cameras=list(self.cameras), image_size=list(self.image_hw), depth=self.depth,
+            segmentation=self.segmentation, control_freq=control_freq, image_period=image_period,
+            render_mode=render_mode, render_camera=render_camera, render_size=render_size,
+            render_settings=dataclasses.asdict(render_settings), terminate_on_success=terminate_on_success,
+            reward_shaping=reward_shaping, model_seed=model_seed)
+        # The robosuite.make arguments (robomimic's env_kwargs rebuild the same simulation).
+        self.robosuite_kwargs: dict[str, Any] = dict(
             robots=robot,
             controller_configs=osc_pose_controller_config(),
             has_renderer=False,
@@ -164,6 +174,7 @@ class Mu0SimEnv(gym.Env):
             seed=model_seed,
             **self.task_spec.robosuite_kwargs,
         )
+        self._rs = robosuite.make(self.task_spec.robosuite_env, **self.robosuite_kwargs)
         if self.robot_spec.contact_excludes:
             self._rs.set_xml_processor(_exclude_contacts_processor(self.robot_spec.contact_excludes))
             self._rs.reset_from_xml_string(self._rs.sim.model.get_xml())
@@ -415,6 +426,13 @@ class Mu0SimEnv(gym.Env):
         for controller in self._rs.robots[0].part_controllers.values():
             controller.update_initial_joints(self._data.qpos[controller.qpos_index])
         self._steps, self._ended_by_sim_error, self._instability_count = 0, False, 0
+        return self._observe(self._rs._get_observations(force_update=True), render=bool(self.cameras))
+
+    def observe_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """Set the flattened state (same model) and return its observation, images freshly rendered. For
+        re-rendering recorded episodes; unlike :meth:`reset_to_state` it leaves the controllers alone."""
+        self._rs.sim.set_state_from_flattened(np.asarray(state, dtype=np.float64))
+        self._rs.sim.forward()
         return self._observe(self._rs._get_observations(force_update=True), render=bool(self.cameras))
 
     @property

@@ -38,6 +38,47 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mu0sim.rollouts.collect import CollectConfig, collect
+
+    expert = {"noise_std": args.noise_std, "approach_jitter_m": args.approach_jitter_m}
+    config = CollectConfig(
+        task=args.task, robot=args.robot, episodes=args.episodes, out=Path(args.out), cameras=_csv(args.cameras),
+        image_size=args.image_size, depth=args.depth, segmentation=args.segmentation, seed=args.seed,
+        workers=args.workers, video_dir=Path(args.video_dir) if args.video_dir else None,
+        keep_failures=args.keep_failures, max_attempts=args.max_attempts, expert=expert)
+    summary = collect(config)
+    print(json.dumps(summary.to_dict()))
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from mu0sim.datasets.replay import replay_dataset, rerender_dataset
+
+    if args.out:
+        overrides = {}
+        if args.cameras is not None:
+            overrides["cameras"] = _csv(args.cameras)
+        if args.image_size is not None:
+            overrides["image_size"] = args.image_size
+        if args.depth is not None:
+            overrides["depth"] = args.depth
+        if args.segmentation is not None:
+            overrides["segmentation"] = args.segmentation
+        demos = rerender_dataset(args.dataset, args.out, **overrides)
+        print(json.dumps({"rerendered_demos": demos, "out": args.out, **overrides}))
+        return 0
+    report = replay_dataset(args.dataset)
+    print(json.dumps(report.to_dict(with_per_demo=args.per_demo)))
+    return 0
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 
@@ -45,8 +86,41 @@ def _commands() -> list[Command]:
     def envs_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    def collect_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--task", required=True, help="task name (mu0sim envs lists them)")
+        p.add_argument("--robot", required=True, help="robot name")
+        p.add_argument("--episodes", type=int, required=True,
+                       help="demos the file should hold; rerunning with more appends, an interrupted run resumes")
+        p.add_argument("--out", required=True, help="HDF5 file (robomimic layout)")
+        p.add_argument("--cameras", default="", help="comma-separated cameras to record, e.g. agentview,"
+                                                     "robot0_eye_in_hand (default: none, state only)")
+        p.add_argument("--image-size", type=int, default=128, help="image side, pixels")
+        p.add_argument("--depth", action="store_true", help="record metric depth per camera")
+        p.add_argument("--segmentation", action="store_true", help="record robot/object segmentation per camera")
+        p.add_argument("--seed", type=int, default=0, help="seed of the first attempt (attempt k uses seed + k)")
+        p.add_argument("--workers", type=int, default=1, help="parallel simulation processes")
+        p.add_argument("--video-dir", default=None, help="write an MP4 of the first camera per kept episode")
+        p.add_argument("--noise-std", type=float, default=0.0, help="expert action noise std (action units)")
+        p.add_argument("--approach-jitter-m", type=float, default=0.0, help="expert approach randomization (m)")
+        p.add_argument("--keep-failures", action="store_true", help="also keep unsuccessful episodes")
+        p.add_argument("--max-attempts", type=int, default=None, help="give up after this many attempts "
+                                                                       "(default 5 x episodes + 20)")
+
+    def replay_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("dataset", help="HDF5 file written by mu0sim collect")
+        p.add_argument("--per-demo", action="store_true", help="report the divergence of every demo")
+        p.add_argument("--out", default=None, help="re-render into this new file instead of checking divergence")
+        p.add_argument("--cameras", default=None, help="with --out: comma-separated cameras to render")
+        p.add_argument("--image-size", type=int, default=None, help="with --out: image side, pixels")
+        p.add_argument("--depth", action=argparse.BooleanOptionalAction, default=None, help="with --out")
+        p.add_argument("--segmentation", action=argparse.BooleanOptionalAction, default=None, help="with --out")
+
     return [
         ("envs", "list tasks, robots and cameras", envs_args, _cmd_envs),
+        ("collect", "collect scripted demonstrations into a robomimic-compatible HDF5 file", collect_args,
+         _cmd_collect),
+        ("replay", "re-simulate a dataset and report state divergence, or re-render it (--out)", replay_args,
+         _cmd_replay),
     ]
 
 
@@ -64,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"mu0sim {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,223 @@
+"""Collect scripted demonstrations into a robomimic-compatible dataset, in parallel, resumably.
+
+Attempt ``k`` of a dataset uses seed ``seed + k``; attempts are folded into the file strictly in seed order and
+collection stops at the first seed that brings the number of kept demos to the target. The file's content therefore
+depends only on the options, never on the number of workers or on interruptions.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mu0sim.datasets.hdf5 import DatasetWriter, EpisodeRecord, env_args_for
+
+
+@dataclass
+class CollectConfig:
+    """Options of ``mu0sim collect`` (see its ``--help``)."""
+
+    task: str
+    robot: str
+    episodes: int
+    out: Path
+    cameras: tuple[str, ...] = ()
+    image_size: int = 128
+    depth: bool = False
+    segmentation: bool = False
+    seed: int = 0
+    workers: int = 1
+    video_dir: Path | None = None
+    keep_failures: bool = False
+    max_attempts: int | None = None
+    checkpoint_s: float = 60.0
+    expert: dict[str, Any] = field(default_factory=dict)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        return dict(cameras=tuple(self.cameras), image_size=self.image_size, depth=self.depth,
+                    segmentation=self.segmentation)
+
+
+@dataclass
+class CollectSummary:
+    """What one ``collect`` run did (not the whole file). ``steps``: env steps simulated, failures included."""
+
+    attempted: int = 0
+    kept: int = 0
+    steps: int = 0
+    wall_s: float = 0.0
+    total_demos: int = 0
+    out: str = ""
+
+    @property
+    def success_rate(self) -> float:
+        return self.kept / self.attempted if self.attempted else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["success_rate"] = round(self.success_rate, 4)
+        out["wall_s"] = round(self.wall_s, 2)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------- one episode
+def record_episode(env, expert, seed: int) -> EpisodeRecord:
+    """Run ``expert`` for one episode of ``env`` (a gym.make'd Mu0SimEnv) and record everything a dataset needs."""
+    base = env.unwrapped
+    obs, _ = env.reset(seed=seed)
+    expert.reset(base, seed=seed)
+    states, actions, rewards, observations = [base.get_state()], [], [], [obs]
+    cam_to_world = {cam: [base.camera_params(cam).cam_to_world] for cam in base.cameras}
+    intrinsics = {cam: base.camera_params(cam).intrinsics for cam in base.cameras}
+    terminated = truncated = False
+    info: dict[str, Any] = {}
+    while not (terminated or truncated):
+        action = np.asarray(expert.select_action(obs), dtype=np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        actions.append(action)
+        rewards.append(reward)
+        observations.append(obs)
+        states.append(base.get_state())
+        for cam in base.cameras:
+            cam_to_world[cam].append(base.camera_params(cam).cam_to_world)
+    return EpisodeRecord(
+        seed=seed,
+        success=bool(info.get("is_success", False)),
+        states=np.array(states[:-1]),
+        actions=np.array(actions),
+        rewards=np.array(rewards, dtype=np.float64),
+        obs={key: np.stack([o[key] for o in observations]) for key in observations[0]},
+        intrinsics=intrinsics,
+        cam_to_world={cam: np.array(poses) for cam, poses in cam_to_world.items()},
+        model_file=base.get_model_xml(),
+        instruction=base.instruction,
+        sim_error=info.get("sim_error"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- workers
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(task: str, robot: str, env_kwargs: dict, expert_kwargs: dict) -> None:
+    from mu0sim.envs import make_env
+    from mu0sim.policies.scripted import make_expert
+
+    _WORKER["env"] = make_env(task, robot, **env_kwargs)
+    _WORKER["expert"] = make_expert(task, **expert_kwargs)
+
+
+def _attempt(seed: int) -> EpisodeRecord:
+    return record_episode(_WORKER["env"], _WORKER["expert"], seed)
+
+
+class _InlinePool:
+    """One worker: run attempts in this process (no start-up cost, same results as the process pool)."""
+
+    def __init__(self, *initargs):
+        _init_worker(*initargs)
+
+    def submit(self, fn, seed):
+        future: Future = Future()
+        future.set_result(fn(seed))
+        return future
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        _WORKER["env"].close()
+        _WORKER.clear()
+
+
+# ---------------------------------------------------------------------------------------------------- collect
+def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
+    """Collect until the dataset at ``config.out`` holds ``config.episodes`` demos (appending/resuming)."""
+    from mu0sim.envs import make_env
+    from mu0sim.policies.scripted import make_expert
+
+    if config.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {config.episodes}")
+    if config.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {config.workers}")
+    if config.video_dir is not None and not config.cameras:
+        raise ValueError("--video-dir needs at least one camera (--cameras agentview)")
+    make_expert(config.task, **config.expert)  # validates task and expert options before any env is built
+    probe = make_env(config.task, config.robot, **config.env_kwargs())
+    env_args = env_args_for(probe.unwrapped)
+    probe.close()
+
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    writer = DatasetWriter(config.out, env_args)
+    summary = CollectSummary(out=str(config.out))
+    start = time.perf_counter()
+    attempted = {seed for seed, _ in writer.attempts}
+    next_seed = max([config.seed, *[s + 1 for s in attempted]])
+    max_attempts = config.max_attempts or 5 * config.episodes + 20
+    if writer.num_demos >= config.episodes:
+        writer.close()
+        summary.total_demos = writer.num_demos
+        return summary
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=config.episodes, initial=writer.num_demos, desc=f"collect {config.task}/{config.robot}",
+               unit="demo", disable=not progress, dynamic_ncols=True)
+    initargs = (config.task, config.robot, config.env_kwargs(), config.expert)
+    pool = (_InlinePool(*initargs) if config.workers == 1 else
+            ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_init_worker, initargs=initargs))
+    in_flight: dict[int, Future] = {}
+    finished: dict[int, EpisodeRecord] = {}
+    expected = next_seed  # the next seed to fold into the file: results are taken strictly in seed order
+    last_commit = time.monotonic()
+    try:
+        while writer.num_demos < config.episodes:
+            while (len(in_flight) < 2 * config.workers and summary.attempted + len(in_flight) + len(finished)
+                   < max_attempts):
+                in_flight[next_seed] = pool.submit(_attempt, next_seed)
+                next_seed += 1
+            if not in_flight and expected not in finished:
+                break  # attempt budget spent
+            done, _ = wait(list(in_flight.values()), return_when=FIRST_COMPLETED) if in_flight else (set(), set())
+            for seed in [s for s, fut in in_flight.items() if fut in done]:
+                finished[seed] = in_flight.pop(seed).result()
+            while expected in finished and writer.num_demos < config.episodes:
+                record = finished.pop(expected)
+                expected += 1
+                record.kept = record.success or config.keep_failures
+                if record.kept and config.video_dir is not None:
+                    _write_video(config.video_dir, record, config.cameras[0])
+                summary.attempted += 1
+                summary.kept += int(record.kept)
+                summary.steps += record.num_samples
+                writer.add(record)
+                bar.update(int(record.kept))
+                bar.set_postfix(attempts=summary.attempted, success=f"{summary.success_rate:.0%}")
+            if time.monotonic() - last_commit > config.checkpoint_s:
+                writer.commit()
+                last_commit = time.monotonic()
+        writer.close()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        bar.close()
+        writer.commit()  # on Ctrl-C or a crash: everything finished so far is in the file
+    summary.wall_s = time.perf_counter() - start
+    summary.total_demos = writer.num_demos
+    return summary
+
+
+def _write_video(video_dir: Path, record: EpisodeRecord, camera: str, fps: int = 20) -> None:
+    import imageio.v2 as imageio
+
+    video_dir.mkdir(parents=True, exist_ok=True)
+    target = video_dir / f"seed_{record.seed:06d}_{camera}.mp4"
+    tmp = video_dir / f".{target.name}.tmp.mp4"
+    with imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=1, quality=7) as video:
+        for frame in record.obs[f"{camera}_image"]:
+            video.append_data(frame)
+    os.replace(tmp, target)
