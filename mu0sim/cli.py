@@ -79,6 +79,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_lerobot(args: argparse.Namespace) -> int:
+    from mu0sim.datasets.lerobot import export_lerobot
+
+    print(json.dumps(export_lerobot(args.dataset, args.out, episodes_per_file=args.episodes_per_file)))
+    return 0
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 
@@ -115,12 +122,19 @@ def _commands() -> list[Command]:
         p.add_argument("--depth", action=argparse.BooleanOptionalAction, default=None, help="with --out")
         p.add_argument("--segmentation", action=argparse.BooleanOptionalAction, default=None, help="with --out")
 
+    def export_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("dataset", help="HDF5 file written by mu0sim collect")
+        p.add_argument("out", help="new folder for the LeRobot v3.0 dataset")
+        p.add_argument("--episodes-per-file", type=int, default=500, help="episodes per parquet/MP4 file")
+
     return [
         ("envs", "list tasks, robots and cameras", envs_args, _cmd_envs),
         ("collect", "collect scripted demonstrations into a robomimic-compatible HDF5 file", collect_args,
          _cmd_collect),
         ("replay", "re-simulate a dataset and report state divergence, or re-render it (--out)", replay_args,
          _cmd_replay),
+        ("export-lerobot", "export a dataset to the LeRobot v3.0 layout (parquet + MP4 + meta)", export_args,
+         _cmd_export_lerobot),
     ]
 
 

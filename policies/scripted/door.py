@@ -91,7 +91,9 @@ class DoorExpert:
 
     Args:
         grasp_radius_m: distance along the lever from the latch axis to the grasp point (the lever is 0.15 m long).
-        standoff_m: distance in front of the lever (along the door normal) of the pre-grasp point.
+        approach_yaw_rad: angle between the approach axis and the door normal (rad), positive turning the
+            approach towards the lever's axis end; per-arm default (``ROBOT_CHOICES``) if None.
+        standoff_m: distance back along the approach axis of the pre-grasp point.
         grasp_depth_m: how far past the lever's centre line the grip site is pushed (towards the door).
         close_steps: steps spent closing on the lever before turning it.
         turn_rad: lever angle (rad) commanded while turning and pulling; the latch clears at ~1.25 rad.
@@ -103,11 +105,14 @@ class DoorExpert:
     """
 
     grasp_radius_m: float = 0.10
+    approach_yaw_rad: float | None = None
+    flip: bool | None = None
+    roll_sign: float | None = None
     standoff_m: float = 0.10
     grasp_depth_m: float = 0.0
     close_steps: int = 12
-    turn_rad: float = 1.45
-    turn_done_rad: float = 1.3
+    turn_rad: float = 1.8
+    turn_done_rad: float = 1.25
     turn_rate_rad: float = 0.08
     pull_lead_rad: float = 0.12
     noise_std: float = 0.0
@@ -133,7 +138,13 @@ class DoorExpert:
         self._grasp0 = centre + lever / np.linalg.norm(lever) * self.grasp_radius_m - out * self.grasp_depth_m
         self._out = out
         flip, self._roll_sign = ROLL_CHOICES.get(env.robot_spec.name, DEFAULT_ROLL_CHOICE)
-        rot = grasp_frame(-out, np.array([0.0, 0.0, 1.0]), closing_axis_index(env))
+        yaw = 0.0
+        if self.flip is not None: flip = self.flip
+        if self.roll_sign is not None: self._roll_sign = self.roll_sign
+        if self.approach_yaw_rad is not None: yaw = self.approach_yaw_rad
+        along = lever / np.linalg.norm(lever)
+        self._approach = -out * np.cos(yaw) - along * np.sin(yaw)
+        rot = grasp_frame(self._approach, np.array([0.0, 0.0, 1.0]), closing_axis_index(env))
         self._grasp_rot0 = rot @ np.diag([-1.0, -1.0, 1.0]) if flip else rot
         self._phase, self._steps, self._closing = "hover", 0, 0
         self._turn_cmd = 0.0
@@ -156,7 +167,7 @@ class DoorExpert:
         self._steps += 1
         noise = self.noise_std
         if self._phase == "hover":
-            target, target_rot = self._grasp0 + self._out * self.standoff_m + self._jitter, self._grasp_rot0
+            target, target_rot = self._grasp0 - self._approach * self.standoff_m + self._jitter, self._grasp_rot0
             if np.linalg.norm(target - eef) < 0.015 and np.linalg.norm(rotation_vector(target_rot @ rot.T)) < 0.08:
                 if np.any(self._jitter):
                     self._jitter[:] = 0.0

@@ -1,1 +1,151 @@
-class PickPlaceCanExpert: pass
+"""PickPlaceCan: grasp the can around its middle, lift it clear of the bin walls, carry it over its target in
+bin 2, lower it, release, move up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, move_action, quat_xyzw_to_mat, wrap_angle, \
+    yaw_of_x_axis
+from mu0sim.policies.scripted.stack import Servo, closing_axis_in_eef
+
+
+@dataclass
+class PickPlaceCanExpert:
+    """Scripted PickPlaceCan expert (can position from the ``object`` observation, bins from the task geometry).
+
+    Phases: hover over the can (turning the gripper so that the open fingers stay off nearby bin walls; a can is
+    round, so no other yaw matters), descend to the can's middle, close, lift until the can clears the bin walls,
+    carry it over its target placement in bin 2, lower it until it almost touches the floor, open, move up. Every
+    phase ends on a position threshold or a step timeout; a can that slips out of the hand is grasped again.
+
+    Args:
+        hover_m: height above the can's centre to align at (metres).
+        close_steps: steps spent closing before lifting.
+        carry_z_m: height (world z, metres) of the gripper while carrying the can between the bins.
+        release_height_m: height of the can's bottom above the bin floor at which the gripper opens (metres).
+        open_steps: steps spent opening before moving up.
+        wall_margin_m: walls closer to the can's centre than this (metres) make the gripper turn its fingers
+            parallel to them.
+        noise_std: std of Gaussian action noise on the arm part (action units), for diverse demonstrations.
+        approach_jitter_m: std of a random xy offset (metres) of the first hover point and of the first waypoint
+            over the target (randomized approach paths).
+    """
+
+    hover_m: float = 0.1
+    close_steps: int = 12
+    carry_z_m: float = 1.02
+    release_height_m: float = 0.015
+    open_steps: int = 6
+    wall_margin_m: float = 0.11
+    noise_std: float = 0.0
+    approach_jitter_m: float = 0.0
+    _rng: np.random.Generator = field(default_factory=np.random.default_rng, repr=False)
+
+    def reset(self, env, seed: int | None = None) -> None:
+        layout = env.object_layout
+        self._can_pos = layout["Can_pos"]
+        rs = env.robosuite_env
+        self._target = np.array(rs.target_bin_placements[rs.object_id], dtype=np.float64)
+        self._bin1, self._bin_size = np.asarray(rs.bin1_pos, dtype=np.float64), np.asarray(rs.bin_size, np.float64)
+        self._floor_z = float(rs.bin2_pos[2])
+        axis = closing_axis_in_eef(env)
+        self._closing_yaw_in_eef = 0.0 if axis is None else float(np.arctan2(axis[1], axis[0]))
+        self._rng = np.random.default_rng(seed)
+        self._servo = Servo()
+        self._phase, self._count, self._phase_steps = "hover", 0, 0
+        self._can_half_h: float | None = None
+        self._grasp_yaw: float | None = None
+        self._hover_offset = np.append(self._rng.normal(0.0, self.approach_jitter_m, 2), self.hover_m)
+        self._place_offset = self._rng.normal(0.0, self.approach_jitter_m, 2)
+
+    def _to(self, phase: str) -> None:
+        self._phase, self._phase_steps, self._count = phase, 0, 0
+        self._servo.reset()
+
+    def _wall_push(self, can: np.ndarray) -> np.ndarray:
+        """Sum of inward normals (xy) of bin-1 walls nearer than ``wall_margin_m``, weighted by closeness."""
+        half = self._bin_size[:2] / 2
+        push = np.zeros(2)
+        for k in (0, 1):
+            low, high = self._bin1[k] - half[k], self._bin1[k] + half[k]
+            push[k] += max(0.0, self.wall_margin_m - (can[k] - low)) - max(0.0, self.wall_margin_m - (high - can[k]))
+        return push
+
+    def _yaw_error(self, obs, can: np.ndarray) -> float:
+        closing_yaw = yaw_of_x_axis(quat_xyzw_to_mat(obs["robot0_eef_quat"])) + self._closing_yaw_in_eef
+        if self._grasp_yaw is None:
+            push = self._wall_push(can)
+            if np.linalg.norm(push) > 1e-6:  # fingers across the push direction, i.e. parallel to the walls
+                self._grasp_yaw = float(np.arctan2(push[1], push[0]) + np.pi / 2)
+            else:
+                self._grasp_yaw = closing_yaw
+        return wrap_angle(self._grasp_yaw - closing_yaw, np.pi)  # two fingers: symmetric every half turn
+
+    def select_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        eef = obs["robot0_eef_pos"].astype(np.float64)
+        can = obs["object"][self._can_pos].astype(np.float64)
+        if self._can_half_h is None:
+            self._can_half_h = float(can[2] - self._floor_z - 0.02)  # resting can: centre above the bin floor
+        self._phase_steps += 1
+        yaw_error = 0.0
+        if self._phase in ("lift", "carry", "lower") and np.linalg.norm(eef - can) > 0.06:
+            self._to("regrasp")  # the can slipped out: open, back off upwards and start over
+        if self._phase == "regrasp":
+            if eef[2] > can[2] + self.hover_m or self._phase_steps > 20:
+                self._to("hover")
+                self._hover_offset[:2] = 0.0
+                self._grasp_yaw = None
+            else:
+                return add_noise(move_action(eef, eef + [0, 0, 0.05], OPEN), self._rng, self.noise_std)
+        if self._phase in ("hover", "descend"):
+            yaw_error = self._yaw_error(obs, can)
+        if self._phase == "hover":
+            target = can + self._hover_offset
+            if np.linalg.norm(can + [0, 0, self.hover_m] - eef) < 0.015 and abs(yaw_error) < 0.08:
+                self._to("descend")
+            elif np.linalg.norm(target - eef) < 0.015 or self._phase_steps > 60:
+                self._hover_offset[:2] = 0.0  # jittered waypoint reached: now centre over the can
+        if self._phase == "descend":
+            target = can
+            if abs(eef[2] - can[2]) < 0.01 and np.linalg.norm((can - eef)[:2]) < 0.01:
+                self._to("close")
+            elif self._phase_steps > 50:
+                self._to("hover")  # blocked: realign from above
+                self._hover_offset[:2] = 0.0
+        if self._phase == "close":
+            self._count += 1
+            if self._count >= self.close_steps:
+                self._to("lift")
+            return add_noise(move_action(eef, can, CLOSE), self._rng, 0.0)
+        if self._phase == "lift":
+            target = np.array([eef[0], eef[1], self.carry_z_m])
+            if eef[2] > self.carry_z_m - 0.02 or self._phase_steps > 50:
+                self._to("carry")
+        if self._phase == "carry":
+            # move the can (not the gripper) over its target; first via a jittered waypoint
+            can_target = np.append(self._target[:2] + self._place_offset, can[2])
+            target = np.append((eef + can_target - can)[:2], self.carry_z_m)
+            if np.linalg.norm((can_target - can)[:2]) < 0.015 or self._phase_steps > 80:
+                if np.any(self._place_offset):
+                    self._place_offset[:] = 0.0
+                    self._phase_steps = 0
+                elif np.linalg.norm((can_target - can)[:2]) < 0.01 or self._phase_steps > 80:
+                    self._to("lower")
+        if self._phase == "lower":
+            release_z = self._floor_z + 0.02 + self._can_half_h + self.release_height_m
+            can_target = np.append(self._target[:2], release_z)
+            target = eef + (can_target - can)
+            if can[2] < release_z + 0.005 or self._phase_steps > 50:
+                self._to("release")
+        if self._phase == "release":
+            self._count += 1
+            if self._count >= self.open_steps:
+                self._to("retreat")
+            return add_noise(move_action(eef, eef, OPEN), self._rng, 0.0)
+        if self._phase == "retreat":
+            target = np.array([eef[0], eef[1], max(eef[2], self.carry_z_m)])
+        grip = OPEN if self._phase in ("hover", "descend", "retreat") else CLOSE
+        return add_noise(self._servo(eef, target, grip, yaw_error), self._rng, self.noise_std)

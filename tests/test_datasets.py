@@ -1,0 +1,168 @@
+"""Demo datasets: robomimic layout, appending, resuming after interruption, worker-count independence, replay."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from mu0sim.datasets import DatasetError, DatasetWriter, EpisodeRecord, make_env_from_dataset, open_dataset
+from mu0sim.datasets.replay import replay_dataset, rerender_dataset
+from mu0sim.rollouts.collect import CollectConfig, collect
+
+CAMERA_KWARGS = dict(cameras=("agentview",), image_size=32, depth=True)
+
+
+def _collect(path, episodes, **kwargs):
+    config = CollectConfig(task="Lift", robot="Panda", episodes=episodes, out=Path(path), **kwargs)
+    return collect(config, progress=False)
+
+
+@pytest.fixture(scope="module")
+def lift_dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ds") / "lift.hdf5"
+    summary = _collect(path, 3, **CAMERA_KWARGS)
+    assert (summary.attempted, summary.kept, summary.total_demos) == (3, 3, 3)
+    return path
+
+
+def test_file_reads_like_robomimic_sequence_dataset(lift_dataset):
+    """Mirror what robomimic's SequenceDataset and file_utils read (robomimic itself needs torchvision here)."""
+    with h5py.File(lift_dataset, "r") as f:
+        env_meta = json.loads(f["data"].attrs["env_args"])  # FileUtils.get_env_metadata_from_dataset
+        assert env_meta["type"] == 1 and env_meta["env_name"] == "Lift"
+        assert env_meta["env_kwargs"]["robots"] == "Panda" and "controller_configs" in env_meta["env_kwargs"]
+        demos = list(f["data"].keys())  # load_demo_info: every child of data is a demo_<int>
+        demos = [demos[i] for i in np.argsort([int(name[5:]) for name in demos])]
+        assert demos == ["demo_0", "demo_1", "demo_2"]
+        total = 0
+        for ep in demos:
+            group = f[f"data/{ep}"]
+            n = group.attrs["num_samples"]
+            total += n
+            assert isinstance(group.attrs["model_file"], str) and group.attrs["model_file"].startswith("<mujoco")
+            for key in ("actions", "rewards", "dones", "states"):  # dataset_keys, read with astype(float32)
+                assert group[key].shape[0] == n
+                group[key][()].astype("float32")
+            assert group["actions"].shape == (n, 7) and np.abs(group["actions"][()]).max() <= 1
+            assert group["dones"][-1] == 1
+            for prefix in ("obs", "next_obs"):  # obs_keys, load_next_obs=True
+                for key in ("robot0_eef_pos", "object", "agentview_image", "agentview_depth"):
+                    assert f[f"data/{ep}/{prefix}/{key}"].shape[0] == n
+            assert group["obs/agentview_image"].dtype == np.uint8 and group["obs/agentview_image"].shape[1:] == (32, 32, 3)
+            np.testing.assert_array_equal(group["next_obs/robot0_eef_pos"][:-1], group["obs/robot0_eef_pos"][1:])
+            assert group["camera/agentview/cam_to_world"].shape == (n, 4, 4)
+            assert json.loads(group.attrs["ep_meta"])["lang"] == "lift the red cube"
+        assert f["data"].attrs["total"] == total
+        train = [e.decode("utf-8") for e in np.array(f["mask/train"][:])]  # filter_by_attribute
+        assert sorted(train + [e.decode("utf-8") for e in f["mask/valid"][:]]) == demos
+
+
+def test_env_rebuilt_from_dataset_matches_recording(lift_dataset):
+    env = make_env_from_dataset(lift_dataset)
+    with h5py.File(lift_dataset, "r") as f:
+        seed = int(f["data/demo_1"].attrs["seed"])
+        recorded = f["data/demo_1/obs/agentview_image"][0]
+        states = f["data/demo_1/states"][0]
+    obs, _ = env.reset(seed=seed)
+    np.testing.assert_array_equal(obs["agentview_image"], recorded)
+    np.testing.assert_array_equal(env.unwrapped.get_state(), states)
+    env.close()
+
+
+def test_replay_reproduces_recorded_states(lift_dataset):
+    report = replay_dataset(lift_dataset, progress=False)
+    assert report.demos == 3 and report.success_reproduced == 3
+    assert report.max_state_divergence < 1e-4
+
+
+def test_rerender_at_other_camera_and_size(lift_dataset, tmp_path):
+    out = tmp_path / "rerendered.hdf5"
+    assert rerender_dataset(lift_dataset, out, progress=False, cameras=("frontview",), image_size=48, depth=False) == 3
+    with h5py.File(out, "r") as f, h5py.File(lift_dataset, "r") as src:
+        assert f["data/demo_0/obs/frontview_image"].shape[1:] == (48, 48, 3)
+        assert "agentview_image" not in f["data/demo_0/obs"]
+        np.testing.assert_array_equal(f["data/demo_0/states"][()], src["data/demo_0/states"][()])
+        assert json.loads(f["data"].attrs["env_args"])["mu0sim"]["kwargs"]["cameras"] == ["frontview"]
+    with pytest.raises(FileExistsError):
+        rerender_dataset(lift_dataset, out, progress=False)
+
+
+def test_append_continues_seeds_and_same_file_whatever_the_worker_count(tmp_path):
+    one, two = tmp_path / "one.hdf5", tmp_path / "two.hdf5"
+    _collect(one, 2)
+    summary = _collect(one, 4)  # append
+    assert (summary.attempted, summary.total_demos) == (2, 4)
+    _collect(two, 4, workers=2)
+    with h5py.File(one, "r") as a, h5py.File(two, "r") as b:
+        np.testing.assert_array_equal(a["mu0sim/attempts"][()], b["mu0sim/attempts"][()])
+        for name in a["data"]:
+            np.testing.assert_array_equal(a[f"data/{name}/states"][()], b[f"data/{name}/states"][()])
+            np.testing.assert_array_equal(a[f"data/{name}/actions"][()], b[f"data/{name}/actions"][()])
+
+
+def test_interrupted_collect_leaves_a_valid_file_and_resumes(tmp_path):
+    out = tmp_path / "lift.hdf5"
+    cmd = [sys.executable, "-m", "mu0sim", "collect", "--task", "Lift", "--robot", "Panda", "--episodes", "40",
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    journal = out.with_name(out.name + ".journal")
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(journal.glob("*.pkl"))) < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr.decode()[-2000:]
+    with open_dataset(out) as f:  # valid, and holds what finished
+        interrupted_demos = len(f["data"])
+    assert 2 <= interrupted_demos < 40
+    summary = _collect(out, interrupted_demos + 2)
+    assert summary.total_demos == interrupted_demos + 2 and summary.attempted == 2
+    with open_dataset(out) as f:
+        seeds = [int(f[f"data/demo_{i}"].attrs["seed"]) for i in range(len(f["data"]))]
+    assert seeds == list(range(interrupted_demos + 2))
+
+
+def test_appending_a_different_env_is_refused(lift_dataset):
+    with pytest.raises(DatasetError, match="refusing to append.*'robot': \\('Panda', 'Sawyer'\\)"):
+        collect(CollectConfig(task="Lift", robot="Sawyer", episodes=5, out=lift_dataset, **CAMERA_KWARGS),
+                progress=False)
+
+
+def test_corrupt_and_foreign_files_get_clear_errors(lift_dataset, tmp_path):
+    truncated = tmp_path / "truncated.hdf5"
+    truncated.write_bytes(lift_dataset.read_bytes()[:50_000])
+    with pytest.raises(DatasetError, match="truncated.hdf5: not a readable HDF5 file"):
+        open_dataset(truncated)
+    foreign = tmp_path / "foreign.hdf5"
+    with h5py.File(foreign, "w") as f:
+        f.create_group("data").create_group("trajectory_0")
+    with pytest.raises(DatasetError, match="no data group with env_args"):
+        open_dataset(foreign)
+    with pytest.raises(FileNotFoundError, match="no such dataset file"):
+        open_dataset(tmp_path / "missing.hdf5")
+
+
+def test_writer_journal_survives_without_commit(tmp_path, lift_dataset):
+    """Journalled episodes that never reached commit() (a killed process) are folded in by the next writer."""
+    env_args = json.loads(h5py.File(lift_dataset, "r")["data"].attrs["env_args"])
+    path = tmp_path / "w.hdf5"
+    writer = DatasetWriter(path, env_args)
+    writer.add(EpisodeRecord(seed=0, success=False))
+    writer.add(EpisodeRecord(seed=1, success=True, kept=True, states=np.zeros((2, 3)), actions=np.zeros((2, 7)),
+                             rewards=np.zeros(2), obs={"robot0_eef_pos": np.zeros((3, 3), np.float32)},
+                             model_file="<mujoco/>", instruction="lift the red cube"))
+    del writer  # no commit
+    resumed = DatasetWriter(path, env_args)
+    assert resumed.attempts == [(0, 0), (1, 1)] and resumed.num_demos == 1
+    with pytest.raises(ValueError, match="seed 1 was already attempted"):
+        resumed.add(EpisodeRecord(seed=1, success=False))
+    resumed.close()
+    with open_dataset(path) as f:
+        assert list(f["data"]) == ["demo_0"] and f["mu0sim/attempts"][()].tolist() == [[0, 0], [1, 1]]
