@@ -124,9 +124,9 @@ class _InlinePool:
     def __init__(self, *initargs):
         _init_worker(*initargs)
 
-    def submit(self, fn, seed):
+    def submit(self, fn, *args):
         future: Future = Future()
-        future.set_result(fn(seed))
+        future.set_result(fn(*args))
         return future
 
     def shutdown(self, wait=True, cancel_futures=False):
@@ -135,9 +135,14 @@ class _InlinePool:
 
 
 # ---------------------------------------------------------------------------------------------------- collect
+def _env_args() -> dict[str, Any]:
+    return env_args_for(_WORKER["env"].unwrapped)
+
+
 def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
     """Collect until the dataset at ``config.out`` holds ``config.episodes`` demos (appending/resuming)."""
-    from mu0sim.envs import make_env
+    from tqdm import tqdm
+
     from mu0sim.policies.scripted import make_expert
 
     if config.episodes < 1:
@@ -147,35 +152,27 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
     if config.video_dir is not None and not config.cameras:
         raise ValueError("--video-dir needs at least one camera (--cameras agentview)")
     make_expert(config.task, **config.expert)  # validates task and expert options before any env is built
-    probe = make_env(config.task, config.robot, **config.env_kwargs())
-    env_args = env_args_for(probe.unwrapped)
-    probe.close()
-
     config.out.parent.mkdir(parents=True, exist_ok=True)
-    writer = DatasetWriter(config.out, env_args)
     summary = CollectSummary(out=str(config.out))
     start = time.perf_counter()
-    attempted = {seed for seed, _ in writer.attempts}
-    next_seed = max([config.seed, *[s + 1 for s in attempted]])
-    max_attempts = config.max_attempts or 5 * config.episodes + 20
-    if writer.num_demos >= config.episodes:
-        writer.close()
-        summary.total_demos = writer.num_demos
-        return summary
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=config.episodes, initial=writer.num_demos, desc=f"collect {config.task}/{config.robot}",
-               unit="demo", disable=not progress, dynamic_ncols=True)
     initargs = (config.task, config.robot, config.env_kwargs(), config.expert)
     pool = (_InlinePool(*initargs) if config.workers == 1 else
             ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
                                 initializer=_init_worker, initargs=initargs))
-    in_flight: dict[int, Future] = {}
-    finished: dict[int, EpisodeRecord] = {}
-    expected = next_seed  # the next seed to fold into the file: results are taken strictly in seed order
-    last_commit = time.monotonic()
+    writer: DatasetWriter | None = None
+    bar = None
     try:
+        writer = DatasetWriter(config.out, pool.submit(_env_args).result())  # a worker's env describes itself
+        attempted = {seed for seed, _ in writer.attempts}
+        next_seed = max([config.seed, *[s + 1 for s in attempted]])
+        max_attempts = config.max_attempts or 5 * config.episodes + 20
+        bar = tqdm(total=config.episodes, initial=min(writer.num_demos, config.episodes),
+                   desc=f"collect {config.task}/{config.robot}", unit="demo", disable=not progress,
+                   dynamic_ncols=True)
+        in_flight: dict[int, Future] = {}
+        finished: dict[int, EpisodeRecord] = {}
+        expected = next_seed  # the next seed to fold into the file: results are taken strictly in seed order
+        last_commit = time.monotonic()
         while writer.num_demos < config.episodes:
             while (len(in_flight) < 2 * config.workers and summary.attempted + len(in_flight) + len(finished)
                    < max_attempts):
@@ -183,9 +180,10 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
                 next_seed += 1
             if not in_flight and expected not in finished:
                 break  # attempt budget spent
-            done, _ = wait(list(in_flight.values()), return_when=FIRST_COMPLETED) if in_flight else (set(), set())
-            for seed in [s for s, fut in in_flight.items() if fut in done]:
-                finished[seed] = in_flight.pop(seed).result()
+            if in_flight:
+                done, _ = wait(list(in_flight.values()), return_when=FIRST_COMPLETED)
+                for seed in [s for s, fut in in_flight.items() if fut in done]:
+                    finished[seed] = in_flight.pop(seed).result()
             while expected in finished and writer.num_demos < config.episodes:
                 record = finished.pop(expected)
                 expected += 1
@@ -204,8 +202,10 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
         writer.close()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-        bar.close()
-        writer.commit()  # on Ctrl-C or a crash: everything finished so far is in the file
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.commit()  # on Ctrl-C or a crash: everything finished so far is in the file
     summary.wall_s = time.perf_counter() - start
     summary.total_demos = writer.num_demos
     return summary
