@@ -110,8 +110,8 @@ def _commands() -> list[Command]:
         p.add_argument("--noise-std", type=float, default=0.0, help="expert action noise std (action units)")
         p.add_argument("--approach-jitter-m", type=float, default=0.0, help="expert approach randomization (m)")
         p.add_argument("--keep-failures", action="store_true", help="also keep unsuccessful episodes")
-        p.add_argument("--max-attempts", type=int, default=None, help="give up after this many attempts "
-                                                                       "(default 5 x episodes + 20)")
+        p.add_argument("--max-attempts", type=int, default=None, help="stop when the file holds this many attempts"
+                                                                       ", all runs (default 5 x episodes + 20)")
 
     def replay_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("dataset", help="HDF5 file written by mu0sim collect")

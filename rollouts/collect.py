@@ -174,7 +174,7 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
         expected = next_seed  # the next seed to fold into the file: results are taken strictly in seed order
         last_commit = time.monotonic()
         while writer.num_demos < config.episodes:
-            while (len(in_flight) < 2 * config.workers and summary.attempted + len(in_flight) + len(finished)
+            while (len(in_flight) < 2 * config.workers and len(writer.attempts) + len(in_flight) + len(finished)
                    < max_attempts):
                 in_flight[next_seed] = pool.submit(_attempt, next_seed)
                 next_seed += 1

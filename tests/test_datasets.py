@@ -166,3 +166,11 @@ def test_writer_journal_survives_without_commit(tmp_path, lift_dataset):
     resumed.close()
     with open_dataset(path) as f:
         assert list(f["data"]) == ["demo_0"] and f["mu0sim/attempts"][()].tolist() == [[0, 0], [1, 1]]
+
+
+def test_max_attempts_bounds_the_whole_file_across_runs(tmp_path):
+    path = tmp_path / "budget.hdf5"
+    first = _collect(path, 10, max_attempts=2)
+    assert first.attempted == 2
+    second = _collect(path, 10, max_attempts=3)  # resumed: one more attempt, not three
+    assert second.attempted == 1 and second.total_demos == 3
