@@ -31,6 +31,7 @@ class TaskSpec:
         max_episode_steps: episode limit at 20 Hz control, enforced by Gymnasium's TimeLimit (truncation).
         objects: maps the robosuite env to ``{object name: MujocoObject}`` for the objects that matter
             (segmentation labels, TraceExtract keypoints); order fixes the segmentation label ids.
+        task_motion: TraceExtract's caption of the motion while the object is held ("{object}" = its name).
         cameras: cameras in the task's model (default: all of ``CAMERAS``).
         robosuite_kwargs: extra arguments for ``robosuite.make``.
     """
@@ -40,6 +41,7 @@ class TaskSpec:
     instruction: str
     max_episode_steps: int
     objects: Callable[[Any], dict[str, Any]]
+    task_motion: str = "move the {object}"
     cameras: tuple[str, ...] = ()
     robosuite_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -51,15 +53,18 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in [
-        TaskSpec("Lift", "Lift", "lift the red cube", 150, lambda env: {"cube": env.cube}),
+        TaskSpec("Lift", "Lift", "lift the red cube", 150, lambda env: {"red_cube": env.cube},
+                 task_motion="lift the {object}"),
         TaskSpec("Stack", "Stack", "stack the red cube on top of the green cube", 250,
-                 lambda env: {"red_cube": env.cubeA, "green_cube": env.cubeB}),
+                 lambda env: {"red_cube": env.cubeA, "green_cube": env.cubeB},
+                 task_motion="put the {object} on the green cube"),
         TaskSpec("PickPlaceCan", "PickPlaceCan", "pick up the can and place it in its bin", 300,
-                 lambda env: {"can": env.objects[env.object_id]},
+                 lambda env: {"can": env.objects[env.object_id]}, task_motion="carry the {object} to its bin",
                  cameras=tuple(c for c in CAMERAS if c != "sideview")),  # the bins arena has no side camera
         TaskSpec("NutAssemblySquare", "NutAssemblySquare", "put the square nut on the square peg", 300,
-                 lambda env: {"square_nut": env.nuts[env.nut_id]}),
-        TaskSpec("Door", "Door", "open the door", 200, lambda env: {"door": env.door}),
+                 lambda env: {"square_nut": env.nuts[env.nut_id]}, task_motion="put the {object} on the square peg"),
+        TaskSpec("Door", "Door", "open the door", 200, lambda env: {"door": env.door},
+                 task_motion="turn the handle and pull the {object} open"),
     ]
 }
 

@@ -38,7 +38,7 @@ from robosuite.controllers import load_composite_controller_config
 
 from mu0sim.camera import CameraParams, mujoco_cam_to_world, pinhole_intrinsics
 from mu0sim.envs.catalog import ROBOTS, TASKS, RobotSpec, TaskSpec, check_choice
-from mu0sim.envs.rendering import RenderSettings, SceneRenderer
+from mu0sim.envs.rendering import RenderedFrame, RenderSettings, SceneRenderer
 
 # robosuite logs an INFO line for every env it builds ("Loading controller configuration ..."); keep warnings.
 logging.getLogger("robosuite_logs").setLevel(logging.WARNING)
@@ -324,7 +324,7 @@ class Mu0SimEnv(gym.Env):
             if self.depth:
                 self._image_obs[f"{cam}_depth"] = frame.depth_m[..., None]
             if self.segmentation:
-                self._image_obs[f"{cam}_segmentation"] = self._geom_label[frame.geom_ids + 1][..., None]
+                self._image_obs[f"{cam}_segmentation"] = self.segmentation_label_of_geoms(frame.geom_ids)[..., None]
 
     # ------------------------------------------------------------------ observations and checks
     def _observe(self, rs_obs: dict, render: bool) -> dict[str, np.ndarray]:
@@ -428,12 +428,46 @@ class Mu0SimEnv(gym.Env):
         self._steps, self._ended_by_sim_error, self._instability_count = 0, False, 0
         return self._observe(self._rs._get_observations(force_update=True), render=bool(self.cameras))
 
-    def observe_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
-        """Set the flattened state (same model) and return its observation, images freshly rendered. For
-        re-rendering recorded episodes; unlike :meth:`reset_to_state` it leaves the controllers alone."""
+    def observe_state(self, state: np.ndarray, render: bool = True) -> dict[str, np.ndarray]:
+        """Set the flattened state (same model) and return its observation, images freshly rendered unless
+        ``render=False``. For re-rendering recorded episodes; unlike :meth:`reset_to_state` it leaves the
+        controllers alone."""
         self._rs.sim.set_state_from_flattened(np.asarray(state, dtype=np.float64))
         self._rs.sim.forward()
-        return self._observe(self._rs._get_observations(force_update=True), render=bool(self.cameras))
+        return self._observe(self._rs._get_observations(force_update=True), render=render and bool(self.cameras))
+
+    def render_frame(self, camera: str, depth: bool = True, segmentation: bool = True) -> RenderedFrame:
+        """Render ``camera`` at the env's image size: RGB, metric depth and per-pixel MuJoCo geom ids (-1 = none)."""
+        check_choice("camera", camera, self._valid_cameras())
+        if self._renderer is None:
+            raise ValueError("this env renders nothing (cameras=() and no render_mode); create it with a camera")
+        cam_id = self._camera_ids.get(camera, self._model.camera(camera).id)
+        h, w = self.image_hw
+        return self._renderer.render(cam_id, w, h, rgb=True, depth=depth, segmentation=segmentation)
+
+    def segmentation_label_of_geoms(self, geom_ids: np.ndarray) -> np.ndarray:
+        """Segmentation labels (``segmentation_labels`` keys) of MuJoCo geom ids; -1 (no geom) is background."""
+        return self._geom_label[np.asarray(geom_ids) + 1]
+
+    @property
+    def fingerpad_geoms(self) -> tuple[list[int], list[int]]:
+        """(left, right) geom ids of the finger pads (what ``robot0_gripper_width`` measures between)."""
+        return self._pad_geoms
+
+    @property
+    def eef_site_id(self) -> int:
+        """MuJoCo site id of the grip site (``robot0_eef_pos``)."""
+        return self._eef_site_id
+
+    @property
+    def mj_model(self) -> mujoco.MjModel:
+        """The compiled MuJoCo model (read it; do not change it)."""
+        return self._model
+
+    @property
+    def mj_data(self) -> mujoco.MjData:
+        """The live MuJoCo data (body poses ``xpos``/``xmat``, contacts, ...)."""
+        return self._data
 
     @property
     def robosuite_env(self):

@@ -86,6 +86,25 @@ def _cmd_export_lerobot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mu0sim.traces import ExtractConfig, extract_dataset
+
+    config = ExtractConfig(dataset=Path(args.dataset), mode=args.mode, camera=args.camera,
+                           points_per_object=args.points_per_object, grid=args.grid,
+                           min_motion_m=args.min_motion_m, out=Path(args.out) if args.out else None)
+    print(json.dumps(extract_dataset(config)))
+    return 0
+
+
+def _cmd_show_traces(args: argparse.Namespace) -> int:
+    from mu0sim.traces.show import show_traces
+
+    print(json.dumps(show_traces(args.dataset, args.episode, args.out, mode=args.mode, traces_path=args.traces)))
+    return 0
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 
@@ -127,6 +146,24 @@ def _commands() -> list[Command]:
         p.add_argument("out", help="new folder for the LeRobot v3.0 dataset")
         p.add_argument("--episodes-per-file", type=int, default=500, help="episodes per parquet/MP4 file")
 
+    def extract_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("dataset", help="HDF5 file written by mu0sim collect")
+        p.add_argument("--mode", default="sim", help="sim (ground truth from simulator state) or video (RGB-D "
+                                                     "tracking, scored against sim)")
+        p.add_argument("--camera", default=None, help="camera whose frames define keypoints and uv (default: the "
+                                                      "dataset's first camera, else agentview)")
+        p.add_argument("--points-per-object", type=int, default=16, help="surface keypoints per object")
+        p.add_argument("--grid", type=int, default=0, help="also a G x G grid of image keypoints (0 = none)")
+        p.add_argument("--min-motion-m", type=float, default=0.01, help="keep keypoints that move at least this")
+        p.add_argument("--out", default=None, help="sidecar file (default DATASET.traces-MODE.hdf5)")
+
+    def show_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("dataset", help="HDF5 file written by mu0sim collect")
+        p.add_argument("--episode", type=int, default=0, help="demo index")
+        p.add_argument("--out", default="traces.mp4", help="MP4 path; the 3D plot goes next to it as .png")
+        p.add_argument("--mode", default="sim", help="which extraction to show (sim or video)")
+        p.add_argument("--traces", default=None, help="sidecar file (default DATASET.traces-MODE.hdf5)")
+
     return [
         ("envs", "list tasks, robots and cameras", envs_args, _cmd_envs),
         ("collect", "collect scripted demonstrations into a robomimic-compatible HDF5 file", collect_args,
@@ -135,6 +172,8 @@ def _commands() -> list[Command]:
          _cmd_replay),
         ("export-lerobot", "export a dataset to the LeRobot v3.0 layout (parquet + MP4 + meta)", export_args,
          _cmd_export_lerobot),
+        ("extract", "TraceExtract: keypoints, 3D traces and captioned segments per demo", extract_args, _cmd_extract),
+        ("show-traces", "draw a demo's traces on its frames (MP4) and in 3D (PNG)", show_args, _cmd_show_traces),
     ]
 
 

@@ -31,7 +31,7 @@ def test_success_terminates_and_is_reported(lift_state_only):
     base = lift_state_only.unwrapped
     lift_state_only.reset(seed=0)
     state = base.get_state()
-    cube_z = 1 + base._model.jnt_qposadr[base._model.body(base.object_root_bodies["cube"]).jntadr[0]] + 2
+    cube_z = 1 + base._model.jnt_qposadr[base._model.body(base.object_root_bodies["red_cube"]).jntadr[0]] + 2
     state[cube_z] += 0.25  # hold the cube 25 cm above the table: Lift's success condition
     base.reset_to_state(state)
     _, reward, terminated, truncated, info = lift_state_only.step(ZERO)

@@ -87,7 +87,7 @@ def test_camera_geometry_projection_and_depth(env):
         visual_only = np.array([0, 1, 0, 0, 0, 0], dtype=np.uint8)
         mujoco.mj_multiRay(model, data, origin, dirs.ravel(), visual_only, 1, -1, geom_hit, dist, None, n, 10.0)
         err_mm = np.linalg.norm(origin + dirs * dist[:, None] - points, axis=1) * 1000
-        ray_label = base._geom_label[geom_hit + 1]
+        ray_label = base.segmentation_label_of_geoms(geom_hit)
         assert np.mean(ray_label == label) > 0.95, f"segmentation of {name} disagrees with ray casting"
         on_object = ray_label == label
         assert np.median(err_mm[on_object]) < 0.5, f"{name}: median depth error {np.median(err_mm[on_object]):.2f} mm"

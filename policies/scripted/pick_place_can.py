@@ -27,6 +27,8 @@ class PickPlaceCanExpert:
         carry_z_m: height (world z, metres) of the gripper while carrying the can between the bins.
         release_height_m: height of the can's bottom above the bin floor at which the gripper opens (metres).
         open_steps: steps spent opening before moving up.
+        align_tol_m: xy misalignment (metres) above which the gripper stops descending over the can's top
+            (Sawyer's open fingers clear the can by ~5 mm a side).
         wall_margin_m: walls closer to the can's centre than this (metres) make the gripper turn its fingers
             parallel to them.
         noise_std: std of Gaussian action noise on the arm part (action units), for diverse demonstrations.
@@ -40,6 +42,7 @@ class PickPlaceCanExpert:
     release_height_m: float = 0.015
     open_steps: int = 6
     wall_margin_m: float = 0.11
+    align_tol_m: float = 0.005
     noise_std: float = 0.0
     approach_jitter_m: float = 0.0
     _rng: np.random.Generator = field(default_factory=np.random.default_rng, repr=False)
@@ -55,14 +58,14 @@ class PickPlaceCanExpert:
         self._closing_yaw_in_eef = 0.0 if axis is None else float(np.arctan2(axis[1], axis[0]))
         self._rng = np.random.default_rng(seed)
         self._servo = Servo()
-        self._phase, self._count, self._phase_steps = "hover", 0, 0
+        self._phase, self._count, self._phase_steps, self._centred = "hover", 0, 0, False
         self._can_half_h: float | None = None
         self._grasp_yaw: float | None = None
         self._hover_offset = np.append(self._rng.normal(0.0, self.approach_jitter_m, 2), self.hover_m)
         self._place_offset = self._rng.normal(0.0, self.approach_jitter_m, 2)
 
     def _to(self, phase: str) -> None:
-        self._phase, self._phase_steps, self._count = phase, 0, 0
+        self._phase, self._phase_steps, self._count, self._centred = phase, 0, 0, False
         self._servo.reset()
 
     def _wall_push(self, can: np.ndarray) -> np.ndarray:
@@ -109,7 +112,12 @@ class PickPlaceCanExpert:
             elif np.linalg.norm(target - eef) < 0.015 or self._phase_steps > 60:
                 self._hover_offset[:2] = 0.0  # jittered waypoint reached: now centre over the can
         if self._phase == "descend":
-            target = can
+            target = can.copy()
+            if not self._centred and eef[2] > can[2] + self._can_half_h:
+                if np.linalg.norm((can - eef)[:2]) > self.align_tol_m:
+                    target[2] = eef[2]  # above the can top: centre first (the fingers open little wider than it)
+                else:
+                    self._centred = True
             if abs(eef[2] - can[2]) < 0.01 and np.linalg.norm((can - eef)[:2]) < 0.01:
                 self._to("close")
             elif self._phase_steps > 50:
@@ -148,4 +156,4 @@ class PickPlaceCanExpert:
         if self._phase == "retreat":
             target = np.array([eef[0], eef[1], max(eef[2], self.carry_z_m)])
         grip = OPEN if self._phase in ("hover", "descend", "retreat") else CLOSE
-        return add_noise(self._servo(eef, target, grip, yaw_error), self._rng, self.noise_std)
+        return add_noise(self._servo(eef, target, grip, yaw_error, obs["robot0_eef_quat"]), self._rng, self.noise_std)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mu0sim.envs.robosuite_env import ROTATION_SCALE_RAD
 from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, move_action, quat_xyzw_to_mat, wrap_angle, \
     yaw_of_x_axis
 
@@ -28,21 +29,39 @@ def closing_axis_in_eef(env) -> np.ndarray | None:
 
 
 class Servo:
-    """Proportional step towards a target plus a small integral term that removes the steady-state offset of
-    arms that sag under gravity (XArm7). Reset the integral whenever the target jumps (phase change)."""
+    """Proportional step towards a target, plus a small integral term that removes the steady-state offset of
+    arms that sag under gravity (XArm7), plus a roll/pitch correction that keeps the gripper pointing straight
+    down (so that action noise on the rotation does not tilt it over an episode). Call ``reset`` whenever the
+    target jumps (phase change).
 
-    def __init__(self, ki: float = 0.1, limit_m: float = 0.03, window_m: float = 0.03):
-        self.ki, self.limit_m, self.window_m = ki, limit_m, window_m
+    Args:
+        ki: integral gain (fraction of the position error added per step).
+        limit_m: bound of the integral term per axis (metres).
+        window_m: the integral only accumulates within this distance of the target (metres; no wind-up).
+        tilt_gain: fraction of the tilt (rad) corrected per step.
+    """
+
+    def __init__(self, ki: float = 0.1, limit_m: float = 0.03, window_m: float = 0.03, tilt_gain: float = 0.5):
+        self.ki, self.limit_m, self.window_m, self.tilt_gain = ki, limit_m, window_m, tilt_gain
         self.integral = np.zeros(3)
 
     def reset(self) -> None:
         self.integral[:] = 0.0
 
-    def __call__(self, eef: np.ndarray, target: np.ndarray, grip: float, yaw_rate_rad: float = 0.0) -> np.ndarray:
+    def __call__(self, eef: np.ndarray, target: np.ndarray, grip: float, yaw_rate_rad: float = 0.0,
+                 eef_quat: np.ndarray | None = None) -> np.ndarray:
         error = np.asarray(target) - eef
-        if np.linalg.norm(error) < self.window_m:  # integrate only near the target (no wind-up while moving)
+        if np.linalg.norm(error) < self.window_m:
             self.integral = np.clip(self.integral + self.ki * error, -self.limit_m, self.limit_m)
-        return move_action(eef, np.asarray(target) + self.integral, grip, yaw_rate_rad)
+        action = move_action(eef, np.asarray(target) + self.integral, grip, yaw_rate_rad)
+        if eef_quat is not None:
+            approach = quat_xyzw_to_mat(eef_quat)[:, 2]  # grip-site z axis: the approach direction
+            axis = np.cross(approach, [0.0, 0.0, -1.0])
+            sin = np.linalg.norm(axis)
+            if sin > 1e-6:
+                angle = np.arctan2(sin, -approach[2])
+                action[3:5] = np.clip(self.tilt_gain * angle * axis[:2] / sin / ROTATION_SCALE_RAD, -1, 1)
+        return action
 
 
 @dataclass
@@ -175,4 +194,4 @@ class StackExpert:
         if self._phase == "retreat":
             target = np.array([eef[0], eef[1], max(eef[2], stack_z + self.retreat_m)])
         grip = OPEN if self._phase in ("hover", "descend", "retreat") else CLOSE
-        return add_noise(self._servo(eef, target, grip, yaw_error), self._rng, self.noise_std)
+        return add_noise(self._servo(eef, target, grip, yaw_error, obs["robot0_eef_quat"]), self._rng, self.noise_std)
