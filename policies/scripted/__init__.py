@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from mu0sim.envs.catalog import TASKS, check_choice
 from mu0sim.policies.scripted.common import ScriptedExpert
+from mu0sim.policies.scripted.door import DoorExpert
 from mu0sim.policies.scripted.lift import LiftExpert
+from mu0sim.policies.scripted.nut_assembly_square import NutAssemblySquareExpert
+from mu0sim.policies.scripted.pick_place_can import PickPlaceCanExpert
+from mu0sim.policies.scripted.stack import StackExpert
 
-EXPERTS: dict[str, type] = {"Lift": LiftExpert}
+EXPERTS: dict[str, type] = {"Lift": LiftExpert, "Stack": StackExpert, "PickPlaceCan": PickPlaceCanExpert,
+                            "NutAssemblySquare": NutAssemblySquareExpert, "Door": DoorExpert}
 
 
 def make_expert(task: str, **kwargs) -> ScriptedExpert:
@@ -17,4 +22,5 @@ def make_expert(task: str, **kwargs) -> ScriptedExpert:
     return EXPERTS[task](**kwargs)
 
 
-__all__ = ["EXPERTS", "LiftExpert", "ScriptedExpert", "make_expert"]
+__all__ = ["EXPERTS", "DoorExpert", "LiftExpert", "NutAssemblySquareExpert", "PickPlaceCanExpert", "ScriptedExpert",
+           "StackExpert", "make_expert"]

@@ -2,9 +2,11 @@
 
 robosuite's Door has a spring latch: the lever handle (horizontal, in front of the panel) must be turned by about
 1.25 rad about the door normal before the panel can swing; the door opens towards the robot, round a vertical
-hinge, and counts as open at 0.3 rad. The gripper faces the door (approach axis into the panel), closes on the
-lever with its fingers above and below it, rolls with the lever round the latch axis, then carries the grasp
-round the hinge. Fixed geometry (hinge and latch axes, where the fingers close) is read once in ``reset``.
+hinge, and counts as open at 0.3 rad. The gripper faces the door (approach axis horizontal, into the panel,
+yawed per arm), closes on the lever with its fingers above and below it, rolls with the lever round the latch
+axis, then carries the grasp round the hinge. The wrist's turns are planned, not left to OSC: big orientation
+errors make the arms wander into joint limits and singularities. Fixed geometry (hinge and latch axes, where the
+fingers close) is read once in ``reset``; a missed or lost grasp is retried.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ import numpy as np
 from mu0sim.envs.robosuite_env import ROTATION_SCALE_RAD
 from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, quat_xyzw_to_mat
 
-# Which way each arm rolls its wrist to turn the lever (+1: lever tip down, -1: tip up; the latch opens either
-# way) and whether it grasps with its closing axis flipped (a half turn about the approach axis): chosen per arm
-# so that the ~75 degree wrist roll stays clear of the last joint's limits.
-ROLL_CHOICES: dict[str, tuple[bool, float]] = {
-    "Panda": (True, -1.0),
+# Per-arm choices that keep the wrist clear of joint limits, singularities and self-collision while it turns the
+# lever: (approach yaw in rad, see ``DoorExpert.approach_yaw_rad``; roll sign, +1 turns the lever tip down, -1 up,
+# the latch opens either way).
+ROBOT_CHOICES: dict[str, tuple[float, float]] = {
+    "Panda": (-0.4, -1.0),  # tip down would run the last joint into its limit
+    "Sawyer": (-0.8, -1.0),
+    "IIWA": (0.0, 1.0),
+    "UR5e": (-0.8, 1.0),  # facing the door square on (yaw 0) puts the UR5e's wrist in its singularity
+    "Kinova3": (0.0, 1.0),
+    "XArm7": (0.0, 1.0),
 }
-DEFAULT_ROLL_CHOICE = (False, 1.0)
+DEFAULT_CHOICE = (-0.4, 1.0)
 
 
 def axis_angle_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
@@ -93,28 +100,35 @@ class DoorExpert:
         grasp_radius_m: distance along the lever from the latch axis to the grasp point (the lever is 0.15 m long).
         approach_yaw_rad: angle between the approach axis and the door normal (rad), positive turning the
             approach towards the lever's axis end; per-arm default (``ROBOT_CHOICES``) if None.
+        roll_sign: +1 turns the lever tip down, -1 up; per-arm default (``ROBOT_CHOICES``) if None.
         standoff_m: distance back along the approach axis of the pre-grasp point.
+        orient_rate_rad: largest per-step change (rad) of the commanded orientation while turning to the grasp.
         grasp_depth_m: how far past the lever's centre line the grip site is pushed (towards the door).
         close_steps: steps spent closing on the lever before turning it.
         turn_rad: lever angle (rad) commanded while turning and pulling; the latch clears at ~1.25 rad.
         turn_done_rad: measured lever angle (rad) at which pulling starts.
         turn_rate_rad: largest per-step increase of the commanded lever angle (rad).
         pull_lead_rad: how far ahead of the measured door angle the pull target runs (rad).
+        miss_width_m: finger-pad distance (m) below which the closed gripper holds nothing (the lever is 0.04 m
+            thick): the expert lets go and tries again.
+        max_retries: how many times it starts over after missing or losing the lever.
         noise_std: std of Gaussian action noise (action units), for diverse demonstrations.
         approach_jitter_m: std of a random offset of the pre-grasp point (randomized approach), metres.
     """
 
     grasp_radius_m: float = 0.10
     approach_yaw_rad: float | None = None
-    flip: bool | None = None
     roll_sign: float | None = None
     standoff_m: float = 0.10
+    orient_rate_rad: float = 0.1
     grasp_depth_m: float = 0.0
     close_steps: int = 12
     turn_rad: float = 1.8
     turn_done_rad: float = 1.25
     turn_rate_rad: float = 0.08
     pull_lead_rad: float = 0.12
+    miss_width_m: float = 0.032
+    max_retries: int = 2
     noise_std: float = 0.0
     approach_jitter_m: float = 0.0
     _rng: np.random.Generator = field(default_factory=np.random.default_rng, repr=False)
@@ -136,17 +150,20 @@ class DoorExpert:
         out = -self._latch_axis  # door normal, pointing out of the panel towards the robot
         centre = self._latch_pos + out * ((handle - self._latch_pos) @ out)
         self._grasp0 = centre + lever / np.linalg.norm(lever) * self.grasp_radius_m - out * self.grasp_depth_m
-        self._out = out
-        flip, self._roll_sign = ROLL_CHOICES.get(env.robot_spec.name, DEFAULT_ROLL_CHOICE)
-        yaw = 0.0
-        if self.flip is not None: flip = self.flip
-        if self.roll_sign is not None: self._roll_sign = self.roll_sign
-        if self.approach_yaw_rad is not None: yaw = self.approach_yaw_rad
+        yaw, self._roll_sign = ROBOT_CHOICES.get(env.robot_spec.name, DEFAULT_CHOICE)
+        yaw = yaw if self.approach_yaw_rad is None else self.approach_yaw_rad
+        self._roll_sign = self._roll_sign if self.roll_sign is None else float(np.sign(self.roll_sign))
         along = lever / np.linalg.norm(lever)
         self._approach = -out * np.cos(yaw) - along * np.sin(yaw)
+        # fingers above and below the lever; of the two such grasps (half a turn apart about the approach axis)
+        # take the one nearer the current gripper orientation: a pure swing, no twist of the wrist
         rot = grasp_frame(self._approach, np.array([0.0, 0.0, 1.0]), closing_axis_index(env))
-        self._grasp_rot0 = rot @ np.diag([-1.0, -1.0, 1.0]) if flip else rot
-        self._phase, self._steps, self._closing = "hover", 0, 0
+        eef_rot = data.site_xmat[rs.robots[0].eef_site_id["right"]].reshape(3, 3)
+        flipped = rot @ np.diag([-1.0, -1.0, 1.0])
+        nearer = np.trace(flipped @ eef_rot.T) > np.trace(rot @ eef_rot.T)
+        self._grasp_rot0 = flipped if nearer else rot
+        self._phase, self._steps, self._retries = "hover", 0, 0
+        self._rot_cmd = None
         self._turn_cmd = 0.0
         self._jitter = self._rng.normal(0.0, self.approach_jitter_m, 3)
 
@@ -159,39 +176,63 @@ class DoorExpert:
         pos = self._hinge_pos + swing @ (pos - self._hinge_pos)
         return pos, swing @ turn @ self._grasp_rot0
 
+    def _orient_step(self, rot: np.ndarray) -> np.ndarray:
+        """Commanded orientation moved towards the grasp orientation by at most ``orient_rate_rad``."""
+        if self._rot_cmd is None:
+            self._rot_cmd = rot
+        step = rotation_vector(self._grasp_rot0 @ self._rot_cmd.T)
+        angle = float(np.linalg.norm(step))
+        if angle > 1e-9:
+            self._rot_cmd = axis_angle_matrix(step, min(angle, self.orient_rate_rad)) @ self._rot_cmd
+        return self._rot_cmd
+
+    def _retry(self) -> None:
+        """The lever slipped out (or was missed): let go, back off along the gripper's axis, start over."""
+        self._phase, self._steps, self._turn_cmd, self._rot_cmd = "backoff", 0, 0.0, None
+        self._retries += 1
+
     def select_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         eef = obs["robot0_eef_pos"].astype(np.float64)
         rot = quat_xyzw_to_mat(obs["robot0_eef_quat"])
+        width = float(obs["robot0_gripper_width"][0])
         lever = float(obs["object"][self._handle_qpos][0]) * self._roll_sign
         door = float(obs["object"][self._hinge_qpos][0])
         self._steps += 1
-        noise = self.noise_std
-        if self._phase == "hover":
-            target, target_rot = self._grasp0 - self._approach * self.standoff_m + self._jitter, self._grasp_rot0
-            if np.linalg.norm(target - eef) < 0.015 and np.linalg.norm(rotation_vector(target_rot @ rot.T)) < 0.08:
-                if np.any(self._jitter):
-                    self._jitter[:] = 0.0
+        grip, noise = CLOSE, self.noise_std
+        if self._phase == "backoff":
+            target, target_rot, grip = eef - rot[:, 2] * 0.05, rot, OPEN
+            if self._steps >= 8:
+                self._phase, self._steps = "hover", 0
+        elif self._phase == "hover":
+            # turn towards the grasp orientation at a bounded rate: big sudden rotation errors make OSC wander
+            target, target_rot = self._grasp0 - self._approach * self.standoff_m + self._jitter, self._orient_step(rot)
+            grip = OPEN
+            aligned = np.linalg.norm(rotation_vector(self._grasp_rot0 @ rot.T)) < 0.08
+            if (np.linalg.norm(target - eef) < 0.015 and aligned) or self._steps > 80:
+                if np.any(self._jitter) and self._steps <= 80:
+                    self._jitter[:] = 0.0  # jittered waypoint reached: now line up with the lever
                 else:
+                    self._jitter[:] = 0.0
                     self._phase, self._steps = "reach", 0
-            elif self._steps > 80:
-                self._jitter[:] = 0.0
-                self._phase, self._steps = "reach", 0
-            return add_noise(pose_action(eef, rot, target, target_rot, OPEN), self._rng, noise)
-        if self._phase == "reach":
-            target, target_rot = self._grasp0, self._grasp_rot0
+        elif self._phase == "reach":
+            target, target_rot, grip = self._grasp0, self._grasp_rot0, OPEN
             if np.linalg.norm(target - eef) < 0.006 or self._steps > 40:
                 self._phase, self._steps = "close", 0
-            return add_noise(pose_action(eef, rot, target, target_rot, OPEN), self._rng, noise)
-        if self._phase == "close":
+        elif self._phase == "close":
+            target, target_rot, noise = self._grasp0, self._grasp_rot0, 0.0
             if self._steps >= self.close_steps:
                 self._phase, self._steps = "turn", 0
-            return add_noise(pose_action(eef, rot, self._grasp0, self._grasp_rot0, CLOSE), self._rng, 0.0)
-        if self._phase == "turn":
+                if width < self.miss_width_m and self._retries < self.max_retries:
+                    self._retry()
+        elif self._phase == "turn":
             self._turn_cmd = min(self._turn_cmd + self.turn_rate_rad, self.turn_rad)
             target, target_rot = self._grasp_pose(self._turn_cmd, 0.0)
             if lever > self.turn_done_rad:
                 self._phase, self._steps = "pull", 0
-            return add_noise(pose_action(eef, rot, target, target_rot, CLOSE), self._rng, noise)
-        # pull: keep the lever turned and carry the grasp round the hinge
-        target, target_rot = self._grasp_pose(self.turn_rad, door + self.pull_lead_rad)
-        return add_noise(pose_action(eef, rot, target, target_rot, CLOSE), self._rng, noise)
+            elif (width < self.miss_width_m or self._steps > 40) and self._retries < self.max_retries:
+                self._retry()
+        else:  # pull: keep the lever turned and carry the grasp round the hinge
+            target, target_rot = self._grasp_pose(self.turn_rad, door + self.pull_lead_rad)
+            if width < self.miss_width_m and door < 0.15 and self._retries < self.max_retries:
+                self._retry()
+        return add_noise(pose_action(eef, rot, target, target_rot, grip), self._rng, noise)

@@ -9,7 +9,7 @@ import numpy as np
 
 from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, move_action, quat_xyzw_to_mat, wrap_angle, \
     yaw_of_x_axis
-from mu0sim.policies.scripted.stack import Servo, closing_axis_in_eef
+from mu0sim.policies.scripted.stack import Servo, closing_axis_in_eef, level_action
 
 
 @dataclass
@@ -17,9 +17,11 @@ class PickPlaceCanExpert:
     """Scripted PickPlaceCan expert (can position from the ``object`` observation, bins from the task geometry).
 
     Phases: hover over the can (turning the gripper so that the open fingers stay off nearby bin walls; a can is
-    round, so no other yaw matters), descend to the can's middle, close, lift until the can clears the bin walls,
-    carry it over its target placement in bin 2, lower it until it almost touches the floor, open, move up. Every
-    phase ends on a position threshold or a step timeout; a can that slips out of the hand is grasped again.
+    round, so no other yaw matters), centre over it, descend to its middle, close, lift until the can clears the
+    bin walls, carry it over its target placement in bin 2, lower it until it almost touches the floor, open,
+    move up. Every phase ends on a position threshold or a step timeout; a can that slips out of the hand is
+    grasped again. An arm that stalls at the edge of its reach while carrying or lowering (XArm7 over bin 2's far
+    corner) places the can a little closer to itself, still inside the target region.
 
     Args:
         hover_m: height above the can's centre to align at (metres).
@@ -27,10 +29,17 @@ class PickPlaceCanExpert:
         carry_z_m: height (world z, metres) of the gripper while carrying the can between the bins.
         release_height_m: height of the can's bottom above the bin floor at which the gripper opens (metres).
         open_steps: steps spent opening before moving up.
+        wall_margin_m: bin walls closer to the can's centre than this (metres) make the gripper turn its fingers
+            parallel to them.
         align_tol_m: xy misalignment (metres) above which the gripper stops descending over the can's top
             (Sawyer's open fingers clear the can by ~5 mm a side).
-        wall_margin_m: walls closer to the can's centre than this (metres) make the gripper turn its fingers
-            parallel to them.
+        place_shift_m: distance (metres) from the target towards the robot's base at which to place the can.
+        max_reach_shift_m: how far (metres) the placing point may move from the target towards the robot's base in
+            all, when the arm stalls; it never leaves the target region.
+        reach_step_m: how far (metres) the placing point moves towards the robot's base per stall.
+        max_carry_tilt_rad: gripper tilt from vertical (rad) beyond which it is levelled while carrying (with zero
+            rotation actions the arms drift; XArm7 tilts by ~50 degrees and may then wedge the can between its
+            open fingers).
         noise_std: std of Gaussian action noise on the arm part (action units), for diverse demonstrations.
         approach_jitter_m: std of a random xy offset (metres) of the first hover point and of the first waypoint
             over the target (randomized approach paths).
@@ -43,6 +52,10 @@ class PickPlaceCanExpert:
     open_steps: int = 6
     wall_margin_m: float = 0.11
     align_tol_m: float = 0.005
+    place_shift_m: float = 0.0
+    max_reach_shift_m: float = 0.06
+    reach_step_m: float = 0.02
+    max_carry_tilt_rad: float = 0.35
     noise_std: float = 0.0
     approach_jitter_m: float = 0.0
     _rng: np.random.Generator = field(default_factory=np.random.default_rng, repr=False)
@@ -54,11 +67,20 @@ class PickPlaceCanExpert:
         self._target = np.array(rs.target_bin_placements[rs.object_id], dtype=np.float64)
         self._bin1, self._bin_size = np.asarray(rs.bin1_pos, dtype=np.float64), np.asarray(rs.bin_size, np.float64)
         self._floor_z = float(rs.bin2_pos[2])
+        # where the can may rest and count as placed (robosuite's not_in_bin), less a margin for the can's radius
+        # and the bin's walls
+        low = np.array(rs.bin2_pos[:2], dtype=np.float64)
+        low -= np.where(self._target[:2] < low, self._bin_size[:2] / 2, 0.0)
+        margin = 0.04
+        self._place_box = (low + margin, low + self._bin_size[:2] / 2 - margin)
+        to_base = np.asarray(rs.robots[0].base_pos, dtype=np.float64)[:2] - self._target[:2]
+        self._to_base = to_base / np.linalg.norm(to_base)
+        self._reach_shift = self.place_shift_m
         axis = closing_axis_in_eef(env)
         self._closing_yaw_in_eef = 0.0 if axis is None else float(np.arctan2(axis[1], axis[0]))
         self._rng = np.random.default_rng(seed)
         self._servo = Servo()
-        self._phase, self._count, self._phase_steps, self._centred = "hover", 0, 0, False
+        self._to("hover")
         self._can_half_h: float | None = None
         self._grasp_yaw: float | None = None
         self._hover_offset = np.append(self._rng.normal(0.0, self.approach_jitter_m, 2), self.hover_m)
@@ -66,7 +88,28 @@ class PickPlaceCanExpert:
 
     def _to(self, phase: str) -> None:
         self._phase, self._phase_steps, self._count, self._centred = phase, 0, 0, False
+        self._errors: list[float] = []
         self._servo.reset()
+
+    def _place_point(self) -> np.ndarray:
+        """Where to put the can down (xy): the target, moved towards the robot if it proved out of reach."""
+        return np.clip(self._target[:2] + self._reach_shift * self._to_base, *self._place_box)
+
+    def _move_place_closer(self) -> bool:
+        """The arm stalls at the edge of its reach: place the can ``reach_step_m`` closer to the robot, still inside
+        the target region. False once ``max_reach_shift_m`` is used up."""
+        if self._reach_shift >= self.max_reach_shift_m:
+            return False
+        self._reach_shift += self.reach_step_m
+        return True
+
+    def _stalled(self, error: float) -> bool:
+        """True when ``error`` (metres) shrank by less than 2 mm over the last 8 steps (the window then restarts)."""
+        self._errors.append(error)
+        if len(self._errors) > 8 and self._errors[-9] - error < 0.002:
+            self._errors.clear()
+            return True
+        return False
 
     def _wall_push(self, can: np.ndarray) -> np.ndarray:
         """Sum of inward normals (xy) of bin-1 walls nearer than ``wall_margin_m``, weighted by closeness."""
@@ -94,8 +137,11 @@ class PickPlaceCanExpert:
             self._can_half_h = float(can[2] - self._floor_z - 0.02)  # resting can: centre above the bin floor
         self._phase_steps += 1
         yaw_error = 0.0
+        release_z = self._floor_z + 0.02 + self._can_half_h + self.release_height_m  # can centre when letting go
         if self._phase in ("lift", "carry", "lower") and np.linalg.norm(eef - can) > 0.06:
             self._to("regrasp")  # the can slipped out: open, back off upwards and start over
+        if self._phase == "retreat" and can[2] > release_z + 0.03 and np.linalg.norm(eef - can) < 0.05:
+            self._to("lower")  # the can came up with the open fingers (wedged): put it down again
         if self._phase == "regrasp":
             if eef[2] > can[2] + self.hover_m or self._phase_steps > 20:
                 self._to("hover")
@@ -133,20 +179,24 @@ class PickPlaceCanExpert:
             if eef[2] > self.carry_z_m - 0.02 or self._phase_steps > 50:
                 self._to("carry")
         if self._phase == "carry":
-            # move the can (not the gripper) over its target; first via a jittered waypoint
-            can_target = np.append(self._target[:2] + self._place_offset, can[2])
-            target = np.append((eef + can_target - can)[:2], self.carry_z_m)
-            if np.linalg.norm((can_target - can)[:2]) < 0.015 or self._phase_steps > 80:
+            # move the can (not the gripper) over the placing point; first via a jittered waypoint
+            can_target = self._place_point() + self._place_offset
+            target = np.append((eef[:2] + can_target - can[:2]), self.carry_z_m)
+            error = float(np.linalg.norm(can_target - can[:2]))
+            if error < 0.015 and np.any(self._place_offset):
+                self._place_offset[:] = 0.0
+            elif error < 0.01 or self._phase_steps > 100:
+                self._to("lower")
+            elif self._stalled(error):
                 if np.any(self._place_offset):
                     self._place_offset[:] = 0.0
-                    self._phase_steps = 0
-                elif np.linalg.norm((can_target - can)[:2]) < 0.01 or self._phase_steps > 80:
+                elif not self._move_place_closer():
                     self._to("lower")
         if self._phase == "lower":
-            release_z = self._floor_z + 0.02 + self._can_half_h + self.release_height_m
-            can_target = np.append(self._target[:2], release_z)
-            target = eef + (can_target - can)
-            if can[2] < release_z + 0.005 or self._phase_steps > 50:
+            target = eef + (np.append(self._place_point(), release_z) - can)
+            if can[2] < release_z + 0.005 or self._phase_steps > 60:
+                self._to("release")
+            elif self._stalled(can[2] - release_z) and (can[2] < release_z + 0.008 or not self._move_place_closer()):
                 self._to("release")
         if self._phase == "release":
             self._count += 1
@@ -156,4 +206,9 @@ class PickPlaceCanExpert:
         if self._phase == "retreat":
             target = np.array([eef[0], eef[1], max(eef[2], self.carry_z_m)])
         grip = OPEN if self._phase in ("hover", "descend", "retreat") else CLOSE
-        return add_noise(self._servo(eef, target, grip, yaw_error, obs["robot0_eef_quat"]), self._rng, self.noise_std)
+        action = self._servo(eef, target, grip, yaw_error)
+        if self._phase in ("hover", "descend"):
+            action[3:5] = level_action(obs["robot0_eef_quat"])  # grasp with the fingers vertical
+        elif self._phase in ("lift", "carry", "lower"):
+            action[3:5] = level_action(obs["robot0_eef_quat"], deadband_rad=self.max_carry_tilt_rad)
+        return add_noise(action, self._rng, self.noise_std)

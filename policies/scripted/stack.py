@@ -28,40 +28,43 @@ def closing_axis_in_eef(env) -> np.ndarray | None:
     return axis / np.linalg.norm(axis) if norm > 1e-6 else None
 
 
+def level_action(eef_quat: np.ndarray, gain: float = 0.5, deadband_rad: float = 0.1) -> np.ndarray:
+    """World-frame (ax, ay) rotation action that turns the gripper's approach axis (grip-site z) back towards
+    straight down when it tilts more than ``deadband_rad``, by ``gain`` of the excess per step. Used while
+    approaching an object: with zero rotation actions the orientation drifts (Panda starts ~8 degrees off,
+    action noise random-walks it). The deadband keeps the wrists out of the singular exactly-vertical pose
+    (Kinova3 tracks positions sluggishly there)."""
+    approach = quat_xyzw_to_mat(eef_quat)[:, 2]
+    axis = np.cross(approach, [0.0, 0.0, -1.0])  # (-ay, ax, 0): rotating about it takes the approach axis down
+    sin = np.linalg.norm(axis)
+    excess = np.arctan2(sin, -approach[2]) - deadband_rad
+    if sin < 1e-9 or excess <= 0:
+        return np.zeros(2)
+    return np.clip(gain * excess * axis[:2] / sin / ROTATION_SCALE_RAD, -1, 1)
+
+
 class Servo:
-    """Proportional step towards a target, plus a small integral term that removes the steady-state offset of
-    arms that sag under gravity (XArm7), plus a roll/pitch correction that keeps the gripper pointing straight
-    down (so that action noise on the rotation does not tilt it over an episode). Call ``reset`` whenever the
-    target jumps (phase change).
+    """Proportional step towards a target plus a small integral term that removes the steady-state offset of
+    arms that sag under gravity (XArm7). Call ``reset`` whenever the target jumps (phase change).
 
     Args:
         ki: integral gain (fraction of the position error added per step).
         limit_m: bound of the integral term per axis (metres).
         window_m: the integral only accumulates within this distance of the target (metres; no wind-up).
-        tilt_gain: fraction of the tilt (rad) corrected per step.
     """
 
-    def __init__(self, ki: float = 0.1, limit_m: float = 0.03, window_m: float = 0.03, tilt_gain: float = 0.5):
-        self.ki, self.limit_m, self.window_m, self.tilt_gain = ki, limit_m, window_m, tilt_gain
+    def __init__(self, ki: float = 0.1, limit_m: float = 0.03, window_m: float = 0.03):
+        self.ki, self.limit_m, self.window_m = ki, limit_m, window_m
         self.integral = np.zeros(3)
 
     def reset(self) -> None:
         self.integral[:] = 0.0
 
-    def __call__(self, eef: np.ndarray, target: np.ndarray, grip: float, yaw_rate_rad: float = 0.0,
-                 eef_quat: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, eef: np.ndarray, target: np.ndarray, grip: float, yaw_rate_rad: float = 0.0) -> np.ndarray:
         error = np.asarray(target) - eef
         if np.linalg.norm(error) < self.window_m:
             self.integral = np.clip(self.integral + self.ki * error, -self.limit_m, self.limit_m)
-        action = move_action(eef, np.asarray(target) + self.integral, grip, yaw_rate_rad)
-        if eef_quat is not None:
-            approach = quat_xyzw_to_mat(eef_quat)[:, 2]  # grip-site z axis: the approach direction
-            axis = np.cross(approach, [0.0, 0.0, -1.0])
-            sin = np.linalg.norm(axis)
-            if sin > 1e-6:
-                angle = np.arctan2(sin, -approach[2])
-                action[3:5] = np.clip(self.tilt_gain * angle * axis[:2] / sin / ROTATION_SCALE_RAD, -1, 1)
-        return action
+        return move_action(eef, np.asarray(target) + self.integral, grip, yaw_rate_rad)
 
 
 @dataclass
@@ -194,4 +197,7 @@ class StackExpert:
         if self._phase == "retreat":
             target = np.array([eef[0], eef[1], max(eef[2], stack_z + self.retreat_m)])
         grip = OPEN if self._phase in ("hover", "descend", "retreat") else CLOSE
-        return add_noise(self._servo(eef, target, grip, yaw_error, obs["robot0_eef_quat"]), self._rng, self.noise_std)
+        action = self._servo(eef, target, grip, yaw_error)
+        if self._phase in ("hover", "descend"):
+            action[3:5] = level_action(obs["robot0_eef_quat"])  # grasp with the fingers vertical
+        return add_noise(action, self._rng, self.noise_std)

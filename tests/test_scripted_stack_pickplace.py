@@ -1,0 +1,70 @@
+"""The Stack and PickPlaceCan scripted experts solve their tasks through the shared action space on every robot."""
+
+import numpy as np
+import pytest
+
+from mu0sim.envs import make_env
+from mu0sim.policies.scripted.pick_place_can import PickPlaceCanExpert
+from mu0sim.policies.scripted.stack import StackExpert, closing_axis_in_eef, level_action
+from tests.conftest import SIX_ROBOTS
+
+
+def run_expert(env, expert, seed):
+    obs, info = env.reset(seed=seed)
+    expert.reset(env.unwrapped, seed=seed)
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = expert.select_action(obs)
+        assert action.shape == (7,) and action.dtype == np.float32 and np.all(np.abs(action) <= 1)
+        obs, _, terminated, truncated, info = env.step(action)
+    return info["is_success"]
+
+
+@pytest.mark.parametrize("robot", SIX_ROBOTS)
+@pytest.mark.parametrize("task, expert_cls", [("Stack", StackExpert), ("PickPlaceCan", PickPlaceCanExpert)])
+def test_expert_solves_the_task(task, expert_cls, robot):
+    env = make_env(task, robot, cameras=())
+    for seed in (0, 1):
+        assert run_expert(env, expert_cls(), seed), f"{task} {robot} seed {seed}"
+    assert run_expert(env, expert_cls(noise_std=0.1, approach_jitter_m=0.02), 2), f"{task} {robot} noisy"
+    env.close()
+
+
+def test_same_seed_same_actions():
+    env = make_env("Stack", "Panda", cameras=())
+    runs = []
+    for _ in range(2):
+        obs, _ = env.reset(seed=3)
+        expert = StackExpert(noise_std=0.1, approach_jitter_m=0.02)
+        expert.reset(env.unwrapped, seed=3)
+        actions = []
+        for _ in range(20):
+            actions.append(expert.select_action(obs))
+            obs, *_ = env.step(actions[-1])
+        runs.append(np.array(actions))
+    env.close()
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_closing_axis_is_horizontal_in_the_grip_frame():
+    env = make_env("Stack", "XArm7", cameras=())
+    env.reset(seed=0)
+    axis = closing_axis_in_eef(env.unwrapped)
+    env.close()
+    assert axis is not None and abs(axis[2]) < 0.1 and abs(axis[1]) > 0.9  # XArm7's fingers close along grip y
+
+
+def test_level_action_turns_a_tilted_gripper_down():
+    # gripper pointing straight down: nothing to do
+    down = np.array([1.0, 0.0, 0.0, 0.0])  # xyzw: half turn about x, so grip z = world -z
+    np.testing.assert_allclose(level_action(down), 0.0)
+    # tilted 0.4 rad about world x: approach axis (0, sin, -cos); the correction turns it back (negative ax)
+    tilt = 0.4
+    rot_x = np.array([np.sin(tilt / 2), 0.0, 0.0, np.cos(tilt / 2)])  # xyzw
+    x, y, z, w = rot_x
+    x2, y2, z2, w2 = down
+    tilted = np.array([w * x2 + x * w2 + y * z2 - z * y2, w * y2 - x * z2 + y * w2 + z * x2,
+                       w * z2 + x * y2 - y * x2 + z * w2, w * w2 - x * x2 - y * y2 - z * z2])
+    action = level_action(tilted, gain=1.0, deadband_rad=0.0)
+    assert action[0] < 0 and abs(action[1]) < 1e-9
+    np.testing.assert_allclose(action[0] * 0.5, -tilt, atol=1e-6)
