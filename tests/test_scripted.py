@@ -6,16 +6,7 @@ import pytest
 from mu0sim.envs import make_env
 from mu0sim.policies.scripted import make_expert
 from mu0sim.policies.scripted.common import wrap_angle
-from tests.conftest import SIX_ROBOTS
-
-
-def run_expert(env, expert, seed):
-    obs, info = env.reset(seed=seed)
-    expert.reset(env.unwrapped, seed=seed)
-    terminated = truncated = False
-    while not (terminated or truncated):
-        obs, _, terminated, truncated, info = env.step(expert.select_action(obs))
-    return info["is_success"]
+from tests.conftest import SIX_ROBOTS, run_expert
 
 
 @pytest.mark.parametrize("robot", SIX_ROBOTS)

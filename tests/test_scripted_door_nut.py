@@ -6,20 +6,9 @@ import pytest
 from mu0sim.envs import make_env
 from mu0sim.policies.scripted.door import DoorExpert, axis_angle_matrix, grasp_frame, rotation_vector
 from mu0sim.policies.scripted.nut_assembly_square import NutAssemblySquareExpert
-from tests.conftest import SIX_ROBOTS
+from tests.conftest import SIX_ROBOTS, run_expert
 
 NOISY = dict(noise_std=0.1, approach_jitter_m=0.02)
-
-
-def run_expert(env, expert, seed):
-    obs, info = env.reset(seed=seed)
-    expert.reset(env.unwrapped, seed=seed)
-    terminated = truncated = False
-    while not (terminated or truncated):
-        action = expert.select_action(obs)
-        assert action.shape == (7,) and action.dtype == np.float32 and np.all(np.abs(action) <= 1)
-        obs, _, terminated, truncated, info = env.step(action)
-    return info["is_success"]
 
 
 @pytest.mark.parametrize("robot", SIX_ROBOTS)

@@ -6,18 +6,7 @@ import pytest
 from mu0sim.envs import make_env
 from mu0sim.policies.scripted.pick_place_can import PickPlaceCanExpert
 from mu0sim.policies.scripted.stack import StackExpert, closing_axis_in_eef, level_action
-from tests.conftest import SIX_ROBOTS
-
-
-def run_expert(env, expert, seed):
-    obs, info = env.reset(seed=seed)
-    expert.reset(env.unwrapped, seed=seed)
-    terminated = truncated = False
-    while not (terminated or truncated):
-        action = expert.select_action(obs)
-        assert action.shape == (7,) and action.dtype == np.float32 and np.all(np.abs(action) <= 1)
-        obs, _, terminated, truncated, info = env.step(action)
-    return info["is_success"]
+from tests.conftest import SIX_ROBOTS, run_expert
 
 
 @pytest.mark.parametrize("robot", SIX_ROBOTS)
