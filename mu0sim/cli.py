@@ -93,7 +93,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
     config = ExtractConfig(dataset=Path(args.dataset), mode=args.mode, camera=args.camera,
                            points_per_object=args.points_per_object, grid=args.grid,
-                           min_motion_m=args.min_motion_m, out=Path(args.out) if args.out else None)
+                           min_motion_m=args.min_motion_m, out=Path(args.out) if args.out else None,
+                           episodes=args.episodes)
     print(json.dumps(extract_dataset(config)))
     return 0
 
@@ -102,6 +103,27 @@ def _cmd_show_traces(args: argparse.Namespace) -> int:
     from mu0sim.traces.show import show_traces
 
     print(json.dumps(show_traces(args.dataset, args.episode, args.out, mode=args.mode, traces_path=args.traces)))
+    return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from mu0sim.config import apply_overrides
+    from mu0sim.model.train import PretrainConfig, pretrain
+
+    config = PretrainConfig(data=list(args.data), out=args.out, holdout_robot=args.holdout_robot,
+                            models=tuple(m for m in args.models.split(",") if m), steps=args.steps,
+                            batch_size=args.batch_size, seed=args.seed, threads=args.threads)
+    config = apply_overrides(config, args.overrides)
+    print(json.dumps(pretrain(config)))
+    return 0
+
+
+def _cmd_eval_traces(args: argparse.Namespace) -> int:
+    from mu0sim.model.evaluate import EvalTracesConfig, eval_traces
+
+    config = EvalTracesConfig(ckpt=args.ckpt, data=list(args.data), out=args.out, max_anchors=args.max_anchors,
+                              num_samples=args.num_samples, seed=args.seed)
+    print(json.dumps(eval_traces(config)))
     return 0
 
 
@@ -156,6 +178,8 @@ def _commands() -> list[Command]:
         p.add_argument("--grid", type=int, default=0, help="also a G x G grid of image keypoints (0 = none)")
         p.add_argument("--min-motion-m", type=float, default=0.01, help="keep keypoints that move at least this")
         p.add_argument("--out", default=None, help="sidecar file (default DATASET.traces-MODE.hdf5)")
+        p.add_argument("--episodes", type=int, default=None,
+                       help="extract only the first N demos (a later run with a larger N extends the sidecar)")
 
     def show_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("dataset", help="HDF5 file written by mu0sim collect")
@@ -163,6 +187,30 @@ def _commands() -> list[Command]:
         p.add_argument("--out", default="traces.mp4", help="MP4 path; the 3D plot goes next to it as .png")
         p.add_argument("--mode", default="sim", help="which extraction to show (sim or video)")
         p.add_argument("--traces", default=None, help="sidecar file (default DATASET.traces-MODE.hdf5)")
+
+    def pretrain_args(p: argparse.ArgumentParser) -> None:
+        from mu0sim.model.trace_model import MODEL_KINDS
+
+        p.add_argument("--data", nargs="+", required=True, help="datasets with sim-mode TraceExtract sidecars")
+        p.add_argument("--out", required=True, help="checkpoint folder (resumes if it holds unfinished training)")
+        p.add_argument("--holdout-robot", default="Kinova3", type=lambda s: None if s.lower() == "none" else s,
+                       help="robot never trained on, evaluated as held out ('none' to train on all)")
+        p.add_argument("--models", default=",".join(MODEL_KINDS),
+                       help=f"comma-separated models to train on the same split (of {', '.join(MODEL_KINDS)})")
+        p.add_argument("--steps", type=int, default=3000, help="optimizer steps per model")
+        p.add_argument("--batch-size", type=int, default=32, help="anchor frames per step")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+        p.epilog = ("Nested settings take dotted overrides, e.g. --model.num_control=7 --model.rigidity_weight=5 "
+                    "--samples.stride=2 --lr=3e-4 (see mu0sim.model.train.PretrainConfig).")
+
+    def eval_traces_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--ckpt", required=True, help="checkpoint folder written by mu0sim pretrain")
+        p.add_argument("--data", nargs="+", required=True, help="datasets with sim-mode TraceExtract sidecars")
+        p.add_argument("--out", default="report.json", help="report JSON (the Markdown table goes beside it)")
+        p.add_argument("--max-anchors", type=int, default=600, help="anchor frames per split (random subset)")
+        p.add_argument("--num-samples", type=int, default=5, help="samples for minADE of sampled models")
+        p.add_argument("--seed", type=int, default=0)
 
     return [
         ("envs", "list tasks, robots and cameras", envs_args, _cmd_envs),
@@ -174,6 +222,9 @@ def _commands() -> list[Command]:
          _cmd_export_lerobot),
         ("extract", "TraceExtract: keypoints, 3D traces and captioned segments per demo", extract_args, _cmd_extract),
         ("show-traces", "draw a demo's traces on its frames (MP4) and in 3D (PNG)", show_args, _cmd_show_traces),
+        ("pretrain", "train μ0 and its baselines on TraceExtract data (resumable)", pretrain_args, _cmd_pretrain),
+        ("eval-traces", "trace errors of μ0 and every baseline on held-out demos and the held-out robot",
+         eval_traces_args, _cmd_eval_traces),
     ]
 
 
@@ -187,8 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_TOP_LEVEL_OVERRIDES = ("lr", "weight_decay", "warmup_steps", "val_every", "eval_fraction", "val_fraction")
+DOTTED_COMMANDS = ("pretrain",)  # commands whose nested config takes --a.b=value overrides
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    dotted = [a for a in argv if a.startswith("--") and "." in a.split("=", 1)[0] or
+              a.startswith("--") and a.split("=", 1)[0][2:] in _TOP_LEVEL_OVERRIDES and "=" in a]
+    parser = build_parser()
+    if dotted and (not argv or argv[0] not in DOTTED_COMMANDS):
+        parser.error(f"dotted settings {dotted} are only accepted by: {', '.join(DOTTED_COMMANDS)}")
+    args = parser.parse_args([a for a in argv if a not in dotted])
+    args.overrides = dotted
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -43,13 +43,14 @@ class ExtractConfig:
     horizon: int = 32
     out: Path | None = None
     commit_s: float = 30.0
+    episodes: int | None = None  # extract only the first N demos (a later run with a larger N extends the sidecar)
 
     def output_path(self) -> Path:
         return self.out or self.dataset.with_name(f"{self.dataset.stem}.traces-{self.mode}.hdf5")
 
     def settings(self) -> dict[str, Any]:
         """What changes the output (a sidecar extracted with other settings is not appended to)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("dataset", "out", "commit_s")}
+        return {k: v for k, v in asdict(self).items() if k not in ("dataset", "out", "commit_s", "episodes")}
 
 
 @dataclass
@@ -211,7 +212,9 @@ def extract_dataset(config: ExtractConfig, progress: bool = True) -> dict[str, A
                                  "remove it or pass another --out")
             existing = set(f)
     with open_dataset(config.dataset) as f:
-        names = [n for n in demo_names(f) if n not in existing]
+        if config.episodes is not None and config.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {config.episodes}")
+        names = [n for n in demo_names(f)[:config.episodes] if n not in existing]
         has_video = f"{camera}_image" in f[f"data/{demo_names(f)[0]}/obs"] and \
             f"{camera}_depth" in f[f"data/{demo_names(f)[0]}/obs"]
     env = make_env_from_dataset(config.dataset, cameras=(camera,), depth=True, segmentation=False)
