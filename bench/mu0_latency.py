@@ -1,0 +1,105 @@
+"""μ0 inference latency (one policy query) and trace-expert training throughput, CPU.
+
+    python bench/mu0_latency.py [--ckpt checkpoints/mu0-sim] [--keypoints 64] [--queries 50] [--threads 1]
+
+A query is what a policy does at each μ0 step: encode one 128 px RGB image and its depth with the frozen backbone,
+then the trace expert (encoder + 4 Euler steps of the flow head) for ``--keypoints`` query points. Reports the median
+and p90 over ``--queries`` (after 5 warm-ups), split into backbone and expert. Training throughput: samples/s of the
+trace expert's optimizer steps (batch 32 anchors x 64 keypoints) on backbone features of the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+from mu0sim.model import Mu0, TraceModel
+from mu0sim.model.networks import TraceBatch
+
+
+def _timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", default="checkpoints/mu0-sim")
+    parser.add_argument("--keypoints", type=int, default=64)
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--train-threads", type=int, default=2, help="threads for the training measurement")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    mu0 = Mu0.from_pretrained(args.ckpt)
+    size, k = mu0.image_size, args.keypoints
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (1, size, size, 3), dtype=np.uint8)
+    depth = rng.uniform(0.8, 1.6, (1, size, size)).astype(np.float32)
+    query = rng.uniform(0, size, (1, k, 2)).astype(np.float32)
+    instruction = mu0.instructions.texts[0]
+
+    def full():
+        mu0.predict_traces(rgb, depth, query, instruction, seed=0)
+
+    def backbone():
+        mu0.encode_images(rgb, depth)
+
+    for _ in range(5):
+        full()
+    times = {"query (backbone + expert)": _timed(full, args.queries), "backbone only": _timed(backbone, args.queries)}
+
+    # training throughput of the trace expert on features of the real shapes
+    model = TraceModel(mu0.model.config, mu0.model.normalizer)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    b, h16, h32 = 32, size // 16, size // 32
+    batch = TraceBatch(rgb_map=torch.randn(b, 112, h16, h16).half(), depth_map=torch.randn(b, 112, h16, h16).half(),
+                       rgb_tokens=torch.randn(b, 1280, h32, h32).half(), depth_tokens=torch.randn(b, 1280).half(),
+                       text=torch.randn(b, 384), current=torch.rand(b, k, 3), history=torch.randn(b, k, 8, 3) * 0.1,
+                       history_valid=torch.ones(b, k, 8, dtype=torch.bool),
+                       keypoint_mask=torch.ones(b, k, dtype=torch.bool))
+    future = batch.current[:, :, None] + torch.randn(b, k, 32, 3) * 0.01
+    valid = torch.ones(b, k, 32, dtype=torch.bool)
+    controls = torch.randn(b, k, model.config.num_control, 3)
+    ok = torch.ones(b, k, dtype=torch.bool)
+    torch.set_num_threads(args.train_threads)
+
+    def step():
+        loss = model.loss(batch, future, valid, controls, ok)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    step_ms = _timed(step, args.train_steps)
+    result = {name: {"median_ms": round(float(np.median(t)), 2), "p90_ms": round(float(np.percentile(t, 90)), 2)}
+              for name, t in times.items()}
+    result["expert only (median difference)"] = {"median_ms": round(result["query (backbone + expert)"]["median_ms"]
+                                                                    - result["backbone only"]["median_ms"], 2)}
+    result["training"] = {"step_ms_median": round(float(np.median(step_ms)), 1),
+                          "samples_per_s": round(b / (np.median(step_ms) / 1000), 1), "batch": b, "keypoints": k,
+                          "threads": args.train_threads}
+    print(f"μ0 ({args.ckpt}), {k} keypoints, {size} px, threads={args.threads}, {platform.processor() or 'cpu'}")
+    print("| measurement | median ms | p90 ms |\n|---|---:|---:|")
+    for name, t in times.items():
+        print(f"| {name} | {result[name]['median_ms']} | {result[name]['p90_ms']} |")
+    print(f"| trace expert only (difference of medians) | {result['expert only (median difference)']['median_ms']} "
+          "| |")
+    print(f"\ntraining ({args.train_threads} threads): {result['training']['step_ms_median']} ms per step of {b} anchors x {k} keypoints = "
+          f"{result['training']['samples_per_s']} anchor samples/s")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""μ0 and its baselines on synthetic samples: losses, prediction shapes, determinism, save/load, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mu0sim.bspline import evaluate_bspline
+from mu0sim.config import apply_overrides
+from mu0sim.model import metrics
+from mu0sim.model.samples import TraceSamples
+from mu0sim.model.train import PretrainConfig, make_batch, split_of
+from mu0sim.model.trace_model import (MODEL_KINDS, TraceModel, TraceModelConfig, TraceNormalizer, fit_controls,
+                                      load_trace_model, save_trace_model)
+
+
+def synthetic_samples(n: int = 24, k: int = 6, horizon: int = 32, history: int = 8, seed: int = 0) -> TraceSamples:
+    """Points moving on straight lines whose velocity is written into the image features (so it is learnable)."""
+    rng = np.random.default_rng(seed)
+    velocity = rng.normal(0, 0.01, (n, 1, 3)).astype(np.float32)
+    current = np.concatenate([rng.uniform(-0.8, 0.8, (n, k, 2)), rng.uniform(0.8, 1.5, (n, k, 1))], -1)
+    steps = np.arange(1, horizon + 1, dtype=np.float32)[None, None, :, None]
+    future = (current[:, :, None] + velocity[:, :, None] * steps).astype(np.float32)
+    past = np.arange(-history, 0, dtype=np.float32)[None, None, :, None]
+    rgb_map = np.zeros((n, 112, 8, 8), np.float16)
+    rgb_map[:, :3] = (velocity[:, 0, :, None, None] * 100).astype(np.float16)
+    mask = np.ones((n, k), bool)
+    mask[:, -1] = rng.random(n) > 0.5
+    future_valid = np.ones((n, k, horizon), bool)
+    future_valid[: n // 4, :, horizon // 2:] = False
+    return TraceSamples(
+        rgb_map=rgb_map, depth_map=np.zeros_like(rgb_map), rgb_tokens=np.zeros((n, 1280, 4, 4), np.float16),
+        depth_tokens=np.zeros((n, 1280), np.float16), instruction=np.zeros(n, np.int32),
+        current=current.astype(np.float32), history=np.broadcast_to(velocity[:, :, None] * past, (n, k, history, 3))
+        .astype(np.float32), history_valid=np.ones((n, k, history), bool), future=future, future_valid=future_valid,
+        keypoint_mask=mask, category=np.zeros((n, k), np.int8), body=np.repeat(np.arange(2), k // 2)[None]
+        .repeat(n, 0).astype(np.int32), intrinsics=np.repeat(np.array([[[110.0, 0, 64], [0, 110, 64], [0, 0, 1]]],
+                                                                       np.float32), n, 0),
+        episode=np.arange(n, dtype=np.int32), frame=np.zeros(n, np.int32), robot=np.zeros(n, np.int32),
+        task=np.zeros(n, np.int32), instructions=["lift the red cube"], robots=["Panda"], tasks=["Lift"],
+        image_hw=(128, 128))
+
+
+def _model(kind: str, samples: TraceSamples, **kw) -> TraceModel:
+    ok = samples.future_valid & samples.keypoint_mask[..., None]
+    norm = TraceNormalizer.fit(samples.current, samples.future, ok)
+    torch.manual_seed(0)
+    return TraceModel(TraceModelConfig(kind=kind, dim=32, encoder_layers=1, head_layers=1, **kw), norm)
+
+
+def _loss(model: TraceModel, samples: TraceSamples, rows: np.ndarray) -> dict:
+    text = np.zeros((1, 384), np.float32)
+    batch, tgt = make_batch(samples, rows, text, model.normalizer)
+    width = batch.current.shape[1]
+    controls, ok = fit_controls(samples.current, samples.future, samples.future_valid, model.normalizer,
+                                model.config.num_control)
+    return model.loss(batch, tgt["future"], tgt["future_valid"], torch.as_tensor(controls[rows, :width]),
+                      torch.as_tensor(ok[rows, :width]), tgt["body"])
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_training_reduces_the_loss_and_predictions_have_the_right_shape(kind):
+    samples = synthetic_samples()
+    model = _model(kind, samples, rigidity_weight=5.0 if kind == "mu0" else 0.0, history_dropout=0.1)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    rows = np.arange(len(samples))
+    first = float(_loss(model, samples, rows)["loss"])
+    for _ in range(60):
+        loss = _loss(model, samples, rows)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.7 * first
+    model.eval()
+    batch, _ = make_batch(samples, rows[:5], np.zeros((1, 384), np.float32), model.normalizer)
+    out = model.predict(batch, num_samples=3, generator=torch.Generator().manual_seed(0))
+    assert out["uvz"].shape == (5, 3, samples.current.shape[1], 32, 3)
+    assert torch.isfinite(out["uvz"]).all()
+    if kind == "mu0":
+        assert out["controls"].shape == (5, 3, samples.current.shape[1], 10, 3)
+        assert out["valid_prob"].shape == (5, samples.current.shape[1], 32)
+        # the trace is the spline of its control points
+        spline = evaluate_bspline(out["controls"][0, 0].numpy(), 32)
+        np.testing.assert_allclose(spline, out["uvz"][0, 0].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["mu0", "token-ar"])
+def test_sampled_models_are_deterministic_for_a_seed(kind):
+    samples = synthetic_samples()
+    model = _model(kind, samples).eval()
+    batch, _ = make_batch(samples, np.arange(4), np.zeros((1, 384), np.float32), model.normalizer)
+    a = model.predict(batch, 2, torch.Generator().manual_seed(7), greedy=False)["uvz"]
+    b = model.predict(batch, 2, torch.Generator().manual_seed(7), greedy=False)["uvz"]
+    c = model.predict(batch, 2, torch.Generator().manual_seed(8), greedy=False)["uvz"]
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_keypoints_are_permutation_equivariant():
+    samples = synthetic_samples()
+    model = _model("waypoint", samples).eval()
+    samples.keypoint_mask[:] = True
+    batch, _ = make_batch(samples, np.arange(3), np.zeros((1, 384), np.float32), model.normalizer)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    permuted = type(batch)(**{k: (v[:, perm] if k in ("current", "history", "history_valid", "keypoint_mask") else v)
+                              for k, v in batch.__dict__.items()})
+    torch.testing.assert_close(model.predict(batch)["uvz"][:, :, perm], model.predict(permuted)["uvz"],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_token_quantization_round_trips_within_half_a_bin():
+    samples = synthetic_samples()
+    head = _model("token-ar", samples).head
+    x = torch.linspace(-head.limit, head.limit, 101)[:, None].expand(-1, 3)
+    err = (head.dequantize(head.quantize(x)) - x).abs().max()
+    assert err <= head.limit / (head.bins - 1) + 1e-6
+
+
+def test_save_and_load_round_trip_and_mismatch_errors(tmp_path):
+    samples = synthetic_samples()
+    model = _model("mu0", samples).eval()
+    save_trace_model(model, tmp_path / "ckpt", {"note": "test"})
+    loaded, meta = load_trace_model(tmp_path / "ckpt")
+    assert meta["note"] == "test" and not loaded.training
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    cfg = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    cfg["model"]["dim"] = 48
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="do not match config.json"):
+        load_trace_model(tmp_path / "ckpt")
+    cfg["model"]["bogus"] = 1
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_trace_model(tmp_path / "ckpt")
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_trace_model(tmp_path)
+    with pytest.raises(ValueError, match="valid kinds"):
+        TraceModelConfig(kind="diffusion")
+
+
+def test_split_holds_out_a_robot_and_the_last_demos():
+    parts = [synthetic_samples(n=20, seed=s) for s in range(2)]
+    parts[1].robots = ["Kinova3"]
+    split = split_of(TraceSamples.concat(parts), "Kinova3", eval_fraction=0.2, val_fraction=0.1)
+    assert (split[20:] == "held_out_robot").all()
+    assert list(split[:20]).count("seen_robots") == 4 and list(split[:20]).count("val") == 2
+    assert (split[16:20] == "seen_robots").all()  # the last demos, not a random subset
+
+
+def test_metrics_on_known_cases():
+    target = np.zeros((2, 4, 2))
+    target[:, :, 0] = np.arange(4)
+    pred = target.copy()
+    pred[1, :, 1] = 1.0  # constant 1 px offset
+    valid = np.ones((2, 4), bool)
+    np.testing.assert_allclose(metrics.ade(pred, target, valid), [0, 1])
+    np.testing.assert_allclose(metrics.fde(pred, target, valid), [0, 1])
+    np.testing.assert_allclose(metrics.frechet(pred, target, valid), [0, 1])
+    np.testing.assert_allclose(metrics.dtw(pred, target, valid), [0, 1])
+    # a time shift costs ADE but little DTW
+    shifted = np.concatenate([target[:, :1], target[:, :-1]], 1)
+    assert metrics.dtw(shifted[:1], target[:1], valid[:1])[0] < metrics.ade(shifted[:1], target[:1], valid[:1])[0]
+    # invalid steps are ignored; FDE uses the last valid one
+    valid2 = valid.copy()
+    valid2[1, 2:] = False
+    pred2 = pred.copy()
+    pred2[1, 2:] = 100.0
+    assert metrics.ade(pred2, target, valid2)[1] == pytest.approx(1.0)
+    assert metrics.fde(pred2, target, valid2)[1] == pytest.approx(1.0)
+    assert np.isnan(metrics.ade(pred, target, np.zeros_like(valid))).all()
+    samples = np.stack([pred, target])
+    np.testing.assert_allclose(metrics.min_ade(samples, target, valid), [0, 0])
+
+
+def test_dotted_overrides_reach_nested_settings_and_reject_unknown_ones():
+    cfg = apply_overrides(PretrainConfig(), ["--model.num_control=7", "--samples.stride=2", "--lr=3e-4",
+                                             "--holdout_robot=none", "--models=mu0,waypoint"])
+    assert cfg.model.num_control == 7 and cfg.samples.stride == 2 and cfg.lr == 3e-4
+    assert cfg.holdout_robot is None and cfg.models == ("mu0", "waypoint")
+    with pytest.raises(ValueError, match="valid settings here"):
+        apply_overrides(cfg, ["--model.dims=3"])
+    with pytest.raises(ValueError, match="num_control must be one of"):
+        apply_overrides(cfg, ["--model.num_control=5"])
+    with pytest.raises(ValueError, match="not a valid int"):
+        apply_overrides(cfg, ["--steps=many"])
