@@ -112,7 +112,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
     config = PretrainConfig(data=list(args.data), out=args.out, holdout_robot=args.holdout_robot,
                             models=tuple(m for m in args.models.split(",") if m), steps=args.steps,
-                            batch_size=args.batch_size, seed=args.seed, threads=args.threads)
+                            batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+                            workers=args.workers)
     config = apply_overrides(config, args.overrides)
     print(json.dumps(pretrain(config)))
     return 0
@@ -201,6 +202,7 @@ def _commands() -> list[Command]:
         p.add_argument("--batch-size", type=int, default=32, help="anchor frames per step")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+        p.add_argument("--workers", type=int, default=1, help="processes building missing sample caches")
         p.epilog = ("Nested settings take dotted overrides, e.g. --model.num_control=7 --model.rigidity_weight=5 "
                     "--samples.stride=2 --lr=3e-4 (see mu0sim.model.train.PretrainConfig).")
 

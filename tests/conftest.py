@@ -27,3 +27,26 @@ def run_expert(env, expert, seed):
         assert action.shape == (7,) and action.dtype == np.float32 and np.all(np.abs(action) <= 1)
         obs, _, terminated, truncated, info = env.step(action)
     return info["is_success"]
+
+
+@pytest.fixture(scope="session")
+def tiny_mu0(tmp_path_factory):
+    """A μ0 checkpoint (with both learned baselines) trained for 4 steps on 3 + 3 Lift demos (Panda; Sawyer held
+    out): real files through the real commands, quality irrelevant. Returns (checkpoint folder, datasets)."""
+    from mu0sim.cli import main
+    from mu0sim.rollouts.collect import CollectConfig, collect
+    from mu0sim.traces import ExtractConfig, extract_dataset
+
+    root = tmp_path_factory.mktemp("mu0")
+    data = []
+    for robot in ("Panda", "Sawyer"):
+        path = root / f"Lift_{robot}.hdf5"
+        collect(CollectConfig(task="Lift", robot=robot, episodes=3, out=path), progress=False)
+        extract_dataset(ExtractConfig(dataset=path, mode="sim", camera="agentview"), progress=False)
+        data.append(path)
+    ckpt = root / "ckpt"
+    code = main(["pretrain", "--data", *map(str, data), "--out", str(ckpt), "--holdout-robot", "Sawyer",
+                 "--steps", "4", "--batch-size", "4", "--model.dim=32", "--model.encoder_layers=1",
+                 "--model.head_layers=1", "--val_every=2", "--eval_fraction=0.34", "--val_fraction=0.0"])
+    assert code == 0
+    return ckpt, data

@@ -34,6 +34,7 @@ class TracePrediction:
     depth_m: np.ndarray
     control_points: np.ndarray
     valid_prob: np.ndarray
+    image_feature: np.ndarray  # (B, 1280) the frozen backbone's pooled RGB feature (a compact image summary)
 
     def world(self, params: CameraParams) -> np.ndarray:
         """(B, S, K, H, 3) world positions (metres) through the camera that took the images."""
@@ -128,7 +129,8 @@ class Mu0:
         out = self.model.predict(batch, num_samples=num_samples, generator=gen)
         uvz = out["uvz"].numpy()
         return TracePrediction(uvz=uvz, uv_px=(uvz[..., :2] + 1.0) / 2.0 * size, depth_m=uvz[..., 2],
-                               control_points=out["controls"].numpy(), valid_prob=out["valid_prob"].numpy())
+                               control_points=out["controls"].numpy(), valid_prob=out["valid_prob"].numpy(),
+                               image_feature=rgb_f.tokens.mean((-2, -1)).float().numpy())
 
     def describe(self) -> str:
         training = self.meta.get("training", {})

@@ -132,11 +132,12 @@ class FlowMatchingHead(nn.Module):
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, mask: torch.Tensor, steps: int, generator: torch.Generator | None,
-               noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Euler from noise (t = 1) to data (t = 0): x <- x - dt * v. Returns (B, K, D, 3) normalized controls."""
+               noise_scale: float = 1.0) -> torch.Tensor:
+        """Euler from noise (t = 1) to data (t = 0): x <- x - dt * v. Returns (B, K, D, 3) normalized controls.
+        ``noise_scale`` < 1 starts nearer the noise mean (0 = deterministic, a point estimate)."""
         b, k = cond.shape[:2]
-        x = noise if noise is not None else torch.randn(b, k, self.num_control, 3, generator=generator,
-                                                         device=cond.device, dtype=cond.dtype)
+        x = torch.randn(b, k, self.num_control, 3, generator=generator, device=cond.device,
+                        dtype=cond.dtype) * noise_scale
         for i in range(steps):
             t = torch.full((b,), 1.0 - i / steps, device=cond.device, dtype=cond.dtype)
             x = x - self.velocity(cond, x, t, mask) / steps

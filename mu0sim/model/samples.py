@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import h5py
@@ -148,8 +148,7 @@ def anchor_keypoints(world: np.ndarray, visible: np.ndarray, t: int, params: Cam
             "future": future, "future_valid": np.broadcast_to(ahead < steps, future.shape[:2])}
 
 
-def build_samples(dataset: str | os.PathLike, config: SampleConfig, encoder, instruction_cache,
-                  progress: bool = True) -> TraceSamples:
+def build_samples(dataset: str | os.PathLike, config: SampleConfig, encoder, progress: bool = True) -> TraceSamples:
     """Samples of one dataset (with its sim-mode TraceExtract sidecar); cached next to the dataset and reused while
     the sample settings and the sidecar are unchanged."""
     from tqdm import tqdm
@@ -206,7 +205,6 @@ def build_samples(dataset: str | os.PathLike, config: SampleConfig, encoder, ins
     if not rows:
         raise ValueError(f"{dataset}: no anchor frame has a visible keypoint")
     samples = _assemble(rows, encoder, config, instructions, robot, task)
-    instruction_cache.embed(instructions)
     _write_cache(cache, stamp, samples)
     return samples
 
@@ -278,17 +276,47 @@ def _read_cache(path: Path, stamp: str) -> TraceSamples | None:
         return None  # unreadable cache: rebuild it
 
 
+def _is_cached(dataset: Path, config: SampleConfig) -> bool:
+    sidecar, cache = sidecar_for(dataset), cache_path_for(dataset)
+    if not (sidecar.exists() and cache.exists()):
+        return False
+    stamp = json.dumps({"settings": config.cache_key(), "sidecar_mtime_ns": sidecar.stat().st_mtime_ns})
+    try:
+        with h5py.File(cache, "r") as f:
+            return f.attrs.get("stamp") == stamp
+    except OSError:
+        return False
+
+
+def _build_in_worker(dataset: str, config: SampleConfig) -> list[str]:
+    """Worker process: build one dataset's cache; returns its instructions."""
+    from mu0sim.model.backbone import FrozenVisionEncoder
+
+    torch.set_num_threads(1)
+    with torch.inference_mode():
+        return build_samples(dataset, config, FrozenVisionEncoder(), progress=False).instructions
+
+
 def load_samples(datasets: list[str | os.PathLike], config: SampleConfig, encoder=None, instruction_cache=None,
-                 progress: bool = True) -> TraceSamples:
-    """Samples of several datasets, joined."""
+                 progress: bool = True, workers: int = 1) -> TraceSamples:
+    """Samples of several datasets, joined. Caches still to build are built by ``workers`` processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
     from mu0sim.model.backbone import FrozenVisionEncoder, InstructionCache
 
+    paths = [Path(d) for d in datasets]
+    todo = [p for p in paths if not _is_cached(p, config)]
+    if workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [pool.submit(_build_in_worker, str(p), config) for p in todo]
+            for job in tqdm(jobs, desc="μ0 samples", unit="file", disable=not progress, dynamic_ncols=True):
+                job.result()
     encoder = encoder or FrozenVisionEncoder()
     instruction_cache = instruction_cache if instruction_cache is not None else InstructionCache()
     with torch.inference_mode():
-        return TraceSamples.concat([build_samples(d, config, encoder, instruction_cache, progress)
-                                    for d in datasets])
-
-
-def sample_field_names() -> list[str]:
-    return [f.name for f in fields(TraceSamples)]
+        parts = [build_samples(p, config, encoder, progress) for p in paths]
+    instruction_cache.embed([t for part in parts for t in part.instructions])
+    return TraceSamples.concat(parts)

@@ -34,10 +34,13 @@ class TraceModelConfig:
     head_layers: int = 2
     heads: int = 4
     flow_steps: int = 4  # Euler steps at inference (μ0)
+    point_noise_scale: float = 1.0  # μ0's initial-noise scale for point predictions; pretrain picks it on validation
     done_weight: float = 0.5  # per-step validity head (μ0)
     rigidity_weight: float = 0.0  # rigidity of same-body keypoints across control points (μ0; paper: 5)
     history_dropout: float = 0.0  # probability of hiding a sample's whole history during training
     token_bins: int = 64  # token-ar
+    token_sequences_per_step: int = 256  # token-ar: keypoint sequences per training step (its decoder runs over all
+    # H steps of each, ~30x the head cost of μ0 per keypoint; a random subset keeps a step's cost comparable)
     image_size: int = 128
     camera: str = "agentview"
 
@@ -124,6 +127,10 @@ class TraceModel(nn.Module):
             steps = torch.diff(torch.cat([torch.zeros_like(delta[:, :, :1]), delta], 2), dim=2)
             tokens = self.head.quantize(steps)
             sel = mask.flatten()
+            chosen = torch.nonzero(sel).flatten()
+            if len(chosen) > cfg.token_sequences_per_step:
+                chosen = chosen[torch.randperm(len(chosen), device=chosen.device)[:cfg.token_sequences_per_step]]
+                sel = torch.zeros_like(sel).index_fill_(0, chosen, True)
             logits = self.head.logits(cond.flatten(0, 1)[sel], tokens.flatten(0, 1)[sel])
             ce = F.cross_entropy(logits.flatten(0, 2), tokens.flatten(0, 1)[sel].flatten(), reduction="none")
             w = future_valid.flatten(0, 1)[sel][..., None].expand(-1, -1, 3).flatten().float()
@@ -163,9 +170,11 @@ class TraceModel(nn.Module):
     # ---------------------------------------------------------------------------------------------- inference
     @torch.no_grad()
     def predict(self, batch: TraceBatch, num_samples: int = 1, generator: torch.Generator | None = None,
-                greedy: bool = True) -> dict[str, torch.Tensor]:
+                greedy: bool = True, noise_scale: float | None = None) -> dict[str, torch.Tensor]:
         """Futures ``uvz`` (B, S, K, H, 3); μ0 adds ``controls`` (B, S, K, D, 3) absolute uvz and ``valid_prob``
-        (B, K, H). ``greedy`` (token model, sample 0 only): argmax decoding for the point estimate."""
+        (B, K, H). ``greedy`` (token model, sample 0 only): argmax decoding for the point estimate. ``noise_scale``
+        (μ0): initial noise scale of the flow; None = the config's ``point_noise_scale`` (chosen on validation)."""
+        scale = self.config.point_noise_scale if noise_scale is None else noise_scale
         cond = self.encoder(batch)
         b, k = cond.shape[:2]
         cur = batch.current[:, None, :, None]
@@ -178,8 +187,8 @@ class TraceModel(nn.Module):
             steps = torch.stack([self.head.dequantize(o) for o in outs], 1)  # (B*K, S, H, 3)
             delta = steps.cumsum(-2).view(b, k, num_samples, -1, 3).transpose(1, 2)
             return {"uvz": delta * self.scale + cur}
-        controls = torch.stack([self.head.sample(cond, batch.keypoint_mask, self.config.flow_steps, generator)
-                                for _ in range(num_samples)], 1)  # (B, S, K, D, 3) normalized
+        controls = torch.stack([self.head.sample(cond, batch.keypoint_mask, self.config.flow_steps, generator,
+                                                 scale) for _ in range(num_samples)], 1)  # (B, S, K, D, 3) normalized
         delta = torch.einsum("hd,bskdc->bskhc", self.basis, controls)
         return {"uvz": delta * self.scale + cur, "controls": controls * self.scale + cur,
                 "valid_prob": torch.sigmoid(self.head.validity_logits(cond))}

@@ -51,6 +51,7 @@ class PretrainConfig:
     eval_fraction: float = 0.2
     val_fraction: float = 0.1
     threads: int | None = None
+    workers: int = 1  # processes that build missing sample caches (rendering + frozen backbone)
     resume_every_s: float = 60.0
     samples: SampleConfig = field(default_factory=SampleConfig)
     model: TraceModelConfig = field(default_factory=TraceModelConfig)
@@ -137,7 +138,7 @@ class _Trainer:
         self.opt.step()
         self.sched.step()
         self.step += 1
-        return float(loss)
+        return float(loss.detach())
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -181,7 +182,8 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> dict:
         else InstructionCache()
     samples_cfg = replace(config.samples, image_size=config.model.image_size, camera=config.model.camera,
                           history=config.model.history, horizon=config.model.horizon)
-    samples = load_samples(config.data, samples_cfg, instruction_cache=instructions, progress=progress)
+    samples = load_samples(config.data, samples_cfg, instruction_cache=instructions, progress=progress,
+                           workers=config.workers)
     instructions.save(out / "instructions.json")
     text = instructions.embed(samples.instructions)
     split = split_of(samples, config.holdout_robot, config.eval_fraction, config.val_fraction)
@@ -234,9 +236,14 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> dict:
         finally:
             bar.close()
         wall = time.perf_counter() - start
+        if kind == "mu0":  # the point estimate's noise scale, chosen on the validation split
+            trainer.model.config.point_noise_scale, scale_scores = _choose_point_noise_scale(
+                trainer.model, samples, trainer.val_rows, text, config.seed)
         training = {"finished": True, "steps": trainer.step, "wall_s": round(wall, 1),
                     "samples_per_s": round(trainer.step * config.batch_size / wall, 1),
-                    "history": trainer.history, "parameters": sum(p.numel() for p in trainer.model.parameters()
+                    "history": trainer.history,
+                    **({"point_noise_scale_val_ade32_cm": scale_scores} if kind == "mu0" else {}),
+                    "parameters": sum(p.numel() for p in trainer.model.parameters()
                                                                    if p.requires_grad)}
         save_trace_model(trainer.model, target, {**meta, "training": training})
         state_path.unlink(missing_ok=True)
@@ -244,6 +251,27 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> dict:
             {"val_loss": trainer.history[-1]["val_loss"] if trainer.history else None}
     shutil.rmtree(resume_dir, ignore_errors=True)
     return summary
+
+
+def _choose_point_noise_scale(model: TraceModel, samples: TraceSamples, val_rows: np.ndarray, text: np.ndarray,
+                              seed: int, candidates: tuple[float, ...] = (1.0, 0.5, 0.0)) -> tuple[float, dict]:
+    """Initial-noise scale whose point predictions have the lowest 3D ADE@H on (at most 300 of) the validation
+    anchors; returns it and every candidate's score."""
+    from mu0sim.model.evaluate import predict_learned, score
+
+    if len(val_rows) == 0:
+        return model.config.point_noise_scale, {}
+    rows = np.random.default_rng(seed).choice(val_rows, min(len(val_rows), 300), replace=False)
+    model.eval()
+    scores = {}
+    for scale in candidates:
+        with torch.inference_mode():
+            pred = predict_learned(model, samples, rows, text, 1, seed, noise_scale=scale)[0]
+        row = next(r for r in score(pred, samples, rows) if r["space"] == "3d_cm" and
+                   r["horizon"] == model.config.horizon)
+        scores[str(scale)] = round(row["ade"], 4)
+    best = min(candidates, key=lambda c: scores[str(c)])
+    return best, scores
 
 
 def _jsonable(obj):

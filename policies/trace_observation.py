@@ -1,0 +1,145 @@
+"""Frozen μ0 in the loop: a Gymnasium wrapper that adds μ0's predicted traces to the observation.
+
+μ0 is queried at reset and then every ``query_every`` steps (an action chunk's execution); only those steps render
+the camera (the wrapped env should use ``image_period=0`` so that nothing else renders). Between queries the last
+prediction stays in the observation and ``mu0_age`` counts the steps since it was made.
+
+Added observation keys (K query points, H future steps):
+    mu0_query_uvz   (K, 3)    query point at the query step: u, v in [-1, 1], depth in metres
+    mu0_traces      (K, H, 3) predicted future minus the query point, divided by μ0's per-axis scale
+    mu0_query_mask  (K,)      1 for real query points, 0 for padding
+    mu0_image       (1280,)   the frozen backbone's pooled RGB feature (a compact image summary)
+    mu0_age         (1,)      steps since the prediction
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from mu0sim.camera import project_points
+
+QUERY_MODES = ("grid", "keypoints")
+
+
+def grid_query_points(size_px: int, per_side: int) -> np.ndarray:
+    """(per_side**2, 2) pixel centres of a uniform grid over a square image (μ0's own policy queries a grid)."""
+    step = size_px / per_side
+    centres = (np.arange(per_side) + 0.5) * step
+    u, v = np.meshgrid(centres, centres)
+    return np.stack([u.ravel(), v.ravel()], -1).astype(np.float32)
+
+
+def keypoint_query_points(segmentation: np.ndarray, eef_uv_px: np.ndarray, count: int,
+                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Query points as TraceExtract picks them, from the observation alone: farthest-point samples over the task
+    objects' pixels (segmentation labels >= 2) and the gripper (its projected position and a ring around it).
+    Returns ((count, 2) pixels, (count,) mask); padding repeats the first point with mask 0."""
+    labels = segmentation[..., 0] if segmentation.ndim == 3 else segmentation
+    ring = eef_uv_px + 3.0 * np.stack([np.cos(a := np.linspace(0, 2 * np.pi, 4, endpoint=False)), np.sin(a)], -1)
+    gripper = np.concatenate([eef_uv_px[None], ring]).astype(np.float32)
+    rows, cols = np.nonzero(labels >= 2)
+    pixels = np.stack([cols + 0.5, rows + 0.5], -1).astype(np.float32)
+    budget = count - len(gripper)
+    chosen = _farthest_points(pixels, budget, rng) if len(pixels) else np.zeros((0, 2), np.float32)
+    points = np.concatenate([gripper, chosen])[:count]
+    mask = np.zeros(count, np.float32)
+    mask[:len(points)] = 1.0
+    out = np.repeat(points[:1], count, 0)
+    out[:len(points)] = points
+    return out, mask
+
+
+def _farthest_points(points: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    if len(points) <= count:
+        return points
+    chosen = [int(rng.integers(len(points)))]
+    dist = np.linalg.norm(points - points[chosen[0]], axis=-1)
+    for _ in range(count - 1):
+        chosen.append(int(np.argmax(dist)))
+        dist = np.minimum(dist, np.linalg.norm(points - points[chosen[-1]], axis=-1))
+    return points[chosen]
+
+
+class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Runs a frozen :class:`~mu0sim.model.Mu0` every ``query_every`` steps and adds its traces (see the module
+    docstring). The wrapped env must render ``camera`` with depth (and segmentation for ``query="keypoints"``)."""
+
+    def __init__(self, env: gym.Env, mu0, query: str = "keypoints", num_points: int = 32, grid: int = 8,
+                 query_every: int = 8, camera: str = "agentview", seed: int = 0) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, mu0=mu0, query=query, num_points=num_points, grid=grid,
+                                                 query_every=query_every, camera=camera, seed=seed)
+        gym.Wrapper.__init__(self, env)
+        if query not in QUERY_MODES:
+            raise ValueError(f"unknown query mode {query!r}; valid modes: {', '.join(QUERY_MODES)}")
+        base = env.unwrapped
+        if camera not in getattr(base, "cameras", ()):
+            raise ValueError(f"the env does not render camera {camera!r} (it renders {getattr(base, 'cameras', ())})")
+        if not base.depth or (query == "keypoints" and not base.segmentation):
+            raise ValueError("the env must render depth" + (" and segmentation" if query == "keypoints" else "")
+                             + f" for μ0 queries with query={query!r}")
+        if base.image_hw != (mu0.image_size, mu0.image_size):
+            raise ValueError(f"μ0 expects {mu0.image_size} px images, the env renders {base.image_hw}")
+        self.mu0, self.query, self.camera, self.query_every = mu0, query, camera, query_every
+        self.num_points = grid * grid if query == "grid" else num_points
+        self.grid = grid
+        self._rng = np.random.default_rng(seed)
+        horizon = mu0.config.horizon
+        k = self.num_points
+        self.observation_space = spaces.Dict({
+            **env.observation_space.spaces,
+            "mu0_query_uvz": spaces.Box(-np.inf, np.inf, (k, 3), np.float32),
+            "mu0_traces": spaces.Box(-np.inf, np.inf, (k, horizon, 3), np.float32),
+            "mu0_query_mask": spaces.Box(0.0, 1.0, (k,), np.float32),
+            "mu0_image": spaces.Box(-np.inf, np.inf, (1280,), np.float32),
+            "mu0_age": spaces.Box(0.0, np.inf, (1,), np.float32),
+        })
+        self._last: dict[str, np.ndarray] = {}
+        self._age = 0
+        self.queries = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._query(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._age += 1
+        if self._age >= self.query_every and not (terminated or truncated):
+            return self._query(obs), reward, terminated, truncated, info
+        return self._with_last(obs), reward, terminated, truncated, info
+
+    def _query(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        base = self.env.unwrapped
+        images = base.refresh_images()  # the query step's own frame (the env itself renders only at reset)
+        rgb, depth = images[f"{self.camera}_image"], images[f"{self.camera}_depth"][..., 0]
+        size = self.mu0.image_size
+        if self.query == "grid":
+            points, mask = grid_query_points(size, self.grid), np.ones(self.num_points, np.float32)
+        else:
+            eef_uv, _ = project_points(obs["robot0_eef_pos"][None].astype(np.float64), base.camera_params(self.camera))
+            points, mask = keypoint_query_points(images[f"{self.camera}_segmentation"], eef_uv[0], self.num_points,
+                                                 self._rng)
+        pred = self.mu0.predict_traces(rgb[None], depth[None], points[None], base.instruction,
+                                       query_mask=mask[None] > 0, seed=int(self._rng.integers(2**31)))
+        current = np.concatenate([points / size * 2 - 1, depth[np.clip(points[:, 1].astype(int), 0, size - 1),
+                                                               np.clip(points[:, 0].astype(int), 0, size - 1)][:, None]],
+                                 -1).astype(np.float32)
+        scale = self.mu0.model.normalizer.scale
+        self._last = {"mu0_query_uvz": current,
+                      "mu0_traces": ((pred.uvz[0, 0] - current[:, None]) / scale).astype(np.float32),
+                      "mu0_query_mask": mask,
+                      "mu0_image": pred.image_feature[0]}
+        self._age = 0
+        self.queries += 1
+        return self._with_last(obs)
+
+    def _with_last(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:
+        # copies: users keep observations, and the next steps must not change them
+        return {**obs, **{k: v.copy() for k, v in self._last.items()}, "mu0_age": np.array([self._age], np.float32)}
+

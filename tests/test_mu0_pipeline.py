@@ -1,0 +1,84 @@
+"""collect -> extract -> pretrain -> eval-traces -> Mu0.from_pretrained on a tiny Lift dataset (two robots)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mu0sim.cli import main
+from mu0sim.model import Mu0
+
+
+@pytest.fixture()
+def tiny_checkpoint(tiny_mu0):
+    return tiny_mu0
+
+
+def test_pretrain_writes_mu0_and_baselines_and_a_resumable_layout(tiny_checkpoint):
+    ckpt, _ = tiny_checkpoint
+    for folder in (ckpt, ckpt / "baselines" / "waypoint", ckpt / "baselines" / "token-ar"):
+        assert {"config.json", "model.safetensors", "normalizer.json"} <= {p.name for p in folder.iterdir()}
+        assert json.loads((folder / "config.json").read_text())["training"]["finished"]
+    meta = json.loads((ckpt / "config.json").read_text())
+    assert meta["robots_seen"] == ["Panda"] and meta["pretrain"]["holdout_robot"] == "Sawyer"
+    assert not (ckpt / ".resume").exists()
+    assert list(json.loads((ckpt / "instructions.json").read_text())) == ["lift the red cube"]
+
+
+def test_eval_traces_reports_every_model_split_space_and_horizon(tiny_checkpoint, tmp_path, capsys):
+    ckpt, data = tiny_checkpoint
+    out = tmp_path / "report.json"
+    assert main(["eval-traces", "--ckpt", str(ckpt), "--data", *map(str, data), "--out", str(out),
+                 "--num-samples", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "held_out_robot_mu0_ade32_cm" in summary
+    rows = json.loads(out.read_text())["rows"]
+    models = {r["model"] for r in rows}
+    assert models == {"mu0", "waypoint", "token-ar", "static", "constant_velocity"}
+    assert {r["split"] for r in rows} == {"seen_robots", "held_out_robot"}
+    assert {(r["space"], r["horizon"]) for r in rows} == {(s, h) for s in ("2d_px", "3d_cm") for h in (8, 16, 32)}
+    for r in rows:
+        assert np.isfinite([r["ade"], r["fde"], r["dtw"], r["frechet"]]).all()
+        assert (r["min_ade_5"] is not None) == (r["model"] in ("mu0", "token-ar"))
+    static = [r for r in rows if r["model"] == "static" and r["space"] == "3d_cm"]
+    assert all(r["ade"] > 0 for r in static)  # the demos move
+    assert out.with_suffix(".md").read_text().startswith("# eval-traces")
+
+
+def test_mu0_from_pretrained_is_frozen_batched_and_deterministic(tiny_checkpoint):
+    ckpt, data = tiny_checkpoint
+    mu0 = Mu0.from_pretrained(ckpt)
+    assert not mu0.model.training and not any(p.requires_grad for p in mu0.model.parameters())
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (2, 128, 128, 3), dtype=np.uint8)
+    depth = rng.uniform(0.8, 1.5, (2, 128, 128)).astype(np.float32)
+    query = rng.uniform(0, 128, (2, 5, 2)).astype(np.float32)
+    text = mu0.instructions.texts[0]
+    a = mu0.predict_traces(rgb, depth, query, text, seed=3, num_samples=2)
+    b = mu0.predict_traces(rgb, depth, query, text, seed=3, num_samples=2)
+    assert a.uvz.shape == (2, 2, 5, 32, 3) and a.uv_px.shape == (2, 2, 5, 32, 2)
+    assert a.control_points.shape == (2, 2, 5, 10, 3) and a.valid_prob.shape == (2, 5, 32)
+    np.testing.assert_array_equal(a.uvz, b.uvz)
+    assert np.isfinite(a.uvz).all()
+    assert not np.array_equal(a.uvz, mu0.predict_traces(rgb, depth, query, text, seed=4, num_samples=2).uvz)
+    with pytest.raises(ValueError, match="rgb must be"):
+        mu0.predict_traces(rgb[:, :64], depth, query, text)
+    with pytest.raises(ValueError, match="query_uv_px must be"):
+        mu0.predict_traces(rgb, depth, query[0], text)
+    with pytest.raises(ValueError, match="history_uvz must be"):
+        mu0.predict_traces(rgb, depth, query, text, history_uvz=np.zeros((2, 5, 3, 3)))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        Mu0.from_pretrained(ckpt / "missing")
+
+
+def test_pretrain_rejects_bad_settings_with_clear_errors(tiny_checkpoint, tmp_path, capsys):
+    _, data = tiny_checkpoint
+    assert main(["pretrain", "--data", str(data[0]), "--out", str(tmp_path / "x"), "--models", "mu0,gpt"]) == 2
+    assert "valid kinds" in capsys.readouterr().err
+    assert main(["pretrain", "--data", str(tmp_path / "nope.hdf5"), "--out", str(tmp_path / "x")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["pretrain", "--data", str(data[0]), "--out", str(tmp_path / "x"), "--model.num_control=5"]) == 2
+    assert "num_control must be one of" in capsys.readouterr().err

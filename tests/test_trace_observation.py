@@ -1,0 +1,79 @@
+"""Mu0TraceObservation: frozen μ0 in the loop adds traces to the observation, querying (and rendering) only every
+``query_every`` steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from mu0sim.envs import make_env
+from mu0sim.model import Mu0
+from mu0sim.policies.trace_observation import Mu0TraceObservation, grid_query_points, keypoint_query_points
+
+
+@pytest.fixture(scope="module")
+def mu0(tiny_mu0):
+    return Mu0.from_pretrained(tiny_mu0[0])
+
+
+def _env(segmentation: bool = True, depth: bool = True):
+    return make_env("Lift", "Panda", cameras=("agentview",), image_size=128, depth=depth, segmentation=segmentation,
+                    image_period=0)
+
+
+@pytest.mark.parametrize("query", ["keypoints", "grid"])
+def test_traces_are_added_and_refreshed_every_chunk(mu0, query):
+    env = Mu0TraceObservation(_env(), mu0, query=query, num_points=16, grid=4, query_every=8)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    k = 16
+    assert obs["mu0_traces"].shape == (k, 32, 3) and obs["mu0_query_uvz"].shape == (k, 3)
+    assert obs["mu0_traces"].dtype == np.float32 and obs["mu0_age"][0] == 0
+    assert np.isfinite(obs["mu0_traces"]).all() and obs["mu0_query_mask"].sum() > 5
+    first = obs["mu0_traces"].copy()
+    for step in range(1, 9):
+        obs, _, terminated, truncated, _ = env.step(np.zeros(7, np.float32))
+        assert not (terminated or truncated)
+        if step < 8:
+            assert obs["mu0_age"][0] == step and np.array_equal(obs["mu0_traces"], first)
+    assert env.queries == 2 and obs["mu0_age"][0] == 0
+    env.close()
+
+
+def test_wrapper_passes_gymnasium_check_env(mu0):
+    env = Mu0TraceObservation(_env(), mu0, query="grid", grid=4)
+    check_env(env, skip_render_check=True)
+    env.close()
+
+
+def test_same_seed_same_observation(mu0):
+    outs = []
+    for _ in range(2):
+        env = Mu0TraceObservation(_env(), mu0, num_points=16)
+        obs, _ = env.reset(seed=3)
+        outs.append(obs["mu0_traces"])
+        env.close()
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_query_points_from_the_observation_alone():
+    grid = grid_query_points(128, 4)
+    assert grid.shape == (16, 2) and grid.min() == 16 and grid.max() == 112
+    seg = np.zeros((128, 128, 1), np.uint8)
+    seg[60:70, 40:50] = 2  # one object
+    points, mask = keypoint_query_points(seg, np.array([64.0, 30.0]), 20, np.random.default_rng(0))
+    assert points.shape == (20, 2) and mask.sum() == 20
+    on_object = (points[5:, 0] >= 40) & (points[5:, 0] <= 50) & (points[5:, 1] >= 60) & (points[5:, 1] <= 70)
+    assert on_object.all()  # after the 5 gripper points, every point lies on the object
+    points, mask = keypoint_query_points(np.zeros_like(seg), np.array([64.0, 30.0]), 20, np.random.default_rng(0))
+    assert mask.sum() == 5  # no object visible: gripper points only, the rest is padding
+
+
+def test_bad_setups_are_refused(mu0):
+    with pytest.raises(ValueError, match="valid modes"):
+        Mu0TraceObservation(_env(), mu0, query="random")
+    with pytest.raises(ValueError, match="segmentation"):
+        Mu0TraceObservation(_env(segmentation=False), mu0, query="keypoints")
+    with pytest.raises(ValueError, match="does not render camera"):
+        Mu0TraceObservation(_env(), mu0, camera="frontview")
