@@ -128,6 +128,24 @@ def _cmd_eval_traces(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_policy(args: argparse.Namespace) -> int:
+    from mu0sim.config import apply_overrides
+    from mu0sim.datasets.hdf5 import read_env_args
+    from mu0sim.policies.train_bc import TrainPolicyConfig, train_policy
+
+    if args.robot is not None:
+        for path in args.data:
+            robot = read_env_args(path)["mu0sim"]["kwargs"]["robot"]
+            if robot != args.robot:
+                raise ValueError(f"{path} holds {robot} demos, not --robot {args.robot}")
+    config = TrainPolicyConfig(data=list(args.data), mu0=args.mu0, out=args.out, variant=args.variant,
+                               head=args.head, query=args.query, episodes=args.episodes, steps=args.steps,
+                               seed=args.seed)
+    config = apply_overrides(config, args.overrides)
+    print(json.dumps(train_policy(config)))
+    return 0
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 
@@ -214,6 +232,20 @@ def _commands() -> list[Command]:
         p.add_argument("--num-samples", type=int, default=5, help="samples for minADE of sampled models")
         p.add_argument("--seed", type=int, default=0)
 
+    def train_policy_args(p: argparse.ArgumentParser) -> None:
+        from mu0sim.policies.action_expert import HEADS, VARIANTS
+
+        p.add_argument("--data", nargs="+", required=True, help="demos of one robot (mu0sim collect)")
+        p.add_argument("--mu0", required=True, help="frozen μ0 checkpoint folder")
+        p.add_argument("--out", required=True, help="policy checkpoint folder")
+        p.add_argument("--variant", default="trace", choices=VARIANTS)
+        p.add_argument("--robot", default=None, help="check that the data is this robot's")
+        p.add_argument("--head", default="regression", choices=HEADS)
+        p.add_argument("--query", default="keypoints", choices=("keypoints", "grid"), help="μ0 query points")
+        p.add_argument("--episodes", type=int, default=None, help="first N demos of each file")
+        p.add_argument("--steps", type=int, default=3000)
+        p.add_argument("--seed", type=int, default=0)
+
     return [
         ("envs", "list tasks, robots and cameras", envs_args, _cmd_envs),
         ("collect", "collect scripted demonstrations into a robomimic-compatible HDF5 file", collect_args,
@@ -227,6 +259,8 @@ def _commands() -> list[Command]:
         ("pretrain", "train μ0 and its baselines on TraceExtract data (resumable)", pretrain_args, _cmd_pretrain),
         ("eval-traces", "trace errors of μ0 and every baseline on held-out demos and the held-out robot",
          eval_traces_args, _cmd_eval_traces),
+        ("train-policy", "behaviour-clone an action expert on frozen μ0's traces", train_policy_args,
+         _cmd_train_policy),
     ]
 
 
@@ -241,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _TOP_LEVEL_OVERRIDES = ("lr", "weight_decay", "warmup_steps", "val_every", "eval_fraction", "val_fraction")
-DOTTED_COMMANDS = ("pretrain",)  # commands whose nested config takes --a.b=value overrides
+DOTTED_COMMANDS = ("pretrain", "train-policy")  # commands whose nested config takes --a.b=value overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,8 @@ Added observation keys (K query points, H future steps):
     mu0_query_uvz   (K, 3)    query point at the query step: u, v in [-1, 1], depth in metres
     mu0_traces      (K, H, 3) predicted future minus the query point, divided by μ0's per-axis scale
     mu0_query_mask  (K,)      1 for real query points, 0 for padding
+    mu0_query_world (K, 3)    the query point in the world frame (metres), through the camera's calibration
+    mu0_traces_world (K, H, 3) predicted future minus the query point, world frame, metres
     mu0_image       (1280,)   the frozen backbone's pooled RGB feature (a compact image summary)
     mu0_age         (1,)      steps since the prediction
 """
@@ -20,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from mu0sim.camera import project_points
+from mu0sim.camera import project_points, unproject_points
 
 QUERY_MODES = ("grid", "keypoints")
 
@@ -94,6 +96,8 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             "mu0_query_uvz": spaces.Box(-np.inf, np.inf, (k, 3), np.float32),
             "mu0_traces": spaces.Box(-np.inf, np.inf, (k, horizon, 3), np.float32),
             "mu0_query_mask": spaces.Box(0.0, 1.0, (k,), np.float32),
+            "mu0_query_world": spaces.Box(-np.inf, np.inf, (k, 3), np.float32),
+            "mu0_traces_world": spaces.Box(-np.inf, np.inf, (k, horizon, 3), np.float32),
             "mu0_image": spaces.Box(-np.inf, np.inf, (1280,), np.float32),
             "mu0_age": spaces.Box(0.0, np.inf, (1,), np.float32),
         })
@@ -131,7 +135,11 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
                                                                np.clip(points[:, 0].astype(int), 0, size - 1)][:, None]],
                                  -1).astype(np.float32)
         scale = self.mu0.model.normalizer.scale
+        params = base.camera_params(self.camera)
+        query_world = unproject_points(points, current[:, 2], params).astype(np.float32)
+        traces_world = pred.world(params)[0, 0] - query_world[:, None]
         self._last = {"mu0_query_uvz": current,
+                      "mu0_query_world": query_world, "mu0_traces_world": traces_world.astype(np.float32),
                       "mu0_traces": ((pred.uvz[0, 0] - current[:, None]) / scale).astype(np.float32),
                       "mu0_query_mask": mask,
                       "mu0_image": pred.image_feature[0]}

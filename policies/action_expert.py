@@ -1,0 +1,238 @@
+"""Trace-conditioned action experts: small per-embodiment policies behaviour-cloned on top of frozen μ0.
+
+The expert reads one observation of :class:`~mu0sim.policies.trace_observation.Mu0TraceObservation` (proprioception,
+μ0's query points and predicted traces, the backbone's pooled image feature) and outputs a chunk of ``chunk`` actions
+of which ``execute`` are run before the next query. Variants (one option, same network):
+
+    trace              frozen μ0's predicted 3D traces (world frame, through the camera calibration)
+    trace-2d           the same traces as image-plane (u, v) motion only
+    no-trace           the same network, trace inputs zeroed (query point positions are still seen)
+    gt-trace           ground-truth future traces of the query points (the upper bound; training data only)
+    action-pretrained  no traces; initialised from a model pretrained on pooled multi-robot actions
+
+Point features are pooled by attention (permutation-invariant, padding masked); proprioception and the image
+feature join them in an MLP trunk; the head regresses the normalized chunk (``head="regression"``) or learns it by
+flow matching (``head="flow"``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained")
+HEADS = ("regression", "flow")
+PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
+TRACE_STEPS = (2, 4, 8, 12, 16, 24, 32)  # future steps of each trace the expert reads (of μ0's H = 32)
+
+
+@dataclass
+class ActionExpertConfig:
+    variant: str = "trace"
+    head: str = "regression"
+    robot: str = "Panda"
+    task: str = "Lift"
+    chunk: int = 16
+    execute: int = 8
+    dim: int = 128
+    action_dim: int = 7
+    mu0_id: str = ""  # fingerprint of the μ0 checkpoint the traces came from
+    flow_steps: int = 8
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; valid variants: {', '.join(VARIANTS)}")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; valid heads: {', '.join(HEADS)}")
+        if not 1 <= self.execute <= self.chunk:
+            raise ValueError(f"execute must be in 1..chunk={self.chunk}, got {self.execute}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ActionExpertConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"action-expert config has unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:
+    """(K, F) per-query-point input of the expert for ``variant`` (F is the same for every variant)."""
+    world = obs["mu0_query_world"]
+    lead = world.shape[:-1]  # (K,) or (N, K)
+    if variant in ("trace", "gt-trace"):
+        motion = trace_steps(obs["mu0_traces_world"]).reshape(*lead, -1)
+    elif variant == "trace-2d":
+        uv = trace_steps(obs["mu0_traces"])[..., :2]
+        motion = np.concatenate([uv, np.zeros_like(uv[..., :1])], -1).reshape(*lead, -1)
+    else:
+        motion = np.zeros((*lead, 3 * len(TRACE_STEPS)), np.float32)
+    return np.concatenate([world, obs["mu0_query_uvz"], motion], -1).astype(np.float32)
+
+
+def trace_steps(traces: np.ndarray) -> np.ndarray:
+    """(..., H, 3) -> (..., len(TRACE_STEPS), 3): the future steps the expert reads (already subsampled arrays of
+    that length pass through)."""
+    if traces.shape[-2] == len(TRACE_STEPS):
+        return traces
+    return traces[..., np.array(TRACE_STEPS) - 1, :]
+
+
+def proprio_features(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """(8,) or (N, 8): eef position (m), quaternion (xyzw), gripper opening (m)."""
+    return np.concatenate([np.asarray(obs[k], np.float32) for k in PROPRIO_KEYS], -1)
+
+
+POINT_DIM = 3 + 3 + 3 * len(TRACE_STEPS)
+PROPRIO_DIM = 3 + 4 + 1
+IMAGE_DIM = 1280
+
+
+class ActionExpertNet(nn.Module):
+    def __init__(self, config: ActionExpertConfig) -> None:
+        super().__init__()
+        d = config.dim
+        self.config = config
+        self.point = nn.Sequential(nn.Linear(POINT_DIM, d), nn.GELU(), nn.Linear(d, d))
+        self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
+        self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM, d), nn.GELU())
+        self.image = nn.Sequential(nn.Linear(IMAGE_DIM, d), nn.GELU())
+        out = config.chunk * config.action_dim
+        extra = out + d if config.head == "flow" else 0  # flow: noisy chunk + time embedding
+        self.time = nn.Linear(1, d) if config.head == "flow" else None
+        self.trunk = nn.Sequential(nn.Linear(3 * d + extra, 4 * d), nn.GELU(), nn.Linear(4 * d, 4 * d), nn.GELU(),
+                                   nn.Linear(4 * d, out))
+
+    def context(self, points: torch.Tensor, mask: torch.Tensor, proprio: torch.Tensor,
+                image: torch.Tensor) -> torch.Tensor:
+        tokens = self.point(points)
+        q = self.pool_query.expand(len(points), -1, -1)
+        pad = ~mask.bool()
+        pad = pad & ~pad.all(-1, keepdim=True)  # nothing visible: attend to the (zero) padding instead of NaN
+        pooled, _ = self.pool(q, tokens, tokens, key_padding_mask=pad)
+        return torch.cat([pooled[:, 0], self.proprio(proprio), self.image(image)], -1)
+
+    def forward(self, ctx: torch.Tensor, x_t: torch.Tensor | None = None, t: torch.Tensor | None = None):
+        if self.config.head == "regression":
+            return self.trunk(ctx)
+        return self.trunk(torch.cat([ctx, x_t, self.time(t[:, None])], -1))
+
+
+@dataclass
+class Normalization:
+    """Per-dimension mean/std of proprioception and image features; actions scaled to [-1, 1] already."""
+
+    proprio_mean: np.ndarray
+    proprio_std: np.ndarray
+    image_mean: np.ndarray
+    image_std: np.ndarray
+    point_mean: np.ndarray
+    point_std: np.ndarray
+
+    @classmethod
+    def fit(cls, proprio: np.ndarray, image: np.ndarray, points: np.ndarray, mask: np.ndarray) -> "Normalization":
+        valid = points[mask > 0]
+        return cls(proprio.mean(0), proprio.std(0) + 1e-3, image.mean(0), image.std(0) + 1e-3,
+                   valid.mean(0), valid.std(0) + 1e-3)
+
+    def to_dict(self) -> dict:
+        return {k: np.asarray(v).tolist() for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Normalization":
+        return cls(**{k: np.asarray(v, np.float32) for k, v in data.items()})
+
+
+class ActionExpert:
+    """Policy interface (LeRobot-style): ``reset()``, ``select_action(obs)``, ``predict_action_chunk(obs)``."""
+
+    def __init__(self, net: ActionExpertNet, norm: Normalization, seed: int = 0) -> None:
+        self.net = net.eval()
+        self.config = net.config
+        self.norm = norm
+        self._queue: list[np.ndarray] = []
+        self._gen = torch.Generator().manual_seed(seed)
+
+    def reset(self) -> None:
+        self._queue = []
+
+    def tensors(self, obs: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+        n = self.norm
+        points = (point_features(obs, self.config.variant) - n.point_mean) / n.point_std
+        return (torch.as_tensor(points[None]), torch.as_tensor(obs["mu0_query_mask"][None]),
+                torch.as_tensor(((proprio_features(obs) - n.proprio_mean) / n.proprio_std)[None]),
+                torch.as_tensor(((obs["mu0_image"] - n.image_mean) / n.image_std)[None].astype(np.float32)))
+
+    @torch.no_grad()
+    def predict_action_chunk(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """(chunk, action_dim) actions in [-1, 1] for this observation."""
+        ctx = self.net.context(*self.tensors(obs))
+        cfg = self.config
+        if cfg.head == "regression":
+            flat = self.net(ctx)
+        else:
+            flat = torch.randn(1, cfg.chunk * cfg.action_dim, generator=self._gen)
+            for i in range(cfg.flow_steps):
+                t = torch.full((1,), 1.0 - i / cfg.flow_steps)
+                flat = flat - self.net(ctx, flat, t) / cfg.flow_steps
+        return flat.view(cfg.chunk, cfg.action_dim).clamp(-1, 1).numpy()
+
+    def select_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Next action; a new chunk is predicted when the last one's ``execute`` actions are used up (align this
+        with the wrapper's ``query_every`` so each chunk starts on a fresh μ0 query)."""
+        if not self._queue:
+            self._queue = list(self.predict_action_chunk(obs)[:self.config.execute])
+        return self._queue.pop(0).astype(np.float32)
+
+    # ----------------------------------------------------------------------------------------- checkpoints
+    def save(self, directory: str | Path, extra: dict | None = None) -> None:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(directory / "model.safetensors"))
+        (directory / "config.json").write_text(json.dumps({"policy": asdict(self.config), **(extra or {})},
+                                                          indent=1))
+        (directory / "normalization.json").write_text(json.dumps(self.norm.to_dict()))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, robot: str | None = None, mu0_id: str | None = None,
+                        seed: int = 0) -> "ActionExpert":
+        """Load; ``robot``/``mu0_id`` (when given) must match what it was trained for — a clear error otherwise."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        for name in ("config.json", "model.safetensors", "normalization.json"):
+            if not (directory / name).exists():
+                raise FileNotFoundError(f"{directory / name} not found: not an action-expert checkpoint")
+        meta = json.loads((directory / "config.json").read_text())
+        config = ActionExpertConfig.from_dict(meta["policy"])
+        if robot is not None and robot != config.robot:
+            raise ValueError(f"{directory} was trained for robot {config.robot!r}, not {robot!r}")
+        if mu0_id is not None and config.mu0_id and mu0_id != config.mu0_id:
+            raise ValueError(f"{directory} was trained on traces of μ0 {config.mu0_id}, this μ0 is {mu0_id}")
+        net = ActionExpertNet(config)
+        net.load_state_dict(load_file(str(directory / "model.safetensors")))
+        return cls(net, Normalization.from_dict(json.loads((directory / "normalization.json").read_text())), seed)
+
+
+def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """target (B, chunk * action_dim), valid (B, chunk * action_dim) 0/1 (steps past the demo's end are 0)."""
+    if net.config.head == "regression":
+        err = (net(ctx) - target) ** 2
+    else:
+        t = torch.distributions.Beta(1.5, 1.0).sample((len(target),))
+        noise = torch.randn_like(target)
+        x_t = t[:, None] * noise + (1 - t[:, None]) * target
+        err = (net(ctx, x_t, t) - (noise - target)) ** 2
+    return (err * valid).sum() / valid.sum().clamp(min=1)
+
+
+__all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "Normalization", "VARIANTS",
+           "chunk_loss", "point_features", "proprio_features"]
