@@ -146,6 +146,15 @@ def _cmd_train_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from mu0sim.rollouts.evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(policies=list(args.policy), task=args.task, robots=[r for r in args.robots.split(",") if r],
+                        episodes=args.episodes, seed_start=args.seed_start, out=args.out, mu0=args.mu0)
+    print(json.dumps(evaluate(config)))
+    return 0
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 
@@ -246,6 +255,15 @@ def _commands() -> list[Command]:
         p.add_argument("--steps", type=int, default=3000)
         p.add_argument("--seed", type=int, default=0)
 
+    def eval_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--policy", nargs="+", required=True, help="action-expert checkpoint folders")
+        p.add_argument("--task", required=True)
+        p.add_argument("--robots", required=True, help="comma-separated; each policy runs on its own robot")
+        p.add_argument("--episodes", type=int, default=50)
+        p.add_argument("--seed-start", type=int, default=1000, help="episode seeds seed_start .. +episodes-1")
+        p.add_argument("--mu0", default=None, help="μ0 checkpoint (default: the one each policy was trained with)")
+        p.add_argument("--out", default="results", help="folder for episodes.jsonl, results.json, results.md")
+
     return [
         ("envs", "list tasks, robots and cameras", envs_args, _cmd_envs),
         ("collect", "collect scripted demonstrations into a robomimic-compatible HDF5 file", collect_args,
@@ -261,6 +279,8 @@ def _commands() -> list[Command]:
          eval_traces_args, _cmd_eval_traces),
         ("train-policy", "behaviour-clone an action expert on frozen μ0's traces", train_policy_args,
          _cmd_train_policy),
+        ("eval", "closed-loop success of action experts with frozen μ0 in the loop (resumable)", eval_args,
+         _cmd_eval),
     ]
 
 

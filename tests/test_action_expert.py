@@ -82,3 +82,28 @@ def test_train_policy_cli_refusals(tiny_mu0, tmp_path, capsys):
     assert main(["train-policy", "--data", str(data[1]), "--mu0", str(ckpt), "--out", str(tmp_path / "p"),
                  "--robot", "Panda"]) == 2
     assert "holds Sawyer demos" in capsys.readouterr().err
+
+
+def test_eval_writes_rows_and_resumes_without_redoing_episodes(tiny_mu0, tmp_path, capsys):
+    import json
+
+    ckpt, data = tiny_mu0
+    policy = tmp_path / "policy"
+    train_policy(TrainPolicyConfig(data=[str(data[0])], mu0=str(ckpt), out=str(policy), steps=5, batch_size=8,
+                                   num_points=16), progress=False)
+    out = tmp_path / "results"
+    args = ["eval", "--policy", str(policy), "--task", "Lift", "--robots", "Panda", "--seed-start", "50",
+            "--out", str(out)]
+    assert main(args + ["--episodes", "1"]) == 0
+    assert main(args + ["--episodes", "2"]) == 0  # resumes: only seed 51 runs
+    episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert [e["seed"] for e in episodes] == [50, 51]
+    row = json.loads((out / "results.json").read_text())[0]
+    assert row["episodes"] == 2 and row["robot"] == "Panda" and 0 <= row["wilson_low"] <= row["wilson_high"] <= 1
+    assert set(row) == {"task", "robot", "policy", "episodes", "successes", "success_rate", "wilson_low",
+                        "wilson_high", "mean_length", "steps_per_s"}
+    capsys.readouterr()
+    assert main(args[:-2] + ["--robots", "Sawyer", "--out", str(out)]) == 2
+    assert "none of the policies" in capsys.readouterr().err
+    assert main(["eval", "--policy", str(policy), "--task", "Lfit", "--robots", "Panda"]) == 2
+    assert "valid tasks" in capsys.readouterr().err

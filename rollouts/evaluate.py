@@ -1,0 +1,111 @@
+"""``mu0sim eval``: closed-loop success of action experts, one row per task x robot x policy.
+
+Every finished episode is appended to ``OUT/episodes.jsonl`` at once, so Ctrl-C keeps it and a rerun resumes with
+the episodes still missing. Rows of ``results.json``: ``task, robot, policy, episodes, successes, success_rate,
+wilson_low, wilson_high, mean_length, steps_per_s``; ``results.md`` is the same table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EvalConfig:
+    policies: list[str]
+    task: str
+    robots: list[str]
+    episodes: int = 50
+    seed_start: int = 1000
+    out: str = "results"
+    mu0: str | None = None  # default: the μ0 each policy was trained with
+
+
+def _policy_robot(policy: str) -> tuple[str, str]:
+    meta = json.loads((Path(policy) / "config.json").read_text())
+    return meta["policy"]["robot"], meta["train_config"]["mu0"]
+
+
+def evaluate(config: EvalConfig, progress: bool = True) -> dict:
+    from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
+    from mu0sim.rollouts.closed_loop import run_episodes
+
+    check_choice("task", config.task, TASKS)
+    for robot in config.robots:
+        check_choice("robot", robot, ROBOTS)
+    if config.episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {config.episodes}")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "episodes.jsonl"
+    done = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    seeds = list(range(config.seed_start, config.seed_start + config.episodes))
+    jobs = []
+    for policy in config.policies:
+        if not (Path(policy) / "config.json").exists():
+            raise FileNotFoundError(f"policy checkpoint {policy} not found (expected {policy}/config.json)")
+        robot, mu0 = _policy_robot(policy)
+        if robot in config.robots:
+            jobs.append((policy, robot, config.mu0 or mu0))
+    if not jobs:
+        raise ValueError(f"none of the policies was trained for robots {config.robots}")
+    for policy, robot, mu0 in jobs:
+        finished = {r["seed"] for r in done if (r["policy"], r["robot"], r["task"]) == (policy, robot, config.task)}
+        todo = [s for s in seeds if s not in finished]
+        if not todo:
+            continue
+        start = time.perf_counter()
+        for outcome in run_episodes(policy, mu0, config.task, robot, todo, progress=progress):
+            record = {"policy": policy, "task": config.task, "robot": robot, "seed": outcome.seed,
+                      "success": outcome.success, "length": outcome.length, "sim_error": outcome.sim_error,
+                      "wall_s": round(time.perf_counter() - start, 2)}
+            start = time.perf_counter()
+            with open(log, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            done.append(record)
+    rows = []
+    for policy, robot, _ in jobs:
+        eps = [r for r in done if (r["policy"], r["robot"], r["task"]) == (policy, robot, config.task)
+               and r["seed"] in seeds]
+        k, n = sum(r["success"] for r in eps), len(eps)
+        low, high = wilson_interval(k, n)
+        steps, wall = sum(r["length"] for r in eps), sum(r["wall_s"] for r in eps)
+        rows.append({"task": config.task, "robot": robot, "policy": policy, "episodes": n, "successes": k,
+                     "success_rate": k / n if n else None, "wilson_low": low, "wilson_high": high,
+                     "mean_length": steps / n if n else None, "steps_per_s": steps / wall if wall else None})
+    _atomic_write(out / "results.json", json.dumps(rows, indent=1))
+    _atomic_write(out / "results.md", results_table(rows))
+    return {"out": str(out), "rows": [{k: r[k] for k in ("robot", "policy", "success_rate")} for r in rows]}
+
+
+def results_table(rows: list[dict]) -> str:
+    lines = ["| task | robot | policy | success | 95% Wilson | mean length | steps/s |",
+             "|---|---|---|---:|---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['robot']} | {r['policy']} | {r['successes']}/{r['episodes']} | "
+                     f"{r['wilson_low']:.2f}-{r['wilson_high']:.2f} | {r['mean_length']:.1f} | "
+                     f"{r['steps_per_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
