@@ -16,11 +16,18 @@ class EpisodeOutcome:
     success: bool
     length: int
     sim_error: str | None = None
+    wall_s: float = 0.0
 
 
 def run_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str, seeds: list[int],
                  progress: bool = True) -> list[EpisodeOutcome]:
     """Run the policy on ``task``/``robot`` once per seed; μ0 is queried at the start of every action chunk."""
+    return list(iter_episodes(policy_dir, mu0_ckpt, task, robot, seeds, progress))
+
+
+def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str, seeds: list[int],
+                  progress: bool = True) -> Iterator[EpisodeOutcome]:
+    """Like :func:`run_episodes`, yielding each episode as soon as it ends (so callers can record it at once)."""
     from tqdm import tqdm
 
     from mu0sim.envs import make_env
@@ -36,9 +43,9 @@ def run_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot:
                    segmentation=True, image_period=0)
     env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
                               query_every=policy.config.execute, camera=mu0.config.camera)
-    outcomes = []
     try:
         for seed in tqdm(seeds, desc=f"eval {task}/{robot}", unit="ep", disable=not progress, dynamic_ncols=True):
+            start = time.perf_counter()
             obs, info = env.reset(seed=seed)
             policy.reset()
             done, steps = False, 0
@@ -46,10 +53,10 @@ def run_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot:
                 obs, _, terminated, truncated, info = env.step(policy.select_action(obs))
                 steps += 1
                 done = terminated or truncated
-            outcomes.append(EpisodeOutcome(seed, bool(info["is_success"]), steps, info.get("sim_error")))
+            yield EpisodeOutcome(seed, bool(info["is_success"]), steps, info.get("sim_error"),
+                                 round(time.perf_counter() - start, 3))
     finally:
         env.close()
-    return outcomes
 
 
 def summarize(outcomes: list[EpisodeOutcome], wall_s: float | None = None) -> dict:
@@ -60,4 +67,4 @@ def summarize(outcomes: list[EpisodeOutcome], wall_s: float | None = None) -> di
             **({"wall_s": round(wall_s, 1)} if wall_s is not None else {})}
 
 
-__all__ = ["EpisodeOutcome", "run_episodes", "summarize"]
+__all__ = ["EpisodeOutcome", "iter_episodes", "run_episodes", "summarize"]

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +43,7 @@ def _policy_robot(policy: str) -> tuple[str, str]:
 
 def evaluate(config: EvalConfig, progress: bool = True) -> dict:
     from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
-    from mu0sim.rollouts.closed_loop import run_episodes
+    from mu0sim.rollouts.closed_loop import iter_episodes
 
     check_choice("task", config.task, TASKS)
     for robot in config.robots:
@@ -70,13 +69,11 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
         todo = [s for s in seeds if s not in finished]
         if not todo:
             continue
-        start = time.perf_counter()
-        for outcome in run_episodes(policy, mu0, config.task, robot, todo, progress=progress):
+        for outcome in iter_episodes(policy, mu0, config.task, robot, todo, progress=progress):
             record = {"policy": policy, "task": config.task, "robot": robot, "seed": outcome.seed,
                       "success": outcome.success, "length": outcome.length, "sim_error": outcome.sim_error,
-                      "wall_s": round(time.perf_counter() - start, 2)}
-            start = time.perf_counter()
-            with open(log, "a") as f:
+                      "wall_s": outcome.wall_s}
+            with open(log, "a") as f:  # at once: Ctrl-C or a crash keeps every finished episode
                 f.write(json.dumps(record) + "\n")
             done.append(record)
     rows = []
