@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
