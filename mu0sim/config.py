@@ -58,3 +58,12 @@ def _set(obj: Any, path: list[str], value: str, full: str) -> Any:
     else:
         raise ValueError(f"{full!r}: {path[0]} has no sub-settings")
     return dataclasses.replace(obj, **{path[0]: new})
+
+
+def from_dict(cls: type, data: dict, what: str = "config") -> Any:
+    """``cls(**data)`` for a dataclass, refusing keys it does not know (e.g. a checkpoint from another version)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{what} has unknown keys {unknown}; this mu0sim version knows {sorted(known)}")
+    return cls(**data)

@@ -18,12 +18,14 @@ flow matching (``head="flow"``).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from mu0sim.config import from_dict
 
 VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained")
 HEADS = ("regression", "flow")
@@ -54,11 +56,7 @@ class ActionExpertConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ActionExpertConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"action-expert config has unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return from_dict(cls, data, "action-expert config")
 
 
 def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:

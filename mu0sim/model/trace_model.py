@@ -7,7 +7,7 @@ z metres). Targets are anchor-relative deltas divided by the per-axis scale of :
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mu0sim.bspline import SUPPORTED_NUM_CONTROL, basis_matrix, fit_bspline
+from mu0sim.config import from_dict
 from mu0sim.model.networks import (FlowMatchingHead, TokenARHead, TraceBatch, TraceEncoder, WaypointHead)
 
 MODEL_KINDS = ("mu0", "waypoint", "token-ar")
@@ -52,11 +53,7 @@ class TraceModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TraceModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"config has unknown keys {unknown}; this mu0sim version knows {sorted(known)}")
-        return cls(**data)
+        return from_dict(cls, data, "config")
 
 
 @dataclass
