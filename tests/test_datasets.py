@@ -111,7 +111,11 @@ def test_interrupted_collect_leaves_a_valid_file_and_resumes(tmp_path):
     out = tmp_path / "lift.hdf5"
     cmd = [sys.executable, "-m", "mu0sim", "collect", "--task", "Lift", "--robot", "Panda", "--episodes", "40",
            "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # a shell's background job (e.g. CI started with `&`) ignores SIGINT and children inherit that; give the child
+    # the default disposition so that Python turns SIGINT into KeyboardInterrupt as it does for a user's Ctrl-C
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     journal = out.with_name(out.name + ".journal")
     deadline = time.time() + 120
     while time.time() < deadline and len(list(journal.glob("*.pkl"))) < 2:
