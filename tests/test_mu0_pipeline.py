@@ -82,3 +82,20 @@ def test_pretrain_rejects_bad_settings_with_clear_errors(tiny_checkpoint, tmp_pa
     assert "not found" in capsys.readouterr().err
     assert main(["pretrain", "--data", str(data[0]), "--out", str(tmp_path / "x"), "--model.num_control=5"]) == 2
     assert "num_control must be one of" in capsys.readouterr().err
+
+
+def test_the_shipped_checkpoint_loads_and_predicts_on_a_rendered_frame():
+    from mu0sim.envs import make_env
+
+    ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / "mu0-sim"
+    mu0 = Mu0.from_pretrained(ckpt)
+    assert mu0.meta["pretrain"]["holdout_robot"] == "Kinova3" and "Kinova3" not in mu0.meta["robots_seen"]
+    env = make_env("Lift", "Panda", cameras=("agentview",), image_size=mu0.image_size, depth=True)
+    obs, info = env.reset(seed=0)
+    env.close()
+    query = np.array([[[64.5, 70.5], [60.5, 90.5]]], np.float32)
+    pred = mu0.predict_traces(obs["agentview_image"][None], obs["agentview_depth"][None], query, info["instruction"])
+    assert pred.uvz.shape == (1, 1, 2, 32, 3) and np.isfinite(pred.uvz).all()
+    assert np.abs(pred.uvz[..., 2] - obs["agentview_depth"][70, 64, 0]).max() < 0.5  # depths stay near the scene
+    for baseline in ("waypoint", "token-ar"):
+        assert (ckpt / "baselines" / baseline / "model.safetensors").exists()
