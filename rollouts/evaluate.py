@@ -1,7 +1,7 @@
 """``mu0sim eval``: closed-loop success of action experts, one row per task x robot x policy.
 
 Every finished episode is appended to ``OUT/episodes.jsonl`` at once, so Ctrl-C keeps it and a rerun resumes with
-the episodes still missing. Rows of ``results.json``: ``task, robot, policy, episodes, successes, success_rate,
+the episodes still missing. The tables cover every (task, robot, policy) the folder's log holds. Rows of ``results.json``: ``task, robot, policy, episodes, successes, success_rate,
 wilson_low, wilson_high, mean_length, steps_per_s``; ``results.md`` is the same table.
 """
 
@@ -76,19 +76,21 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
             with open(log, "a") as f:  # at once: Ctrl-C or a crash keeps every finished episode
                 f.write(json.dumps(record) + "\n")
             done.append(record)
+    # one row per (task, robot, policy) in the folder's log: a folder evaluated piece by piece keeps one table
     rows = []
-    for policy, robot, _ in jobs:
-        eps = [r for r in done if (r["policy"], r["robot"], r["task"]) == (policy, robot, config.task)
-               and r["seed"] in seeds]
+    keys = sorted({(r["task"], r["robot"], r["policy"]) for r in done})
+    for task, robot, policy in keys:
+        eps = [r for r in done if (r["task"], r["robot"], r["policy"]) == (task, robot, policy)]
         k, n = sum(r["success"] for r in eps), len(eps)
         low, high = wilson_interval(k, n)
         steps, wall = sum(r["length"] for r in eps), sum(r["wall_s"] for r in eps)
-        rows.append({"task": config.task, "robot": robot, "policy": policy, "episodes": n, "successes": k,
+        rows.append({"task": task, "robot": robot, "policy": policy, "episodes": n, "successes": k,
                      "success_rate": k / n if n else None, "wilson_low": low, "wilson_high": high,
                      "mean_length": steps / n if n else None, "steps_per_s": steps / wall if wall else None})
     _atomic_write(out / "results.json", json.dumps(rows, indent=1))
     _atomic_write(out / "results.md", results_table(rows))
-    return {"out": str(out), "rows": [{k: r[k] for k in ("robot", "policy", "success_rate")} for r in rows]}
+    return {"out": str(out), "rows": [{k: r[k] for k in ("task", "robot", "policy", "success_rate")} for r in rows
+                                      if (r["robot"], r["policy"]) in {(j[1], j[0]) for j in jobs}]}
 
 
 def results_table(rows: list[dict]) -> str:
