@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from mu0sim.io import atomic_write_text
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -87,8 +87,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
         rows.append({"task": task, "robot": robot, "policy": policy, "episodes": n, "successes": k,
                      "success_rate": k / n if n else None, "wilson_low": low, "wilson_high": high,
                      "mean_length": steps / n if n else None, "steps_per_s": steps / wall if wall else None})
-    _atomic_write(out / "results.json", json.dumps(rows, indent=1))
-    _atomic_write(out / "results.md", results_table(rows))
+    atomic_write_text(out / "results.json", json.dumps(rows, indent=1))
+    atomic_write_text(out / "results.md", results_table(rows))
     return {"out": str(out), "rows": [{k: r[k] for k in ("task", "robot", "policy", "success_rate")} for r in rows
                                       if (r["robot"], r["policy"]) in {(j[1], j[0]) for j in jobs}]}
 
@@ -102,9 +102,3 @@ def results_table(rows: list[dict]) -> str:
                      f"{r['steps_per_s']:.1f} |")
     return "\n".join(lines) + "\n"
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -9,8 +9,6 @@ excluded from pretraining). ``min_ade_5`` is filled for sampled models (μ0, tok
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mu0sim.io import atomic_write_text
 from mu0sim.model import metrics
 from mu0sim.model.backbone import InstructionCache
 from mu0sim.model.samples import SampleConfig, TraceSamples, load_samples
@@ -197,8 +196,8 @@ def eval_traces(config: EvalTracesConfig, progress: bool = True) -> dict:
                                                                                  rows_of.items()},
             "constant_velocity": {"window": heuristics[1].window, "damping": heuristics[1].damping},
             "held_out_robot": pre["holdout_robot"], "wall_s": round(time.perf_counter() - start, 1)}
-    _atomic_write(out, json.dumps({"rows": report, "info": info}, indent=1))
-    _atomic_write(out.with_suffix(".md"), markdown_table(report, info))
+    atomic_write_text(out, json.dumps({"rows": report, "info": info}, indent=1))
+    atomic_write_text(out.with_suffix(".md"), markdown_table(report, info))
     return {"out": str(out), **info, **headline(report)}
 
 
@@ -235,12 +234,6 @@ def markdown_table(report: list[dict], info: dict) -> str:
         lines.append("")
     return "\n".join(lines)
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 
