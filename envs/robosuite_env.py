@@ -129,10 +129,10 @@ class Mu0SimEnv(gym.Env):
         self.robot_spec: RobotSpec = ROBOTS[robot]
         self.cameras: tuple[str, ...] = tuple(cameras)
         for camera in self.cameras:
-            check_choice("camera", camera, self._valid_cameras())
+            check_choice("camera", camera, self.available_cameras())
         if render_mode is not None:
             check_choice("render_mode", render_mode, self.metadata["render_modes"])
-            check_choice("camera", render_camera, self._valid_cameras())
+            check_choice("camera", render_camera, self.available_cameras())
         self.image_hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if len(self.image_hw) != 2 or min(self.image_hw) < 1:
             raise ValueError(f"image_size must be a positive int or (height, width), got {image_size!r}")
@@ -189,7 +189,8 @@ class Mu0SimEnv(gym.Env):
         self._rs_seeded = False
 
     # ------------------------------------------------------------------ model bookkeeping
-    def _valid_cameras(self) -> tuple[str, ...]:
+    def available_cameras(self) -> tuple[str, ...]:
+        """Cameras of this task's model (any of them can be rendered with :meth:`render_frame`)."""
         return self.task_spec.cameras
 
     def _bind_model(self) -> None:
@@ -377,7 +378,7 @@ class Mu0SimEnv(gym.Env):
     # ------------------------------------------------------------------ cameras
     def camera_params(self, camera: str) -> CameraParams:
         """Intrinsics and current camera-to-world pose (OpenCV axes) of ``camera`` at the env's image size."""
-        check_choice("camera", camera, self._valid_cameras())
+        check_choice("camera", camera, self.available_cameras())
         model, data = self._model, self._data
         cam_id = model.camera(camera).id
         h, w = self.image_hw
@@ -398,12 +399,24 @@ class Mu0SimEnv(gym.Env):
         """The compiled model as MJCF (robomimic's ``model_file``), including mu0sim's model fixes."""
         return self._rs.sim.model.get_xml()
 
-    def reset_to_state(self, state: np.ndarray, model_xml: str | None = None) -> dict[str, np.ndarray]:
+    def get_control_state(self) -> dict[str, np.ndarray]:
+        """Controller memory that the MuJoCo state lacks: the OSC null-space posture target (joint positions of
+        the episode's start) and each gripper's ramped command. With :meth:`get_state` it pins down the future."""
+        robot = self._rs.robots[0]
+        out = {f"initial_joints/{name}": np.array(c.initial_joint, dtype=np.float64)
+               for name, c in robot.part_controllers.items()}
+        out.update({f"gripper_command/{arm}": np.array(g.current_action, dtype=np.float64)
+                    for arm, g in robot.gripper.items() if hasattr(g, "current_action")})
+        return out
+
+    def reset_to_state(self, state: np.ndarray, model_xml: str | None = None,
+                       control_state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Load ``model_xml`` (if given and different) and set the flattened ``state``; returns the observation.
 
         Starts a new episode at that state (step counter and error flags reset). Replaying an episode's recorded
-        actions from its first state reproduces it exactly; from a mid-episode state, the controller's null-space
-        posture target is that state rather than the episode's start, so replays drift slightly."""
+        actions from its first state reproduces it exactly. From a mid-episode state, also pass the
+        :meth:`get_control_state` taken there to continue exactly; without it the controllers start fresh (null
+        space anchored at ``state``, gripper command ramps from zero) and the continuation drifts by millimetres."""
         if model_xml is not None and model_xml != self.get_model_xml():
             self._renderer = None
             self._rs.reset_from_xml_string(model_xml)
@@ -423,8 +436,14 @@ class Mu0SimEnv(gym.Env):
         self._rs.sim.set_state_from_flattened(state)
         self._rs.sim.forward()
         # robosuite's OSC pulls the null space towards the joints it was created at (the episode's first state)
-        for controller in self._rs.robots[0].part_controllers.values():
-            controller.update_initial_joints(self._data.qpos[controller.qpos_index])
+        robot = self._rs.robots[0]
+        for name, controller in robot.part_controllers.items():
+            key = f"initial_joints/{name}"
+            controller.update_initial_joints(control_state[key] if control_state and key in control_state
+                                             else self._data.qpos[controller.qpos_index])
+        for arm, gripper in robot.gripper.items():
+            if control_state and f"gripper_command/{arm}" in control_state:
+                gripper.current_action = np.array(control_state[f"gripper_command/{arm}"])
         self._steps, self._ended_by_sim_error, self._instability_count = 0, False, 0
         return self._observe(self._rs._get_observations(force_update=True), render=bool(self.cameras))
 
@@ -438,7 +457,7 @@ class Mu0SimEnv(gym.Env):
 
     def render_frame(self, camera: str, depth: bool = True, segmentation: bool = True) -> RenderedFrame:
         """Render ``camera`` at the env's image size: RGB, metric depth and per-pixel MuJoCo geom ids (-1 = none)."""
-        check_choice("camera", camera, self._valid_cameras())
+        check_choice("camera", camera, self.available_cameras())
         if self._renderer is None:
             raise ValueError("this env renders nothing (cameras=() and no render_mode); create it with a camera")
         cam_id = self._camera_ids.get(camera, self._model.camera(camera).id)

@@ -119,6 +119,16 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mu0sim.rollouts.demo import DemoConfig, run_demo
+
+    split = lambda text: [x for x in text.split(",") if x]  # noqa: E731
+    run_demo(DemoConfig(out=args.out, mu0=args.mu0, tasks=split(args.tasks), robots=split(args.robots),
+                        variant=args.variant, demos=args.demos, episodes=args.episodes, seed_start=args.seed_start,
+                        steps=args.steps, videos=args.videos))
+    return 0
+
+
 def _cmd_eval_traces(args: argparse.Namespace) -> int:
     from mu0sim.model.evaluate import EvalTracesConfig, eval_traces
 
@@ -140,7 +150,8 @@ def _cmd_train_policy(args: argparse.Namespace) -> int:
                 raise ValueError(f"{path} holds {robot} demos, not --robot {args.robot}")
     config = TrainPolicyConfig(data=list(args.data), mu0=args.mu0, out=args.out, variant=args.variant,
                                head=args.head, query=args.query, episodes=args.episodes, steps=args.steps,
-                               seed=args.seed)
+                               seed=args.seed, pretrain_data=list(args.pretrain_data),
+                               pretrain_steps=args.pretrain_steps)
     config = apply_overrides(config, args.overrides)
     print(json.dumps(train_policy(config)))
     return 0
@@ -150,7 +161,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from mu0sim.rollouts.evaluate import EvalConfig, evaluate
 
     config = EvalConfig(policies=list(args.policy), task=args.task, robots=[r for r in args.robots.split(",") if r],
-                        episodes=args.episodes, seed_start=args.seed_start, out=args.out, mu0=args.mu0)
+                        episodes=args.episodes, seed_start=args.seed_start, out=args.out, mu0=args.mu0,
+                        videos=args.videos)
     print(json.dumps(evaluate(config)))
     return 0
 
@@ -254,6 +266,9 @@ def _commands() -> list[Command]:
         p.add_argument("--episodes", type=int, default=None, help="first N demos of each file")
         p.add_argument("--steps", type=int, default=3000)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--pretrain-data", nargs="+", default=[], metavar="DATA",
+                       help="action-pretrained: other robots' demos, pooled with --data for --pretrain-steps first")
+        p.add_argument("--pretrain-steps", type=int, default=3000)
 
     def eval_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--policy", nargs="+", required=True, help="action-expert checkpoint folders")
@@ -262,9 +277,29 @@ def _commands() -> list[Command]:
         p.add_argument("--episodes", type=int, default=50)
         p.add_argument("--seed-start", type=int, default=1000, help="episode seeds seed_start .. +episodes-1")
         p.add_argument("--mu0", default=None, help="μ0 checkpoint (default: the one each policy was trained with)")
-        p.add_argument("--out", default="results", help="folder for episodes.jsonl, results.json, results.md")
+        p.add_argument("--out", default="results",
+                       help="folder for episodes.jsonl, results.json, results.md, results.png, videos/")
+        p.add_argument("--videos", type=int, default=0,
+                       help="write the first N episodes of each row as MP4 with μ0's traces drawn")
+
+    def demo_args(p: argparse.ArgumentParser) -> None:
+        from mu0sim.rollouts.demo import DemoConfig
+
+        defaults = DemoConfig()
+        p.add_argument("--out", default=defaults.out, help="report folder (reruns reuse its finished stages)")
+        p.add_argument("--mu0", default=defaults.mu0, help="frozen μ0 checkpoint folder")
+        p.add_argument("--tasks", default=",".join(defaults.tasks), help="comma-separated tasks")
+        p.add_argument("--robots", default=",".join(defaults.robots), help="comma-separated robots")
+        p.add_argument("--variant", default=defaults.variant, help="action-expert variant")
+        p.add_argument("--demos", type=int, default=defaults.demos, help="scripted demos per task x robot")
+        p.add_argument("--episodes", type=int, default=defaults.episodes, help="evaluation episodes per row")
+        p.add_argument("--seed-start", type=int, default=defaults.seed_start, help="first evaluation seed")
+        p.add_argument("--steps", type=int, default=defaults.steps, help="behaviour-cloning steps per expert")
+        p.add_argument("--videos", type=int, default=defaults.videos, help="videos per robot")
 
     return [
+        ("demo", "the main job: frozen μ0 + per-robot action experts on Lift, end to end (resumable)", demo_args,
+         _cmd_demo),
         ("envs", "list tasks, robots and cameras", envs_args, _cmd_envs),
         ("collect", "collect scripted demonstrations into a robomimic-compatible HDF5 file", collect_args,
          _cmd_collect),

@@ -10,7 +10,9 @@ of which ``execute`` are run before the next query. Variants (one option, same n
     gt-trace           ground-truth future traces of the query points (the upper bound; training data only)
     action-pretrained  no traces; initialised from a model pretrained on pooled multi-robot actions
 
-Point features are pooled by attention (permutation-invariant, padding masked); proprioception and the image
+Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
+backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
+about 6 px wide: its yaw, which the grasp must match, is only visible from the wrist). Proprioception and the image
 feature join them in an MLP trunk; the head regresses the normalized chunk (``head="regression"``) or learns it by
 flow matching (``head="flow"``).
 """
@@ -45,6 +47,7 @@ class ActionExpertConfig:
     action_dim: int = 7
     mu0_id: str = ""  # fingerprint of the μ0 checkpoint the traces came from
     flow_steps: int = 8
+    wrist_camera: str | None = "robot0_eye_in_hand"  # None: no wrist view
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -60,9 +63,15 @@ class ActionExpertConfig:
 
 
 def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:
-    """(K, F) per-query-point input of the expert for ``variant`` (F is the same for every variant)."""
+    """(K, F) per-query-point input of the expert for ``variant`` (F is the same for every variant): world position
+    (m), image position and depth, the position in the gripper's frame (m; where the point is relative to the
+    fingers, which is what grasping needs: a per-point feature the attention pooling cannot easily compute), and
+    the trace."""
     world = obs["mu0_query_world"]
     lead = world.shape[:-1]  # (K,) or (N, K)
+    eef_rot = quat_xyzw_to_matrix(np.asarray(obs["robot0_eef_quat"], np.float64))  # (3, 3) or (N, 3, 3)
+    offset = world - np.asarray(obs["robot0_eef_pos"])[..., None, :]
+    in_gripper = np.einsum("...ji,...kj->...ki", eef_rot, offset)
     if variant in ("trace", "gt-trace"):
         motion = trace_steps(obs["mu0_traces_world"]).reshape(*lead, -1)
     elif variant == "trace-2d":
@@ -70,7 +79,15 @@ def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:
         motion = np.concatenate([uv, np.zeros_like(uv[..., :1])], -1).reshape(*lead, -1)
     else:
         motion = np.zeros((*lead, 3 * len(TRACE_STEPS)), np.float32)
-    return np.concatenate([world, obs["mu0_query_uvz"], motion], -1).astype(np.float32)
+    return np.concatenate([world, obs["mu0_query_uvz"], in_gripper, motion], -1).astype(np.float32)
+
+
+def quat_xyzw_to_matrix(q: np.ndarray) -> np.ndarray:
+    """(..., 4) unit quaternions (x, y, z, w) -> (..., 3, 3) rotation matrices."""
+    x, y, z, w = np.moveaxis(q, -1, 0)
+    return np.stack([np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+                     np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+                     np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], -2)
 
 
 def trace_steps(traces: np.ndarray) -> np.ndarray:
@@ -86,9 +103,10 @@ def proprio_features(obs: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([np.asarray(obs[k], np.float32) for k in PROPRIO_KEYS], -1)
 
 
-POINT_DIM = 3 + 3 + 3 * len(TRACE_STEPS)
+POINT_DIM = 3 + 3 + 3 + 3 * len(TRACE_STEPS)
 PROPRIO_DIM = 3 + 4 + 1
 IMAGE_DIM = 1280
+WRIST_CHANNELS, WRIST_CELLS = 112, 64  # stride-16 cells of a 128 px wrist image
 
 
 class ActionExpertNet(nn.Module):
@@ -101,20 +119,36 @@ class ActionExpertNet(nn.Module):
         self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM, d), nn.GELU())
         self.image = nn.Sequential(nn.Linear(IMAGE_DIM, d), nn.GELU())
+        parts = 3
+        if config.wrist_camera is not None:
+            self.wrist = nn.Sequential(nn.Linear(WRIST_CHANNELS, d), nn.GELU(), nn.Linear(d, d))
+            self.wrist_position = nn.Parameter(torch.randn(1, WRIST_CELLS, d) * 0.02)  # where in the view
+            self.wrist_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+            self.wrist_pool = nn.MultiheadAttention(d, 4, batch_first=True)
+            parts += 1
         out = config.chunk * config.action_dim
         extra = out + d if config.head == "flow" else 0  # flow: noisy chunk + time embedding
         self.time = nn.Linear(1, d) if config.head == "flow" else None
-        self.trunk = nn.Sequential(nn.Linear(3 * d + extra, 4 * d), nn.GELU(), nn.Linear(4 * d, 4 * d), nn.GELU(),
-                                   nn.Linear(4 * d, out))
+        self.trunk = nn.Sequential(nn.Linear(parts * d + extra, 4 * d), nn.GELU(), nn.Linear(4 * d, 4 * d),
+                                   nn.GELU(), nn.Linear(4 * d, out))
 
     def context(self, points: torch.Tensor, mask: torch.Tensor, proprio: torch.Tensor,
-                image: torch.Tensor) -> torch.Tensor:
+                image: torch.Tensor, wrist: torch.Tensor | None = None) -> torch.Tensor:
         tokens = self.point(points)
         q = self.pool_query.expand(len(points), -1, -1)
         pad = ~mask.bool()
         pad = pad & ~pad.all(-1, keepdim=True)  # nothing visible: attend to the (zero) padding instead of NaN
         pooled, _ = self.pool(q, tokens, tokens, key_padding_mask=pad)
-        return torch.cat([pooled[:, 0], self.proprio(proprio), self.image(image)], -1)
+        parts = [pooled[:, 0], self.proprio(proprio), self.image(image)]
+        if self.config.wrist_camera is not None:
+            if wrist is None or wrist.shape[1:] != (WRIST_CELLS, WRIST_CHANNELS):
+                raise ValueError(f"this expert reads {WRIST_CELLS} x {WRIST_CHANNELS} wrist_tokens from "
+                                 f"{self.config.wrist_camera!r} at 128 px; got "
+                                 f"{None if wrist is None else tuple(wrist.shape[1:])}")
+            cells = self.wrist(wrist) + self.wrist_position
+            pooled_wrist, _ = self.wrist_pool(self.wrist_query.expand(len(cells), -1, -1), cells, cells)
+            parts.append(pooled_wrist[:, 0])
+        return torch.cat(parts, -1)
 
     def forward(self, ctx: torch.Tensor, x_t: torch.Tensor | None = None, t: torch.Tensor | None = None):
         if self.config.head == "regression":
@@ -132,15 +166,21 @@ class Normalization:
     image_std: np.ndarray
     point_mean: np.ndarray
     point_std: np.ndarray
+    wrist_mean: np.ndarray | None = None  # per channel
+    wrist_std: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, proprio: np.ndarray, image: np.ndarray, points: np.ndarray, mask: np.ndarray) -> "Normalization":
+    def fit(cls, proprio: np.ndarray, image: np.ndarray, points: np.ndarray, mask: np.ndarray,
+            wrist: np.ndarray | None = None) -> "Normalization":
         valid = points[mask > 0]
+        wrist_stats = (None, None) if wrist is None else (
+            wrist.reshape(-1, wrist.shape[-1]).mean(0, dtype=np.float64).astype(np.float32),
+            wrist.reshape(-1, wrist.shape[-1]).std(0, dtype=np.float64).astype(np.float32) + 1e-3)
         return cls(proprio.mean(0), proprio.std(0) + 1e-3, image.mean(0), image.std(0) + 1e-3,
-                   valid.mean(0), valid.std(0) + 1e-3)
+                   valid.mean(0), valid.std(0) + 1e-3, *wrist_stats)
 
     def to_dict(self) -> dict:
-        return {k: np.asarray(v).tolist() for k, v in asdict(self).items()}
+        return {k: np.asarray(v).tolist() for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Normalization":
@@ -163,9 +203,15 @@ class ActionExpert:
     def tensors(self, obs: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
         n = self.norm
         points = (point_features(obs, self.config.variant) - n.point_mean) / n.point_std
+        wrist = None
+        if self.config.wrist_camera is not None:
+            if "wrist_tokens" not in obs:
+                raise ValueError(f"this expert needs wrist_tokens from {self.config.wrist_camera!r}: wrap the env "
+                                 f"with Mu0TraceObservation(..., wrist_camera={self.config.wrist_camera!r})")
+            wrist = torch.as_tensor(((obs["wrist_tokens"] - n.wrist_mean) / n.wrist_std)[None].astype(np.float32))
         return (torch.as_tensor(points[None]), torch.as_tensor(obs["mu0_query_mask"][None]),
                 torch.as_tensor(((proprio_features(obs) - n.proprio_mean) / n.proprio_std)[None]),
-                torch.as_tensor(((obs["mu0_image"] - n.image_mean) / n.image_std)[None].astype(np.float32)))
+                torch.as_tensor(((obs["mu0_image"] - n.image_mean) / n.image_std)[None].astype(np.float32)), wrist)
 
     @torch.no_grad()
     def predict_action_chunk(self, obs: dict[str, np.ndarray]) -> np.ndarray:

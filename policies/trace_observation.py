@@ -4,6 +4,10 @@
 the camera (the wrapped env should use ``image_period=0`` so that nothing else renders). Between queries the last
 prediction stays in the observation and ``mu0_age`` counts the steps since it was made.
 
+With ``traces="oracle"`` the trace keys hold ground-truth futures instead (the task's scripted expert rolled
+forward from the current state, :mod:`mu0sim.policies.oracle_traces`): the ``gt-trace`` upper bound. Everything else
+(query points, image feature, cadence) stays the same, so the two differ only in where the traces come from.
+
 Added observation keys (K query points, H future steps):
     mu0_query_uvz   (K, 3)    query point at the query step: u, v in [-1, 1], depth in metres
     mu0_traces      (K, H, 3) predicted future minus the query point, divided by μ0's per-axis scale
@@ -12,6 +16,8 @@ Added observation keys (K query points, H future steps):
     mu0_traces_world (K, H, 3) predicted future minus the query point, world frame, metres
     mu0_image       (1280,)   the frozen backbone's pooled RGB feature (a compact image summary)
     mu0_age         (1,)      steps since the prediction
+    wrist_tokens    (T, 112)  with ``wrist_camera``: the frozen backbone's stride-16 feature map of that camera's RGB
+                              (T = 64 cells at 128 px), for the fine alignment the third-person view is too coarse for
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ import numpy as np
 from gymnasium import spaces
 
 from mu0sim.camera import project_points, unproject_points
+from mu0sim.envs.catalog import check_choice
 
 QUERY_MODES = ("grid", "keypoints")
+TRACE_SOURCES = ("mu0", "oracle")
 
 
 def grid_query_points(size_px: int, per_side: int) -> np.ndarray:
@@ -71,12 +79,16 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     docstring). The wrapped env must render ``camera`` with depth (and segmentation for ``query="keypoints"``)."""
 
     def __init__(self, env: gym.Env, mu0, query: str = "keypoints", num_points: int = 32, grid: int = 8,
-                 query_every: int = 8, camera: str = "agentview", seed: int = 0) -> None:
+                 query_every: int = 8, camera: str = "agentview", seed: int = 0, traces: str = "mu0",
+                 oracle=None, wrist_camera: str | None = None) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, mu0=mu0, query=query, num_points=num_points, grid=grid,
-                                                 query_every=query_every, camera=camera, seed=seed)
+                                                 query_every=query_every, camera=camera, seed=seed, traces=traces,
+                                                 oracle=oracle, wrist_camera=wrist_camera)
         gym.Wrapper.__init__(self, env)
         if query not in QUERY_MODES:
             raise ValueError(f"unknown query mode {query!r}; valid modes: {', '.join(QUERY_MODES)}")
+        if traces not in TRACE_SOURCES:
+            raise ValueError(f"unknown trace source {traces!r}; valid sources: {', '.join(TRACE_SOURCES)}")
         base = env.unwrapped
         if camera not in getattr(base, "cameras", ()):
             raise ValueError(f"the env does not render camera {camera!r} (it renders {getattr(base, 'cameras', ())})")
@@ -85,9 +97,17 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
                              + f" for μ0 queries with query={query!r}")
         if base.image_hw != (mu0.image_size, mu0.image_size):
             raise ValueError(f"μ0 expects {mu0.image_size} px images, the env renders {base.image_hw}")
+        if wrist_camera is not None:
+            check_choice("wrist camera", wrist_camera, base.available_cameras())
         self.mu0, self.query, self.camera, self.query_every = mu0, query, camera, query_every
+        self.wrist_camera = wrist_camera
         self.num_points = grid * grid if query == "grid" else num_points
         self.grid = grid
+        self.oracle = None
+        if traces == "oracle":  # default oracle: the scripted expert rolled forward; replays pass their recording
+            from mu0sim.policies.oracle_traces import ExpertTraceOracle
+
+            self.oracle = oracle or ExpertTraceOracle(base.task_spec.name, base.robot_spec.name)
         self._rng = np.random.default_rng(seed)
         horizon = mu0.config.horizon
         k = self.num_points
@@ -101,6 +121,9 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             "mu0_image": spaces.Box(-np.inf, np.inf, (1280,), np.float32),
             "mu0_age": spaces.Box(0.0, np.inf, (1,), np.float32),
         })
+        if wrist_camera is not None:
+            cells = (base.image_hw[0] // 16) * (base.image_hw[1] // 16)
+            self.observation_space.spaces["wrist_tokens"] = spaces.Box(-np.inf, np.inf, (cells, 112), np.float32)
         self._last: dict[str, np.ndarray] = {}
         self._age = 0
         self.queries = 0
@@ -109,14 +132,30 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         obs, info = self.env.reset(seed=seed, options=options)
-        return self._query(obs), info
+        if self.oracle is not None:
+            self.oracle.reset(self.env.unwrapped, seed)
+        out = self._query(obs)
+        self._observe(obs)
+        return out, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._age += 1
         if self._age >= self.query_every and not (terminated or truncated):
-            return self._query(obs), reward, terminated, truncated, info
-        return self._with_last(obs), reward, terminated, truncated, info
+            out = self._query(obs)
+        else:
+            out = self._with_last(obs)
+        self._observe(obs)
+        return out, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        if self.oracle is not None:
+            self.oracle.close()
+        super().close()
+
+    def _observe(self, obs: dict[str, np.ndarray]) -> None:
+        if self.oracle is not None:  # after the query: the oracle's rollout starts from this observation
+            self.oracle.observe(obs)
 
     def _query(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         base = self.env.unwrapped
@@ -137,12 +176,27 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         scale = self.mu0.model.normalizer.scale
         params = base.camera_params(self.camera)
         query_world = unproject_points(points, current[:, 2], params).astype(np.float32)
-        traces_world = pred.world(params)[0, 0] - query_world[:, None]
+        future_world = pred.world(params)[0, 0]
+        if self.oracle is not None:
+            from mu0sim.policies.oracle_traces import attach_query_points
+
+            keypoints, query_world = attach_query_points(base, self.camera, params, points)
+            query_world = query_world.astype(np.float32)
+            future_world = self.oracle.future(base, keypoints, self.mu0.config.horizon)
+            uv_px, depth_m = project_points(future_world, params)
+            pred_uvz = np.concatenate([uv_px / size * 2 - 1, depth_m[..., None]], -1)
+        else:
+            pred_uvz = pred.uvz[0, 0]
+        traces_world = future_world - query_world[:, None]
         self._last = {"mu0_query_uvz": current,
                       "mu0_query_world": query_world, "mu0_traces_world": traces_world.astype(np.float32),
-                      "mu0_traces": ((pred.uvz[0, 0] - current[:, None]) / scale).astype(np.float32),
+                      "mu0_traces": ((pred_uvz - current[:, None]) / scale).astype(np.float32),
                       "mu0_query_mask": mask,
                       "mu0_image": pred.image_feature[0]}
+        if self.wrist_camera is not None:
+            wrist = base.render_frame(self.wrist_camera, depth=False, segmentation=False).rgb
+            cells = self.mu0.encoder.encode_rgb(wrist[None]).sample_map[0]  # (112, h/16, w/16)
+            self._last["wrist_tokens"] = cells.flatten(1).T.contiguous().numpy().astype(np.float32)
         self._age = 0
         self.queries += 1
         return self._with_last(obs)

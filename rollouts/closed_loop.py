@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +21,17 @@ class EpisodeOutcome:
 
 
 def run_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str, seeds: list[int],
-                 progress: bool = True) -> list[EpisodeOutcome]:
-    """Run the policy on ``task``/``robot`` once per seed; μ0 is queried at the start of every action chunk."""
-    return list(iter_episodes(policy_dir, mu0_ckpt, task, robot, seeds, progress))
+                 progress: bool = True, video_dir: str | Path | None = None,
+                 video_seeds: Collection[int] = ()) -> list[EpisodeOutcome]:
+    """Run the policy on ``task``/``robot`` once per seed; μ0 is queried at the start of every action chunk.
+    Episodes whose seed is in ``video_seeds`` are also written to ``video_dir`` as MP4s with μ0's predicted traces
+    drawn on the camera μ0 sees (rendered at every step for those episodes only)."""
+    return list(iter_episodes(policy_dir, mu0_ckpt, task, robot, seeds, progress, video_dir, video_seeds))
 
 
 def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str, seeds: list[int],
-                  progress: bool = True) -> Iterator[EpisodeOutcome]:
+                  progress: bool = True, video_dir: str | Path | None = None,
+                  video_seeds: Collection[int] = ()) -> Iterator[EpisodeOutcome]:
     """Like :func:`run_episodes`, yielding each episode as soon as it ends (so callers can record it at once)."""
     from tqdm import tqdm
 
@@ -35,7 +39,7 @@ def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot
     from mu0sim.model import Mu0
     from mu0sim.policies.action_expert import ActionExpert
     from mu0sim.policies.trace_observation import Mu0TraceObservation
-    from mu0sim.policies.train_bc import mu0_fingerprint
+    from mu0sim.policies.train_bc import mu0_fingerprint, trace_source
 
     mu0 = Mu0.from_pretrained(mu0_ckpt)
     policy = ActionExpert.from_pretrained(policy_dir, robot=robot, mu0_id=mu0_fingerprint(mu0_ckpt))
@@ -43,21 +47,59 @@ def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot
     env = make_env(task, robot, cameras=(mu0.config.camera,), image_size=mu0.image_size, depth=True,
                    segmentation=True, image_period=0)
     env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
-                              query_every=policy.config.execute, camera=mu0.config.camera)
+                              query_every=policy.config.execute, camera=mu0.config.camera,
+                              traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera)
     try:
         for seed in tqdm(seeds, desc=f"eval {task}/{robot}", unit="ep", disable=not progress, dynamic_ncols=True):
             start = time.perf_counter()
             obs, info = env.reset(seed=seed)
             policy.reset()
+            frames = [] if video_dir is not None and seed in video_seeds else None
             done, steps = False, 0
             while not done:
+                if frames is not None:
+                    frames.append(trace_frame(env, obs))
                 obs, _, terminated, truncated, info = env.step(policy.select_action(obs))
                 steps += 1
                 done = terminated or truncated
-            yield EpisodeOutcome(seed, bool(info["is_success"]), steps, info.get("sim_error"),
-                                 round(time.perf_counter() - start, 3))
+            outcome = EpisodeOutcome(seed, bool(info["is_success"]), steps, info.get("sim_error"),
+                                     round(time.perf_counter() - start, 3))
+            if frames is not None:
+                frames.append(trace_frame(env, obs))
+                name = f"{task}_{robot}_{Path(policy_dir).name}_seed{seed}_{'success' if outcome.success else 'fail'}"
+                write_video(Path(video_dir) / f"{name}.mp4", frames)
+            yield outcome
     finally:
         env.close()
+
+
+def trace_frame(env, obs: dict[str, np.ndarray], scale: int = 3) -> np.ndarray:
+    """The camera μ0 sees, upscaled ``scale`` times, with μ0's latest predicted traces drawn (near future yellow,
+    far purple)."""
+    from mu0sim.traces.show import draw_traces
+
+    wrapper, base = env, env.unwrapped
+    rgb = base.render_frame(wrapper.camera, depth=False, segmentation=False).rgb
+    size = rgb.shape[0]
+    now = obs["mu0_query_uvz"]
+    future = now[:, None] + obs["mu0_traces"] * wrapper.mu0.model.normalizer.scale
+    uv = (future[..., :2] + 1) / 2 * size
+    valid = np.repeat(obs["mu0_query_mask"][:, None] > 0, uv.shape[1], 1)
+    return draw_traces(rgb, uv, valid, np.zeros(len(uv), np.int8), scale=scale)
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 20) -> None:
+    """H.264 MP4, written to a temporary name and moved into place (an interrupted write leaves no half file)."""
+    import os
+
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    with imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=1, quality=8) as video:
+        for frame in frames:
+            video.append_data(frame)
+    os.replace(tmp, path)
 
 
 def summarize(outcomes: list[EpisodeOutcome], wall_s: float | None = None) -> dict:
@@ -68,4 +110,4 @@ def summarize(outcomes: list[EpisodeOutcome], wall_s: float | None = None) -> di
             **({"wall_s": round(wall_s, 1)} if wall_s is not None else {})}
 
 
-__all__ = ["EpisodeOutcome", "iter_episodes", "run_episodes", "summarize"]
+__all__ = ["EpisodeOutcome", "iter_episodes", "run_episodes", "summarize", "trace_frame", "write_video"]

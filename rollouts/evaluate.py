@@ -1,8 +1,10 @@
 """``mu0sim eval``: closed-loop success of action experts, one row per task x robot x policy.
 
 Every finished episode is appended to ``OUT/episodes.jsonl`` at once, so Ctrl-C keeps it and a rerun resumes with
-the episodes still missing. The tables cover every (task, robot, policy) the folder's log holds. Rows of ``results.json``: ``task, robot, policy, episodes, successes, success_rate,
-wilson_low, wilson_high, mean_length, steps_per_s``; ``results.md`` is the same table.
+the episodes still missing. The tables cover every (task, robot, policy) the folder's log holds. Rows of
+``results.json``: ``task, robot, policy, episodes, successes, success_rate, wilson_low, wilson_high, mean_length,
+steps_per_s``; ``results.md`` is the same table, ``results.png`` a bar chart with the 95% intervals, and
+``videos/`` the first ``videos`` episodes of each row with μ0's predicted traces drawn.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class EvalConfig:
     seed_start: int = 1000
     out: str = "results"
     mu0: str | None = None  # default: the μ0 each policy was trained with
+    videos: int = 0  # episodes per row written as MP4 with the predicted traces (the first seeds)
 
 
 def _policy_robot(policy: str) -> tuple[str, str]:
@@ -69,7 +72,9 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
         todo = [s for s in seeds if s not in finished]
         if not todo:
             continue
-        for outcome in iter_episodes(policy, mu0, config.task, robot, todo, progress=progress):
+        video_seeds = set(seeds[:config.videos]) & set(todo)
+        for outcome in iter_episodes(policy, mu0, config.task, robot, todo, progress=progress,
+                                     video_dir=out / "videos", video_seeds=video_seeds):
             record = {"policy": policy, "task": config.task, "robot": robot, "seed": outcome.seed,
                       "success": outcome.success, "length": outcome.length, "sim_error": outcome.sim_error,
                       "wall_s": outcome.wall_s}
@@ -89,8 +94,35 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
                      "mean_length": steps / n if n else None, "steps_per_s": steps / wall if wall else None})
     atomic_write_text(out / "results.json", json.dumps(rows, indent=1))
     atomic_write_text(out / "results.md", results_table(rows))
+    plot_results(rows, out / "results.png")
     return {"out": str(out), "rows": [{k: r[k] for k in ("task", "robot", "policy", "success_rate")} for r in rows
                                       if (r["robot"], r["policy"]) in {(j[1], j[0]) for j in jobs}]}
+
+
+def plot_results(rows: list[dict], path: Path) -> None:
+    """Bar chart of success rates with their 95% Wilson intervals, one bar per (task, robot, policy) row."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['task']}/{r['robot']}\n{Path(r['policy']).name}" for r in rows]
+    rates = [r["success_rate"] for r in rows]
+    err = [[r["success_rate"] - r["wilson_low"] for r in rows], [r["wilson_high"] - r["success_rate"] for r in rows]]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 1.5), 3.6))
+    ax.bar(range(len(rows)), rates, yerr=err, capsize=4, color="#4C72B0")
+    for i, r in enumerate(rows):
+        ax.text(i, 0.02, f"{r['successes']}/{r['episodes']}", ha="center", color="white", fontsize=8)
+    ax.set_xticks(range(len(rows)), labels, fontsize=7, rotation=30, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate (95% Wilson)")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
 
 
 def results_table(rows: list[dict]) -> str:

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from mu0sim.cli import main
 from mu0sim.policies.action_expert import (POINT_DIM, TRACE_STEPS, VARIANTS, ActionExpert, ActionExpertConfig,
                                            point_features)
-from mu0sim.policies.train_bc import TrainPolicyConfig, action_chunks, train_policy
+from mu0sim.policies.train_bc import TrainPolicyConfig, chunk_validity, next_actions, train_policy
 from mu0sim.rollouts.closed_loop import run_episodes, summarize
 
 
 def _obs(k: int = 5, n: int | None = None) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     lead = (k,) if n is None else (n, k)
+    quat = rng.normal(size=(*lead[:-1], 4))
     return {"mu0_query_world": rng.normal(size=(*lead, 3)), "mu0_query_uvz": rng.normal(size=(*lead, 3)),
-            "mu0_traces": rng.normal(size=(*lead, 32, 3)), "mu0_traces_world": rng.normal(size=(*lead, 32, 3))}
+            "mu0_traces": rng.normal(size=(*lead, 32, 3)), "mu0_traces_world": rng.normal(size=(*lead, 32, 3)),
+            "robot0_eef_pos": rng.normal(size=(*lead[:-1], 3)),
+            "robot0_eef_quat": quat / np.linalg.norm(quat, axis=-1, keepdims=True)}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -28,22 +33,30 @@ def test_every_variant_feeds_the_same_network_shape(variant):
 def test_variants_differ_only_in_the_trace_inputs():
     obs = _obs()
     trace, flat, two_d = (point_features(obs, v) for v in ("trace", "no-trace", "trace-2d"))
-    np.testing.assert_array_equal(trace[:, :6], flat[:, :6])  # query point positions are shared
-    assert not flat[:, 6:].any()
+    np.testing.assert_array_equal(trace[:, :9], flat[:, :9])  # query point positions are shared
+    assert not flat[:, 9:].any()
     steps = np.array(TRACE_STEPS) - 1
-    np.testing.assert_allclose(trace[:, 6:].reshape(5, -1, 3), obs["mu0_traces_world"][:, steps])
-    np.testing.assert_allclose(two_d[:, 6:].reshape(5, -1, 3)[..., :2], obs["mu0_traces"][:, steps, :2])
-    assert not two_d[:, 6:].reshape(5, -1, 3)[..., 2].any()
+    np.testing.assert_allclose(trace[:, 9:].reshape(5, -1, 3), obs["mu0_traces_world"][:, steps])
+    np.testing.assert_allclose(two_d[:, 9:].reshape(5, -1, 3)[..., :2], obs["mu0_traces"][:, steps, :2])
+    assert not two_d[:, 9:].reshape(5, -1, 3)[..., 2].any()
+
+
+def test_points_are_also_seen_from_the_gripper():
+    """A point 2 cm along the gripper's x axis reads (0.02, 0, 0) in the gripper frame, whatever the gripper yaw."""
+    yaw = 0.7
+    quat = np.array([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)])  # xyzw, a yaw about world z
+    eef = np.array([0.1, -0.2, 0.9])
+    point = eef + 0.02 * np.array([np.cos(yaw), np.sin(yaw), 0.0])
+    obs = {**_obs(k=1), "mu0_query_world": point[None], "robot0_eef_pos": eef, "robot0_eef_quat": quat}
+    np.testing.assert_allclose(point_features(obs, "trace")[0, 6:9], [0.02, 0.0, 0.0], atol=1e-6)
 
 
 def test_action_chunks_stop_at_episode_ends():
-    actions = np.arange(10, dtype=np.float32)[:, None]
-    episode = np.array([0] * 6 + [1] * 4)
-    chunks, valid = action_chunks(actions, episode, 4)
-    np.testing.assert_array_equal(chunks[0, :, 0], [0, 1, 2, 3])
-    np.testing.assert_array_equal(chunks[4, :, 0], [4, 5, 5, 5])  # padded with the episode's last action
-    np.testing.assert_array_equal(valid[4], [1, 1, 0, 0])
-    np.testing.assert_array_equal(chunks[9, :, 0], [9, 9, 9, 9])
+    actions = np.arange(6, dtype=np.float32)[:, None]
+    np.testing.assert_array_equal(next_actions(actions, 0, 4)[:, 0], [0, 1, 2, 3])
+    np.testing.assert_array_equal(next_actions(actions, 4, 4)[:, 0], [4, 5, 5, 5])  # padded with the last action
+    valid = chunk_validity(np.array([0, 4, 5]), np.array([6, 6, 6]), 4)
+    np.testing.assert_array_equal(valid, [[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
 
 
 def test_config_refuses_bad_values():
@@ -75,6 +88,58 @@ def test_behaviour_cloning_end_to_end_and_checkpoint_refusals(tiny_mu0, tmp_path
         ActionExpert.from_pretrained(tmp_path)
 
 
+def test_gt_trace_and_action_pretrained_variants_train_and_run(tiny_mu0, tmp_path):
+    """gt-trace: oracle futures in training (the demo's recording) and in closed loop (the expert rolled forward);
+    action-pretrained: pooled robots first, then the target robot alone."""
+    ckpt, (panda, sawyer) = tiny_mu0
+    gt = train_policy(TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "gt"), variant="gt-trace",
+                                        steps=10, batch_size=16, num_points=16), progress=False)
+    assert np.isfinite(gt["val_loss"])
+    cache = next(panda.parent.glob(f"{panda.stem}.bc-*-keypoints16-oracle-*.npz"))
+    traces = np.load(cache)["mu0_traces_world"]
+    assert np.abs(traces).max() > 0.01  # something moves more than 1 cm in the recorded futures
+    assert run_episodes(tmp_path / "gt", ckpt, "Lift", "Panda", seeds=[100], progress=False)[0].length > 0
+    pre = train_policy(TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "pre"),
+                                         variant="action-pretrained", pretrain_data=[str(sawyer)], steps=10,
+                                         pretrain_steps=10, batch_size=16, num_points=16), progress=False)
+    assert pre["pretrain_samples"] > 0 and pre["steps"] == 20
+    history = json.loads((tmp_path / "pre" / "config.json").read_text())["training"]["history"]
+    assert [h["stage"] for h in history] == ["pretrain", "fine-tune"]
+    with pytest.raises(ValueError, match="pretrain_data"):
+        train_policy(TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "x"),
+                                       variant="action-pretrained", steps=1), progress=False)
+
+
+def test_oracle_reproduces_a_demo_future(tiny_mu0):
+    """The expert oracle, rolled forward from a demo's state, predicts the demo's own recorded future."""
+    from mu0sim.datasets.hdf5 import demo_names, make_env_from_dataset, open_dataset
+    from mu0sim.policies.oracle_traces import ExpertTraceOracle, RecordedFutureOracle
+    from mu0sim.traces.keypoints import gripper_keypoints
+
+    _, (panda, _) = tiny_mu0
+    with open_dataset(panda) as f:
+        name = demo_names(f)[0]
+        seed, actions, states = (f[f"data/{name}"].attrs["seed"], f[f"data/{name}/actions"][()],
+                                 f[f"data/{name}/states"][()])
+    env = make_env_from_dataset(panda, cameras=(), image_period=0)
+    base = env.unwrapped
+    expert, recorded = ExpertTraceOracle("Lift", "Panda"), RecordedFutureOracle()
+    recorded.load(states)
+    obs, _ = env.reset(seed=int(seed))
+    for oracle in (expert, recorded):
+        oracle.reset(base, int(seed))
+    keypoints = gripper_keypoints(base)
+    for t in range(12):
+        for oracle in (expert, recorded):
+            oracle.observe(obs)
+        obs, *_ = env.step(actions[t])
+    futures = [oracle.future(base, keypoints, 16) for oracle in (expert, recorded)]
+    assert np.abs(futures[1][:, -1] - futures[1][:, 0]).max() > 0.01  # the gripper moves
+    np.testing.assert_allclose(futures[0], futures[1], atol=1e-3)  # < 1 mm: solver warm start differs
+    expert.close()
+    env.close()
+
+
 def test_train_policy_cli_refusals(tiny_mu0, tmp_path, capsys):
     ckpt, data = tiny_mu0
     assert main(["train-policy", "--data", *map(str, data), "--mu0", str(ckpt), "--out", str(tmp_path / "p")]) == 2
@@ -85,7 +150,6 @@ def test_train_policy_cli_refusals(tiny_mu0, tmp_path, capsys):
 
 
 def test_eval_writes_rows_and_resumes_without_redoing_episodes(tiny_mu0, tmp_path, capsys):
-    import json
 
     ckpt, data = tiny_mu0
     policy = tmp_path / "policy"
@@ -94,8 +158,10 @@ def test_eval_writes_rows_and_resumes_without_redoing_episodes(tiny_mu0, tmp_pat
     out = tmp_path / "results"
     args = ["eval", "--policy", str(policy), "--task", "Lift", "--robots", "Panda", "--seed-start", "50",
             "--out", str(out)]
-    assert main(args + ["--episodes", "1"]) == 0
+    assert main(args + ["--episodes", "1", "--videos", "1"]) == 0
     assert main(args + ["--episodes", "2"]) == 0  # resumes: only seed 51 runs
+    assert len(list((out / "videos").glob("Lift_Panda_policy_seed50_*.mp4"))) == 1
+    assert (out / "results.png").stat().st_size > 0
     episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert [e["seed"] for e in episodes] == [50, 51]
     row = json.loads((out / "results.json").read_text())[0]

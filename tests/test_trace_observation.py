@@ -42,8 +42,20 @@ def test_traces_are_added_and_refreshed_every_chunk(mu0, query):
 
 
 def test_wrapper_passes_gymnasium_check_env(mu0):
-    env = Mu0TraceObservation(_env(), mu0, query="grid", grid=4)
+    env = Mu0TraceObservation(_env(), mu0, query="grid", grid=4, wrist_camera="robot0_eye_in_hand")
     check_env(env, skip_render_check=True)
+    env.close()
+
+
+def test_wrist_view_and_oracle_traces(mu0):
+    """The wrist camera adds the backbone's feature cells of that view; oracle traces are ground-truth futures
+    (here: the scripted expert moves the gripper, so some query point moves) in the same keys and units."""
+    env = Mu0TraceObservation(_env(), mu0, num_points=16, wrist_camera="robot0_eye_in_hand", traces="oracle")
+    obs, _ = env.reset(seed=0)
+    assert obs["wrist_tokens"].shape == (64, 112) and obs["wrist_tokens"].dtype == np.float32
+    assert env.observation_space.contains(obs)
+    moved = np.linalg.norm(obs["mu0_traces_world"][:, -1], axis=-1)[obs["mu0_query_mask"] > 0]
+    assert moved.max() > 0.01  # metres over 32 expert steps
     env.close()
 
 
@@ -77,3 +89,7 @@ def test_bad_setups_are_refused(mu0):
         Mu0TraceObservation(_env(segmentation=False), mu0, query="keypoints")
     with pytest.raises(ValueError, match="does not render camera"):
         Mu0TraceObservation(_env(), mu0, camera="frontview")
+    with pytest.raises(ValueError, match="valid wrist cameras"):
+        Mu0TraceObservation(_env(), mu0, wrist_camera="robot0_wrist")
+    with pytest.raises(ValueError, match="valid sources"):
+        Mu0TraceObservation(_env(), mu0, traces="future")

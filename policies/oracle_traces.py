@@ -1,0 +1,120 @@
+"""Ground-truth future traces of query points: the ``gt-trace`` variant's oracle (the upper bound for μ0).
+
+The future of a query point is what the task's scripted expert would do from the current state: the point is
+attached to the MuJoCo body it lies on (TraceExtract's sim-mode tracking), a shadow copy of the env is set to the
+current state, a copy of the expert — which has followed the real episode, so it is in the right phase — acts for
+``horizon`` steps there, and the body poses give the point's path. On a scripted demo this reproduces the demo's own
+future (same expert, same physics); in a closed-loop rollout it is the future the demonstrator would produce.
+
+Rolling the expert costs ``horizon`` physics steps per query (~13 ms each here), fine every 8 steps in closed loop
+but not at every step of every training demo: for demos, :class:`RecordedFutureOracle` reads the same future from
+the recorded states (kinematics only).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import mujoco
+import numpy as np
+
+from mu0sim.camera import CameraParams, unproject_points
+from mu0sim.traces.keypoints import Keypoints, body_offsets
+
+
+class ExpertTraceOracle:
+    """Rolls the scripted expert of ``task`` forward from the current state of a ``Mu0SimEnv``.
+
+    Call :meth:`reset` after every env reset, :meth:`observe` with every observation the real episode produces,
+    and :meth:`future` (before :meth:`observe` of the same observation) to get the next ``horizon`` positions.
+    """
+
+    def __init__(self, task: str, robot: str) -> None:
+        from mu0sim.envs import make_env
+        from mu0sim.policies.scripted import make_expert
+
+        # state only, no success termination, no time limit: the shadow only moves bodies
+        self._shadow = make_env(task, robot, cameras=(), image_period=0, terminate_on_success=False,
+                                max_episode_steps=10**9).unwrapped
+        self._expert = make_expert(task)
+        self._model_xml: str | None = None
+        self._shadow_xml: str | None = None
+
+    def reset(self, base_env, seed: int | None = None) -> None:
+        """Start following a new episode of ``base_env`` (the unwrapped env, right after its reset)."""
+        self._expert.reset(base_env, seed=seed)
+        self._model_xml = base_env.get_model_xml()  # object sizes are drawn per episode: the shadow must match
+        self._shadow_xml: str | None = None
+
+    def observe(self, obs: dict[str, np.ndarray]) -> None:
+        """Let the tracking expert see the real episode's observation (it advances its phase; its action is
+        discarded)."""
+        self._expert.select_action(obs)
+
+    def future(self, base_env, keypoints: Keypoints, horizon: int) -> np.ndarray:
+        """(K, horizon, 3) world positions (metres) of ``keypoints`` after each of the next ``horizon`` expert
+        steps from ``base_env``'s current state."""
+        load_xml = self._model_xml if self._shadow_xml is not self._model_xml else None  # once per episode
+        obs = self._shadow.reset_to_state(base_env.get_state(), load_xml, base_env.get_control_state())
+        self._shadow_xml = self._model_xml
+        expert = copy.deepcopy(self._expert)
+        out = np.empty((len(keypoints), horizon, 3))
+        for h in range(horizon):
+            obs, *_ = self._shadow.step(expert.select_action(obs))
+            out[:, h] = keypoints.world_positions(self._shadow.mj_data)
+        return out
+
+    def close(self) -> None:
+        self._shadow.close()
+
+
+class RecordedFutureOracle:
+    """The future of a recorded episode: body poses from its ``states`` (``[time, qpos, qvel]`` rows), replayed in
+    step with the env (call :meth:`load` before each episode's reset). Past the last state, the last pose holds."""
+
+    def __init__(self) -> None:
+        self._states = np.zeros((0, 0))
+        self._t = 0
+        self._data: mujoco.MjData | None = None
+
+    def load(self, states: np.ndarray) -> None:
+        self._states = np.asarray(states, dtype=np.float64)
+
+    def reset(self, base_env, seed: int | None = None) -> None:
+        self._t = 0
+        self._data = mujoco.MjData(base_env.mj_model)
+
+    def observe(self, obs: dict[str, np.ndarray]) -> None:
+        self._t += 1
+
+    def future(self, base_env, keypoints: Keypoints, horizon: int) -> np.ndarray:
+        model, data = base_env.mj_model, self._data
+        out = np.empty((len(keypoints), horizon, 3))
+        last = len(self._states) - 1
+        for h in range(horizon):
+            data.qpos[:] = self._states[min(self._t + 1 + h, last), 1:1 + model.nq]
+            mujoco.mj_kinematics(model, data)
+            out[:, h] = keypoints.world_positions(data)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def attach_query_points(base_env, camera: str, params: CameraParams, uv_px: np.ndarray) -> tuple[Keypoints,
+                                                                                                   np.ndarray]:
+    """Query pixels -> keypoints on the bodies seen there (background: the static world body) and their (K, 3)
+    world positions (metres) from the rendered depth."""
+    frame = base_env.render_frame(camera, depth=True, segmentation=True)
+    h, w = frame.depth_m.shape
+    rows = np.clip(uv_px[:, 1].astype(int), 0, h - 1)
+    cols = np.clip(uv_px[:, 0].astype(int), 0, w - 1)
+    world = unproject_points(uv_px, frame.depth_m[rows, cols], params)
+    geoms = frame.geom_ids[rows, cols]
+    bodies = np.where(geoms >= 0, base_env.mj_model.geom_bodyid[np.maximum(geoms, 0)], 0).astype(np.int32)
+    keypoints = Keypoints()
+    keypoints.extend(bodies, body_offsets(base_env.mj_data, bodies, world), "object", "query")
+    return keypoints, world
+
+
+__all__ = ["ExpertTraceOracle", "RecordedFutureOracle", "attach_query_points"]
