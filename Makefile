@@ -22,10 +22,9 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-# Until `mu0sim demo` lands (issue 8), the main job shows the environment layer: catalog + throughput.
+# The main job: frozen μ0 + per-robot action experts on Lift, collect -> train -> closed-loop eval -> report.
 demo: $(STAMP)
-	$(BIN)/mu0sim envs
-	$(BIN)/python bench/env_throughput.py --rounds 3
+	$(BIN)/mu0sim demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/env_throughput.py

@@ -129,6 +129,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune_rl(args: argparse.Namespace) -> int:
+    from mu0sim.config import apply_overrides
+    from mu0sim.policies.finetune_rl import FinetuneConfig, finetune_rl
+
+    config = FinetuneConfig(policy=args.policy, out=args.out, task=args.task, mu0=args.mu0, timesteps=args.timesteps,
+                            seed=args.seed)
+    config = apply_overrides(config, args.overrides)
+    print(json.dumps(finetune_rl(config)))
+    return 0
+
+
 def _cmd_eval_traces(args: argparse.Namespace) -> int:
     from mu0sim.model.evaluate import EvalTracesConfig, eval_traces
 
@@ -151,7 +162,9 @@ def _cmd_train_policy(args: argparse.Namespace) -> int:
     config = TrainPolicyConfig(data=list(args.data), mu0=args.mu0, out=args.out, variant=args.variant,
                                head=args.head, query=args.query, episodes=args.episodes, steps=args.steps,
                                seed=args.seed, pretrain_data=list(args.pretrain_data),
-                               pretrain_steps=args.pretrain_steps)
+                               pretrain_steps=args.pretrain_steps,
+                               wrist_camera=None if args.wrist_camera == "none" else args.wrist_camera,
+                               feature_every=args.feature_every)
     config = apply_overrides(config, args.overrides)
     print(json.dumps(train_policy(config)))
     return 0
@@ -269,6 +282,10 @@ def _commands() -> list[Command]:
         p.add_argument("--pretrain-data", nargs="+", default=[], metavar="DATA",
                        help="action-pretrained: other robots' demos, pooled with --data for --pretrain-steps first")
         p.add_argument("--pretrain-steps", type=int, default=3000)
+        p.add_argument("--wrist-camera", default="robot0_eye_in_hand",
+                       help="camera whose frozen features the expert also reads ('none': no wrist view)")
+        p.add_argument("--feature-every", type=int, default=1,
+                       help="query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)")
 
     def eval_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--policy", nargs="+", required=True, help="action-expert checkpoint folders")
@@ -281,6 +298,14 @@ def _commands() -> list[Command]:
                        help="folder for episodes.jsonl, results.json, results.md, results.png, videos/")
         p.add_argument("--videos", type=int, default=0,
                        help="write the first N episodes of each row as MP4 with μ0's traces drawn")
+
+    def finetune_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--policy", required=True, help="behaviour-cloned action-expert checkpoint (regression head)")
+        p.add_argument("--out", required=True, help="fine-tuned checkpoint folder (resumes from OUT/.resume)")
+        p.add_argument("--task", default="Lift")
+        p.add_argument("--mu0", default=None, help="μ0 checkpoint (default: the one the expert was trained with)")
+        p.add_argument("--timesteps", type=int, default=2048, help="PPO steps, each one executed action chunk")
+        p.add_argument("--seed", type=int, default=5000, help="PPO and training-episode seed (not an eval seed)")
 
     def demo_args(p: argparse.ArgumentParser) -> None:
         from mu0sim.rollouts.demo import DemoConfig
@@ -316,6 +341,8 @@ def _commands() -> list[Command]:
          _cmd_train_policy),
         ("eval", "closed-loop success of action experts with frozen μ0 in the loop (resumable)", eval_args,
          _cmd_eval),
+        ("finetune-rl", "PPO (stable-baselines3) from a behaviour-cloned action expert's weights (resumable)",
+         finetune_args, _cmd_finetune_rl),
     ]
 
 
@@ -329,8 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_TOP_LEVEL_OVERRIDES = ("lr", "weight_decay", "warmup_steps", "val_every", "eval_fraction", "val_fraction")
-DOTTED_COMMANDS = ("pretrain", "train-policy")  # commands whose nested config takes --a.b=value overrides
+_TOP_LEVEL_OVERRIDES = ("lr", "weight_decay", "warmup_steps", "val_every", "eval_fraction", "val_fraction",
+                        "n_steps", "batch_size", "n_epochs", "learning_rate", "clip_range", "gamma", "log_std_init")
+DOTTED_COMMANDS = ("pretrain", "train-policy", "finetune-rl")  # commands whose nested config takes --a.b=value overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -200,18 +200,9 @@ class ActionExpert:
     def reset(self) -> None:
         self._queue = []
 
-    def tensors(self, obs: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
-        n = self.norm
-        points = (point_features(obs, self.config.variant) - n.point_mean) / n.point_std
-        wrist = None
-        if self.config.wrist_camera is not None:
-            if "wrist_tokens" not in obs:
-                raise ValueError(f"this expert needs wrist_tokens from {self.config.wrist_camera!r}: wrap the env "
-                                 f"with Mu0TraceObservation(..., wrist_camera={self.config.wrist_camera!r})")
-            wrist = torch.as_tensor(((obs["wrist_tokens"] - n.wrist_mean) / n.wrist_std)[None].astype(np.float32))
-        return (torch.as_tensor(points[None]), torch.as_tensor(obs["mu0_query_mask"][None]),
-                torch.as_tensor(((proprio_features(obs) - n.proprio_mean) / n.proprio_std)[None]),
-                torch.as_tensor(((obs["mu0_image"] - n.image_mean) / n.image_std)[None].astype(np.float32)), wrist)
+    def tensors(self, obs: dict[str, np.ndarray]) -> tuple[torch.Tensor | None, ...]:
+        """The network's inputs for one observation (a batch of one)."""
+        return expert_inputs({k: np.asarray(v)[None] for k, v in obs.items()}, self.config, self.norm)
 
     @torch.no_grad()
     def predict_action_chunk(self, obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -266,6 +257,22 @@ class ActionExpert:
         return cls(net, Normalization.from_dict(json.loads((directory / "normalization.json").read_text())), seed)
 
 
+def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
+                  norm: Normalization) -> tuple[torch.Tensor | None, ...]:
+    """(points, mask, proprio, image, wrist) normalized tensors for :meth:`ActionExpertNet.context` from a batch
+    of observations (every array with a leading batch dimension); ``wrist`` is None without a wrist camera."""
+    points = (point_features(obs, config.variant) - norm.point_mean) / norm.point_std
+    wrist = None
+    if config.wrist_camera is not None:
+        if "wrist_tokens" not in obs:
+            raise ValueError(f"this expert needs wrist_tokens from {config.wrist_camera!r}: wrap the env with "
+                             f"Mu0TraceObservation(..., wrist_camera={config.wrist_camera!r})")
+        wrist = torch.as_tensor(((obs["wrist_tokens"] - norm.wrist_mean) / norm.wrist_std).astype(np.float32))
+    return (torch.as_tensor(points.astype(np.float32)), torch.as_tensor(np.asarray(obs["mu0_query_mask"])),
+            torch.as_tensor(((proprio_features(obs) - norm.proprio_mean) / norm.proprio_std).astype(np.float32)),
+            torch.as_tensor(((obs["mu0_image"] - norm.image_mean) / norm.image_std).astype(np.float32)), wrist)
+
+
 def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """target (B, chunk * action_dim), valid (B, chunk * action_dim) 0/1 (steps past the demo's end are 0)."""
     if net.config.head == "regression":
@@ -279,4 +286,4 @@ def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, va
 
 
 __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "Normalization", "VARIANTS",
-           "chunk_loss", "point_features", "proprio_features"]
+           "chunk_loss", "expert_inputs", "point_features", "proprio_features"]

@@ -28,12 +28,13 @@ class DemoConfig:
     out: str = "runs/demo"
     mu0: str = "checkpoints/mu0-sim"
     tasks: list[str] = field(default_factory=lambda: ["Lift"])
-    robots: list[str] = field(default_factory=lambda: ["Panda", "Sawyer", "Kinova3"])
+    robots: list[str] = field(default_factory=lambda: ["Panda", "UR5e", "Kinova3"])  # Kinova3: unseen by μ0
     variant: str = "trace"
     demos: int = 40
     episodes: int = 20
     seed_start: int = 1000
-    steps: int = 3000
+    steps: int = 1500
+    feature_every: int = 2  # μ0 features on every 2nd demo step: half the replay time of the 10-minute budget
     videos: int = 1
 
     def check(self) -> None:
@@ -51,7 +52,7 @@ class DemoConfig:
         if self.variant not in VARIANTS or self.variant == "action-pretrained":
             valid = [v for v in VARIANTS if v != "action-pretrained"]
             raise ValueError(f"unknown demo variant {self.variant!r}; valid variants: {', '.join(valid)}")
-        for name in ("demos", "episodes", "steps"):
+        for name in ("demos", "episodes", "steps", "feature_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (Path(self.mu0) / "config.json").exists():
@@ -100,7 +101,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     for (task, robot), path in datasets.items():
         policy = out / "policies" / f"{task}_{robot}_{config.variant}"
         train = TrainPolicyConfig(data=[str(path)], mu0=config.mu0, out=str(policy), variant=config.variant,
-                                  episodes=config.demos, steps=config.steps)
+                                  episodes=config.demos, steps=config.steps, feature_every=config.feature_every)
         if _trained_with(policy, train):
             print(f"{task}/{robot}: reusing {policy}")
         else:
