@@ -66,7 +66,9 @@ def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot
                                      round(time.perf_counter() - start, 3))
             if frames is not None:
                 frames.append(trace_frame(env, obs))
-                name = f"{task}_{robot}_{Path(policy_dir).name}_seed{seed}_{'success' if outcome.success else 'fail'}"
+                policy_name = Path(policy_dir).name
+                prefix = "" if policy_name.startswith(f"{task}_{robot}") else f"{task}_{robot}_"
+                name = f"{prefix}{policy_name}_seed{seed}_{'success' if outcome.success else 'fail'}"
                 write_video(Path(video_dir) / f"{name}.mp4", frames)
             yield outcome
     finally:

@@ -152,7 +152,7 @@ def report_markdown(summary: dict, out: Path) -> str:
     config, rows = summary["config"], summary["rows"]
     videos = sorted((out / "eval" / "videos").glob("*.mp4")) if (out / "eval" / "videos").exists() else []
     wanted = {Path(r["policy"]).name for r in rows}
-    videos = [v for v in videos if any(f"_{name}_seed" in v.name for name in wanted)]
+    videos = [v for v in videos if any(v.name.startswith(f"{name}_seed") for name in wanted)]
     timing = ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in summary["timings_s"].items())
     lines = [
         "# mu0sim demo",
