@@ -197,8 +197,12 @@ class ActionExpert:
         self._queue: list[np.ndarray] = []
         self._gen = torch.Generator().manual_seed(seed)
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode: drop queued actions; ``seed`` reseeds the flow head's sampling (so an episode's
+        outcome depends on its seed only, not on which episodes ran before it in this process)."""
         self._queue = []
+        if seed is not None:
+            self._gen.manual_seed(seed)
 
     def tensors(self, obs: dict[str, np.ndarray]) -> tuple[torch.Tensor | None, ...]:
         """The network's inputs for one observation (a batch of one)."""

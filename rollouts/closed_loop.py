@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +31,10 @@ def run_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot:
 
 def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str, seeds: list[int],
                   progress: bool = True, video_dir: str | Path | None = None,
-                  video_seeds: Collection[int] = ()) -> Iterator[EpisodeOutcome]:
-    """Like :func:`run_episodes`, yielding each episode as soon as it ends (so callers can record it at once)."""
+                  video_seeds: Collection[int] = (),
+                  before_episode: Callable[[int], None] | None = None) -> Iterator[EpisodeOutcome]:
+    """Like :func:`run_episodes`, yielding each episode as soon as it ends (so callers can record it at once).
+    ``before_episode(seed)`` is called before each episode starts (hooks: logging, fault injection in tests)."""
     from tqdm import tqdm
 
     from mu0sim.envs import make_env
@@ -51,9 +53,11 @@ def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot
                               traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera)
     try:
         for seed in tqdm(seeds, desc=f"eval {task}/{robot}", unit="ep", disable=not progress, dynamic_ncols=True):
+            if before_episode is not None:
+                before_episode(seed)
             start = time.perf_counter()
             obs, info = env.reset(seed=seed)
-            policy.reset()
+            policy.reset(seed=seed)
             frames = [] if video_dir is not None and seed in video_seeds else None
             done, steps = False, 0
             while not done:

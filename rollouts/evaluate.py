@@ -37,6 +37,7 @@ class EvalConfig:
     out: str = "results"
     mu0: str | None = None  # default: the μ0 each policy was trained with
     videos: int = 0  # episodes per row written as MP4 with the predicted traces (the first seeds)
+    workers: int = 1  # local processes; outcomes do not depend on it
 
 
 def _policy_robot(policy: str) -> tuple[str, str]:
@@ -53,6 +54,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
         check_choice("robot", robot, ROBOTS)
     if config.episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {config.episodes}")
+    if config.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {config.workers}")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "episodes.jsonl"
@@ -73,8 +76,19 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
         if not todo:
             continue
         video_seeds = set(seeds[:config.videos]) & set(todo)
-        for outcome in iter_episodes(policy, mu0, config.task, robot, todo, progress=progress,
-                                     video_dir=out / "videos", video_seeds=video_seeds):
+        if config.workers == 1:
+            outcomes = iter_episodes(policy, mu0, config.task, robot, todo, progress=progress,
+                                     video_dir=out / "videos", video_seeds=video_seeds)
+        else:
+            from tqdm import tqdm
+
+            from mu0sim.rollouts.workers import run_episodes_parallel
+
+            outcomes = tqdm(run_episodes_parallel(policy, mu0, config.task, robot, todo, config.workers,
+                                                  video_dir=out / "videos", video_seeds=sorted(video_seeds)),
+                            total=len(todo), desc=f"eval {config.task}/{robot} ({config.workers} workers)",
+                            unit="ep", disable=not progress, dynamic_ncols=True)
+        for outcome in outcomes:
             record = {"policy": policy, "task": config.task, "robot": robot, "seed": outcome.seed,
                       "success": outcome.success, "length": outcome.length, "sim_error": outcome.sim_error,
                       "wall_s": outcome.wall_s}

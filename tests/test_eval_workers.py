@@ -1,0 +1,85 @@
+"""mu0sim eval over worker processes: same outcomes for any worker count, crashed workers retried, Ctrl-C keeps
+every finished episode and a rerun completes the table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mu0sim.policies.train_bc import TrainPolicyConfig, train_policy
+from mu0sim.rollouts.evaluate import EvalConfig, evaluate
+from mu0sim.rollouts.workers import CRASH_HOOK, run_episodes_parallel, split_seeds
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_mu0, tmp_path_factory):
+    ckpt, data = tiny_mu0
+    out = tmp_path_factory.mktemp("workers") / "policy"
+    train_policy(TrainPolicyConfig(data=[str(data[0])], mu0=str(ckpt), out=str(out), steps=5, batch_size=8,
+                                   num_points=16), progress=False)
+    return str(out)
+
+
+def _outcomes(out) -> dict[int, tuple]:
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    return {r["seed"]: (r["success"], r["length"], r["sim_error"]) for r in rows}
+
+
+def test_split_is_even_and_keeps_every_seed():
+    parts = split_seeds(list(range(10)), 3)
+    assert [len(p) for p in parts] == [4, 3, 3] and sum(parts, []) == list(range(10))
+    assert split_seeds([1], 4) == [[1]]
+
+
+def test_two_workers_give_the_same_outcomes_as_one(policy, tmp_path):
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        evaluate(EvalConfig(policies=[policy], task="Lift", robots=["Panda"], episodes=4, seed_start=60,
+                            out=str(out), workers=workers), progress=False)
+        runs[workers] = _outcomes(out)
+    assert runs[1] == runs[2] and sorted(runs[1]) == [60, 61, 62, 63]
+
+
+def test_a_crashed_worker_is_replaced_and_its_episode_retried(policy, tiny_mu0, tmp_path, monkeypatch):
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv(CRASH_HOOK, f"71:{marker}")  # the worker running seed 71 dies once, before that episode
+    out = tmp_path / "results"
+    evaluate(EvalConfig(policies=[policy], task="Lift", robots=["Panda"], episodes=4, seed_start=70, out=str(out),
+                        workers=2), progress=False)
+    assert marker.exists()
+    outcomes = _outcomes(out)
+    assert sorted(outcomes) == [70, 71, 72, 73] and outcomes[71][2] is None  # retried, then it ran normally
+    marker.unlink()
+    # no retries left: the episode is recorded as a failure that says why
+    got = list(run_episodes_parallel(policy, tiny_mu0[0], "Lift", "Panda", [71, 72], workers=1, max_retries=0))
+    by_seed = {o.seed: o for o in got}
+    assert sorted(by_seed) == [71, 72] and not by_seed[71].success and "crashed" in by_seed[71].sim_error
+
+
+def test_ctrl_c_keeps_finished_episodes_and_a_rerun_completes(policy, tmp_path):
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "mu0sim", "eval", "--policy", policy, "--task", "Lift", "--robots", "Panda",
+           "--episodes", "6", "--seed-start", "80", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    log = out / "episodes.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err
+    kept = _outcomes(out)
+    assert 2 <= len(kept) < 6
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    final = _outcomes(out)
+    assert sorted(final) == list(range(80, 86)) and all(final[s] == kept[s] for s in kept)
+    assert len(log.read_text().splitlines()) == 6  # nothing ran twice
+    assert json.loads((out / "results.json").read_text())[0]["episodes"] == 6
