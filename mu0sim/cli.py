@@ -175,7 +175,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     config = EvalConfig(policies=list(args.policy), task=args.task, robots=[r for r in args.robots.split(",") if r],
                         episodes=args.episodes, seed_start=args.seed_start, out=args.out, mu0=args.mu0,
-                        videos=args.videos, workers=args.workers)
+                        videos=args.videos, workers=args.workers, backend=args.backend, address=args.address)
     print(json.dumps(evaluate(config)))
     return 0
 
@@ -298,7 +298,10 @@ def _commands() -> list[Command]:
                        help="folder for episodes.jsonl, results.json, results.md, results.png, videos/")
         p.add_argument("--videos", type=int, default=0,
                        help="write the first N episodes of each row as MP4 with μ0's traces drawn")
-        p.add_argument("--workers", type=int, default=1, help="local worker processes (outcomes do not change)")
+        p.add_argument("--workers", type=int, default=1,
+                       help="worker processes / Ray actors (outcomes do not change)")
+        p.add_argument("--backend", default="local", choices=("local", "ray"))
+        p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
 
     def finetune_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--policy", required=True, help="behaviour-cloned action-expert checkpoint (regression head)")

@@ -14,7 +14,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
 from mu0sim.io import atomic_write_text
+
+
+BACKENDS = ("local", "ray")
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -37,7 +41,9 @@ class EvalConfig:
     out: str = "results"
     mu0: str | None = None  # default: the μ0 each policy was trained with
     videos: int = 0  # episodes per row written as MP4 with the predicted traces (the first seeds)
-    workers: int = 1  # local processes; outcomes do not depend on it
+    workers: int = 1  # worker processes (local) or actors (Ray); outcomes do not depend on it
+    backend: str = "local"  # "local" (this process, or a process pool) or "ray"
+    address: str | None = None  # Ray cluster address; None starts a local Ray instance
 
 
 def _policy_robot(policy: str) -> tuple[str, str]:
@@ -46,7 +52,6 @@ def _policy_robot(policy: str) -> tuple[str, str]:
 
 
 def evaluate(config: EvalConfig, progress: bool = True) -> dict:
-    from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
     from mu0sim.rollouts.closed_loop import iter_episodes
 
     check_choice("task", config.task, TASKS)
@@ -56,6 +61,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
         raise ValueError(f"episodes must be >= 1, got {config.episodes}")
     if config.workers < 1:
         raise ValueError(f"workers must be >= 1, got {config.workers}")
+    check_choice("backend", config.backend, BACKENDS)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "episodes.jsonl"
@@ -76,18 +82,20 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
         if not todo:
             continue
         video_seeds = set(seeds[:config.videos]) & set(todo)
-        if config.workers == 1:
+        if config.backend == "local" and config.workers == 1:
             outcomes = iter_episodes(policy, mu0, config.task, robot, todo, progress=progress,
                                      video_dir=out / "videos", video_seeds=video_seeds)
         else:
             from tqdm import tqdm
 
-            from mu0sim.rollouts.workers import run_episodes_parallel
+            from mu0sim.rollouts.workers import run_episodes_parallel, run_episodes_ray
 
-            outcomes = tqdm(run_episodes_parallel(policy, mu0, config.task, robot, todo, config.workers,
-                                                  video_dir=out / "videos", video_seeds=sorted(video_seeds)),
-                            total=len(todo), desc=f"eval {config.task}/{robot} ({config.workers} workers)",
-                            unit="ep", disable=not progress, dynamic_ncols=True)
+            kwargs = dict(workers=config.workers, video_dir=out / "videos", video_seeds=sorted(video_seeds))
+            outcomes = (run_episodes_ray(policy, mu0, config.task, robot, todo, address=config.address, **kwargs)
+                        if config.backend == "ray" else
+                        run_episodes_parallel(policy, mu0, config.task, robot, todo, **kwargs))
+            outcomes = tqdm(outcomes, total=len(todo), unit="ep", disable=not progress, dynamic_ncols=True,
+                            desc=f"eval {config.task}/{robot} ({config.workers} {config.backend} workers)")
         for outcome in outcomes:
             record = {"policy": policy, "task": config.task, "robot": robot, "seed": outcome.seed,
                       "success": outcome.success, "length": outcome.length, "sim_error": outcome.sim_error,

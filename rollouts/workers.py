@@ -5,7 +5,8 @@ each builds its env, μ0 and policy once and streams every finished episode back
 depends only on its seed (env, μ0 sampling and policy are reseeded per episode), so results are the same for any
 number of workers. A worker that dies (segfault, OOM kill, ``os._exit``) is replaced: the episode it was running
 is retried at most ``max_retries`` times, then recorded as an error (a failure with its reason), and its remaining
-seeds go to the new worker.
+seeds go to the new worker. :func:`run_episodes_ray` does the same on Ray actors (a local instance or a
+cluster's ``address``), one episode per task.
 """
 
 from __future__ import annotations
@@ -117,4 +118,73 @@ def _drain(results, finished: set[int]) -> Iterator[EpisodeOutcome]:
         yield outcome
 
 
-__all__ = ["run_episodes_parallel", "split_seeds"]
+
+class _RayEpisodeRunner:
+    """A Ray actor: builds env, μ0 and policy once (on first use), then runs one episode per call."""
+
+    def __init__(self, policy_dir: str, mu0: str, task: str, robot: str, video_dir: str | None,
+                 video_seeds: list[int]) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        self.args = (policy_dir, mu0, task, robot)
+        self.video = (video_dir, set(video_seeds))
+
+    def run(self, seed: int) -> dict:
+        from mu0sim.rollouts.closed_loop import iter_episodes
+
+        hook = os.environ.get(CRASH_HOOK, "")
+        crash_seed, _, marker = hook.partition(":")
+        before = _crash_once(int(crash_seed), Path(marker)) if hook else None
+        # one episode per call: a crash loses only that episode, and any actor can take any seed
+        (outcome,) = iter_episodes(*self.args, [seed], progress=False, video_dir=self.video[0],
+                                   video_seeds=self.video[1], before_episode=before)
+        return asdict(outcome)
+
+
+def run_episodes_ray(policy_dir: str | Path, mu0: str | Path, task: str, robot: str, seeds: list[int],
+                     workers: int = 2, address: str | None = None, max_retries: int = 2,
+                     video_dir: str | Path | None = None, video_seeds: list[int] = ()) -> Iterator[EpisodeOutcome]:
+    """Like :func:`run_episodes_parallel` on Ray actors (``address``: an existing cluster; None starts a local
+    instance). Paths must be readable by every node (shared storage on a cluster)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {k: v for k, v in os.environ.items()
+                                           if k in ("MUJOCO_GL", CRASH_HOOK)}})
+    runner = ray.remote(num_cpus=1)(_RayEpisodeRunner)
+    args = (str(policy_dir), str(mu0), task, robot, None if video_dir is None else str(video_dir), list(video_seeds))
+    actors = [runner.remote(*args) for _ in range(max(1, min(workers, len(seeds))))]
+    todo = list(seeds)
+    crashes: Counter = Counter()
+    in_flight: dict = {}  # ObjectRef -> (actor index, seed)
+
+    def submit(index: int) -> None:
+        if todo:
+            seed = todo.pop(0)
+            in_flight[actors[index].run.remote(seed)] = (index, seed)
+
+    for i in range(len(actors)):
+        submit(i)
+    try:
+        while in_flight:
+            (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+            index, seed = in_flight.pop(ref)
+            try:
+                yield EpisodeOutcome(**ray.get(ref))
+            except ray.exceptions.RayActorError as err:  # the actor's process died: replace it
+                actors[index] = runner.remote(*args)
+                crashes[seed] += 1
+                if crashes[seed] > max_retries:
+                    yield EpisodeOutcome(seed, False, 0, f"Ray worker crashed {crashes[seed]} times in this "
+                                                         f"episode ({type(err).__name__})")
+                else:
+                    todo.insert(0, seed)
+            submit(index)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+__all__ = ["run_episodes_parallel", "run_episodes_ray", "split_seeds"]

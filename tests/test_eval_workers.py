@@ -83,3 +83,21 @@ def test_ctrl_c_keeps_finished_episodes_and_a_rerun_completes(policy, tmp_path):
     assert sorted(final) == list(range(80, 86)) and all(final[s] == kept[s] for s in kept)
     assert len(log.read_text().splitlines()) == 6  # nothing ran twice
     assert json.loads((out / "results.json").read_text())[0]["episodes"] == 6
+
+
+def test_ray_backend_on_a_local_instance_matches_and_survives_a_crash(policy, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv(CRASH_HOOK, f"91:{marker}")  # the actor running seed 91 dies once
+    try:
+        evaluate(EvalConfig(policies=[policy], task="Lift", robots=["Panda"], episodes=4, seed_start=90,
+                            out=str(tmp_path / "ray"), workers=2, backend="ray"), progress=False)
+    finally:
+        ray.shutdown()
+    assert marker.exists()
+    monkeypatch.delenv(CRASH_HOOK)
+    evaluate(EvalConfig(policies=[policy], task="Lift", robots=["Panda"], episodes=4, seed_start=90,
+                        out=str(tmp_path / "local")), progress=False)
+    assert _outcomes(tmp_path / "ray") == _outcomes(tmp_path / "local")
+    with pytest.raises(ValueError, match="valid backends"):
+        evaluate(EvalConfig(policies=[policy], task="Lift", robots=["Panda"], backend="dask"), progress=False)
