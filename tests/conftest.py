@@ -50,3 +50,16 @@ def tiny_mu0(tmp_path_factory):
                  "--model.head_layers=1", "--val_every=2", "--eval_fraction=0.34", "--val_fraction=0.0"])
     assert code == 0
     return ckpt, data
+
+
+@pytest.fixture(scope="session")
+def tiny_expert(tiny_mu0, tmp_path_factory):
+    """A trace action expert (Panda, regression head, wrist view) trained for 10 steps on the tiny μ0's Panda demos:
+    real checkpoint files, quality irrelevant. Returns its folder (str)."""
+    from mu0sim.policies.train_bc import TrainPolicyConfig, train_policy
+
+    ckpt, data = tiny_mu0
+    out = tmp_path_factory.mktemp("expert") / "expert"
+    train_policy(TrainPolicyConfig(data=[str(data[0])], mu0=str(ckpt), out=str(out), steps=10, batch_size=16,
+                                   num_points=16), progress=False)
+    return str(out)

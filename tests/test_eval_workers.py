@@ -12,18 +12,13 @@ import time
 
 import pytest
 
-from mu0sim.policies.train_bc import TrainPolicyConfig, train_policy
 from mu0sim.rollouts.evaluate import EvalConfig, evaluate
 from mu0sim.rollouts.workers import CRASH_HOOK, run_episodes_parallel, split_seeds
 
 
-@pytest.fixture(scope="module")
-def policy(tiny_mu0, tmp_path_factory):
-    ckpt, data = tiny_mu0
-    out = tmp_path_factory.mktemp("workers") / "policy"
-    train_policy(TrainPolicyConfig(data=[str(data[0])], mu0=str(ckpt), out=str(out), steps=5, batch_size=8,
-                                   num_points=16), progress=False)
-    return str(out)
+@pytest.fixture()
+def policy(tiny_expert):
+    return tiny_expert
 
 
 def _outcomes(out) -> dict[int, tuple]:

@@ -10,16 +10,13 @@ import torch
 
 from mu0sim.cli import main
 from mu0sim.policies.action_expert import ActionExpert
-from mu0sim.policies.train_bc import TrainPolicyConfig, train_policy
 
 
-@pytest.fixture(scope="module")
-def expert(tiny_mu0, tmp_path_factory):
-    ckpt, data = tiny_mu0
-    out = tmp_path_factory.mktemp("sb3") / "expert"
-    train_policy(TrainPolicyConfig(data=[str(data[0])], mu0=str(ckpt), out=str(out), steps=10, batch_size=16,
-                                   num_points=16), progress=False)
-    return out, ckpt
+@pytest.fixture()
+def expert(tiny_expert, tiny_mu0):
+    from pathlib import Path
+
+    return Path(tiny_expert), tiny_mu0[0]
 
 
 def test_sb3_policy_acts_like_the_expert_and_evaluate_policy_runs(expert):

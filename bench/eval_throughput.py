@@ -1,0 +1,84 @@
+"""Closed-loop evaluation throughput: mu0sim eval with μ0 in the loop vs robosuite's own camera-observation step
+rate, and 2 workers vs 1, side by side in one run.
+
+    python bench/eval_throughput.py --policy runs/policies/lift/Panda_trace [--episodes 10] [--rounds 2]
+
+Each round measures, in turn: robosuite stepping Lift/<robot> with its default camera observation at the same
+camera and size as μ0 (agentview 128 px RGB-D, ``--robosuite-steps`` random small actions); ``mu0sim eval`` of
+``--episodes`` episodes with one worker; the same with two workers (seeds 4000..). Eval steps/s = env steps of all
+episodes / wall time of the eval call (process start-up of the workers included). Medians over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from env_throughput import machine_description, robosuite_env  # noqa: E402
+
+
+def robosuite_rate(robot: str, size: int, steps: int) -> float:
+    env = robosuite_env("Lift", robot, size)
+    env.reset()
+    rng = np.random.default_rng(0)
+    low, high = env.action_spec
+    start = time.perf_counter()
+    for _ in range(steps):
+        env.step(np.clip(rng.normal(0, 0.1, low.shape), low, high))
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def eval_rate(policy: str, robot: str, episodes: int, workers: int) -> float:
+    from mu0sim.rollouts.evaluate import EvalConfig, evaluate
+
+    out = Path(tempfile.mkdtemp(prefix="eval_bench_"))
+    try:
+        start = time.perf_counter()
+        evaluate(EvalConfig(policies=[policy], task="Lift", robots=[robot], episodes=episodes, seed_start=4000,
+                            out=str(out), workers=workers), progress=False)
+        wall = time.perf_counter() - start
+        steps = sum(json.loads(line)["length"] for line in (out / "episodes.jsonl").read_text().splitlines())
+        return steps / wall
+    finally:
+        shutil.rmtree(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", required=True)
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--robosuite-steps", type=int, default=300)
+    args = parser.parse_args()
+    robot = json.loads((Path(args.policy) / "config.json").read_text())["policy"]["robot"]
+    rates: dict[str, list[float]] = {"robosuite camera obs": [], "mu0sim eval, 1 worker": [],
+                                     "mu0sim eval, 2 workers": []}
+    for _ in range(args.rounds):
+        rates["robosuite camera obs"].append(robosuite_rate(robot, 128, args.robosuite_steps))
+        rates["mu0sim eval, 1 worker"].append(eval_rate(args.policy, robot, args.episodes, 1))
+        rates["mu0sim eval, 2 workers"].append(eval_rate(args.policy, robot, args.episodes, 2))
+    med = {k: float(np.median(v)) for k, v in rates.items()}
+    print(f"machine: {machine_description()}")
+    print(f"Lift/{robot}, agentview 128 px RGB-D, {args.episodes} episodes per eval, {args.rounds} rounds\n")
+    print("| configuration | steps/s (median) | rounds |\n|---|---:|---|")
+    for k, v in rates.items():
+        print(f"| {k} | {med[k]:.1f} | {', '.join(f'{x:.1f}' for x in v)} |")
+    print(f"\nmu0sim eval (1 worker) / robosuite: {med['mu0sim eval, 1 worker'] / med['robosuite camera obs']:.2f}x; "
+          f"2 workers / 1: {med['mu0sim eval, 2 workers'] / med['mu0sim eval, 1 worker']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
