@@ -58,6 +58,8 @@ class ExpertTraceOracle:
         obs = self._shadow.reset_to_state(base_env.get_state(), load_xml, base_env.get_control_state())
         self._shadow_xml = self._model_xml
         expert = copy.deepcopy(self._expert)
+        if hasattr(expert, "resume"):  # continue from how far the task has got, not from the expert's own path
+            expert.resume(obs)
         out = np.empty((len(keypoints), horizon, 3))
         for h in range(horizon):
             obs, *_ = self._shadow.step(expert.select_action(obs))
