@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The data behind the shipped μ0 checkpoint (checkpoints/mu0-sim/README.md):
+# The data behind the shipped μ0 checkpoint (checkpoints/mu0-sim/MODEL_CARD.md):
 #   1. scripted demos, state only, 100 attempts per task x robot (the RESULTS.md success-rate files);
 #   2. sim-mode TraceExtract (agentview) on the first EPISODES demos of each, two files at a time.
 # Both steps resume: existing demos and sidecar entries are kept.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The shipped μ0 checkpoint (checkpoints/mu0-sim/README.md): pretraining and its evaluation report.
+# The shipped μ0 checkpoint (checkpoints/mu0-sim/MODEL_CARD.md): pretraining and its evaluation report.
 # Data: scripts/mu0_pretrain_data.sh (Kinova3 is extracted too, but only evaluated: it is the held-out robot).
 set -euo pipefail
 DATA=$(for t in Lift Stack PickPlaceCan Door; do for r in Panda Sawyer IIWA UR5e Kinova3 XArm7; do
