@@ -12,8 +12,8 @@ of which ``execute`` are run before the next query. Variants (one option, same n
 
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
-about 6 px wide: its yaw, which the grasp must match, is only visible from the wrist). Proprioception and the image
-feature join them in an MLP trunk; the head regresses the normalized chunk (``head="regression"``) or learns it by
+in a ~12 px box: too coarse for its yaw, which the grasp must match; the wrist view shows it). Proprioception and
+the image feature join them in an MLP trunk; the head regresses the normalized chunk (``head="regression"``) or learns it by
 flow matching (``head="flow"``).
 """
 
