@@ -261,6 +261,29 @@ class ActionExpert:
         return cls(net, Normalization.from_dict(json.loads((directory / "normalization.json").read_text())), seed)
 
 
+def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str | None = None,
+               max_episode_steps: int | None = None):
+    """The policy at ``policy_dir`` and the env it acts in: ``task`` on its robot, wrapped in
+    :class:`~mu0sim.policies.trace_observation.Mu0TraceObservation` exactly as it was trained (μ0, query points,
+    trace source, wrist camera; μ0 queried at every chunk start). ``robot`` (when given) must be the policy's.
+    Returns ``(env, ActionExpert)``."""
+    from mu0sim.envs import make_env
+    from mu0sim.model import Mu0
+    from mu0sim.policies.trace_observation import Mu0TraceObservation
+    from mu0sim.policies.train_bc import mu0_fingerprint, trace_source
+
+    mu0 = Mu0.from_pretrained(mu0_ckpt)
+    policy = ActionExpert.from_pretrained(policy_dir, robot=robot, mu0_id=mu0_fingerprint(mu0_ckpt))
+    train_config = json.loads((Path(policy_dir) / "config.json").read_text())["train_config"]
+    limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    env = make_env(task, policy.config.robot, cameras=(mu0.config.camera,), image_size=mu0.image_size, depth=True,
+                   segmentation=True, image_period=0, **limit)
+    env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
+                              query_every=policy.config.execute, camera=mu0.config.camera,
+                              traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera)
+    return env, policy
+
+
 def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
                   norm: Normalization) -> tuple[torch.Tensor | None, ...]:
     """(points, mask, proprio, image, wrist) normalized tensors for :meth:`ActionExpertNet.context` from a batch
@@ -290,4 +313,4 @@ def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, va
 
 
 __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "Normalization", "VARIANTS",
-           "chunk_loss", "expert_inputs", "point_features", "proprio_features"]
+           "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features"]

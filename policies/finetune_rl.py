@@ -52,8 +52,7 @@ def finetune_rl(config: FinetuneConfig, progress: bool = True) -> dict:
     meta = json.loads((Path(config.policy) / "config.json").read_text())
     mu0 = config.mu0 or meta["train_config"]["mu0"]
     env, _ = make_expert_env(config.policy, mu0, config.task)
-    env = Monitor(env)
-    env.reset(seed=config.seed)
+    env = Monitor(env)  # PPO seeds the env's first reset with config.seed
     resume = Path(config.out) / ".resume" / "ppo.zip"
     if resume.exists():
         model = PPO.load(resume, env=env)

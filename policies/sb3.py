@@ -133,24 +133,11 @@ class ExpertActorCritic(ActorCriticPolicy):
 
 def make_expert_env(checkpoint: str | Path, mu0_ckpt: str | Path, task: str, robot: str | None = None,
                     max_episode_steps: int | None = None) -> tuple[gym.Env, ActionExpert]:
-    """The env an expert acts in, wrapped for SB3: μ0 in the loop (queried at every chunk start), chunked actions,
-    only the expert's observation keys."""
-    from mu0sim.envs import make_env
-    from mu0sim.model import Mu0
-    from mu0sim.policies.trace_observation import Mu0TraceObservation
-    from mu0sim.policies.train_bc import mu0_fingerprint, trace_source
+    """The env an expert acts in (:func:`~mu0sim.policies.action_expert.expert_env`), wrapped for SB3: chunked
+    actions, only the expert's observation keys."""
+    from mu0sim.policies.action_expert import expert_env
 
-    mu0 = Mu0.from_pretrained(mu0_ckpt)
-    expert = ActionExpert.from_pretrained(checkpoint, robot=robot, mu0_id=mu0_fingerprint(mu0_ckpt))
-    import json
-
-    train_config = json.loads((Path(checkpoint) / "config.json").read_text())["train_config"]
-    limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-    env = make_env(task, expert.config.robot, cameras=(mu0.config.camera,), image_size=mu0.image_size, depth=True,
-                   segmentation=True, image_period=0, **limit)
-    env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
-                              query_every=expert.config.execute, camera=mu0.config.camera,
-                              traces=trace_source(expert.config.variant), wrist_camera=expert.config.wrist_camera)
+    env, expert = expert_env(checkpoint, mu0_ckpt, task, robot, max_episode_steps)
     return ChunkedActions(env, expert.config.execute, expert_observation_keys(expert)), expert
 
 

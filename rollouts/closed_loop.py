@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -37,20 +36,9 @@ def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot
     ``before_episode(seed)`` is called before each episode starts (hooks: logging, fault injection in tests)."""
     from tqdm import tqdm
 
-    from mu0sim.envs import make_env
-    from mu0sim.model import Mu0
-    from mu0sim.policies.action_expert import ActionExpert
-    from mu0sim.policies.trace_observation import Mu0TraceObservation
-    from mu0sim.policies.train_bc import mu0_fingerprint, trace_source
+    from mu0sim.policies.action_expert import expert_env
 
-    mu0 = Mu0.from_pretrained(mu0_ckpt)
-    policy = ActionExpert.from_pretrained(policy_dir, robot=robot, mu0_id=mu0_fingerprint(mu0_ckpt))
-    train_config = json.loads((Path(policy_dir) / "config.json").read_text())["train_config"]
-    env = make_env(task, robot, cameras=(mu0.config.camera,), image_size=mu0.image_size, depth=True,
-                   segmentation=True, image_period=0)
-    env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
-                              query_every=policy.config.execute, camera=mu0.config.camera,
-                              traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera)
+    env, policy = expert_env(policy_dir, mu0_ckpt, task, robot)
     try:
         for seed in tqdm(seeds, desc=f"eval {task}/{robot}", unit="ep", disable=not progress, dynamic_ncols=True):
             if before_episode is not None:
