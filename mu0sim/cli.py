@@ -129,6 +129,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from mu0sim.rollouts.ablate import load_ablation, run_ablation, write_report
+
+    settings = [f"--{key}={value}" for key, value in (("out", args.out), ("episodes", args.episodes),
+                                                      ("workers", args.workers), ("data_dir", args.data_dir))
+                if value is not None]
+    config = load_ablation(args.config, [*settings, *args.overrides])
+    if args.report_only:
+        config.check()
+        write_report(config)
+    else:
+        run_ablation(config)
+    return 0
+
+
 def _cmd_finetune_rl(args: argparse.Namespace) -> int:
     from mu0sim.config import apply_overrides
     from mu0sim.policies.finetune_rl import FinetuneConfig, finetune_rl
@@ -326,6 +341,15 @@ def _commands() -> list[Command]:
         p.add_argument("--steps", type=int, default=defaults.steps, help="behaviour-cloning steps per expert")
         p.add_argument("--videos", type=int, default=defaults.videos, help="videos per robot")
 
+    def ablate_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="ablation YAML (e.g. configs/ablation_cross_embodiment.yaml)")
+        p.add_argument("--out", default=None, help="override the config's output folder")
+        p.add_argument("--episodes", type=int, default=None, help="override evaluation episodes per cell")
+        p.add_argument("--workers", type=int, default=None, help="evaluation worker processes")
+        p.add_argument("--data-dir", default=None, help="override the folder of scripted-demo datasets")
+        p.add_argument("--report-only", action="store_true",
+                       help="only rewrite the table and plot from what has been evaluated so far")
+
     return [
         ("demo", "the main job: frozen μ0 + per-robot action experts on Lift, end to end (resumable)", demo_args,
          _cmd_demo),
@@ -345,6 +369,8 @@ def _commands() -> list[Command]:
          _cmd_train_policy),
         ("eval", "closed-loop success of action experts with frozen μ0 in the loop (resumable)", eval_args,
          _cmd_eval),
+        ("ablate", "variants x robots x tasks x demo counts from one YAML: collect, train, evaluate, one table "
+                   "(resumable)", ablate_args, _cmd_ablate),
         ("finetune-rl", "PPO (stable-baselines3) from a behaviour-cloned action expert's weights (resumable)",
          finetune_args, _cmd_finetune_rl),
     ]
@@ -362,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _TOP_LEVEL_OVERRIDES = ("lr", "weight_decay", "warmup_steps", "val_every", "eval_fraction", "val_fraction",
                         "n_steps", "batch_size", "n_epochs", "learning_rate", "clip_range", "gamma", "log_std_init")
-DOTTED_COMMANDS = ("pretrain", "train-policy", "finetune-rl")  # commands whose nested config takes --a.b=value overrides
+DOTTED_COMMANDS = ("pretrain", "train-policy", "finetune-rl", "ablate")  # commands whose nested config takes --a.b=value overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,6 +55,7 @@ class TrainPolicyConfig:
     # ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
     pretrain_data: list[str] = field(default_factory=list)
     pretrain_steps: int = 3000
+    pretrain_episodes: int | None = None  # first N demos of each pretraining file (None: as many as ``episodes``)
 
 
 def trace_source(variant: str) -> str:
@@ -159,8 +160,11 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     mu0 = Mu0.from_pretrained(config.mu0)
     mu0_id = mu0_fingerprint(config.mu0)
     files = [*config.data, *config.pretrain_data]
-    parts = [replay_features(d, mu0, mu0_id, config.query, config.num_points, config.episodes, progress,
-                             trace_source(config.variant), config.wrist_camera, config.feature_every) for d in files]
+    pretrain_episodes = config.pretrain_episodes or config.episodes
+    parts = [replay_features(d, mu0, mu0_id, config.query, config.num_points,
+                             config.episodes if i < len(config.data) else pretrain_episodes, progress,
+                             trace_source(config.variant), config.wrist_camera, config.feature_every)
+             for i, d in enumerate(files)]
     for i, p in enumerate(parts):
         p["episode"] = p["episode"] + 100000 * i  # distinct episodes across files
         p["target"] = np.full(len(p["episode"]), i < len(config.data))

@@ -67,8 +67,8 @@ def _stage(index: int, title: str) -> float:
 def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     """Run (or finish) the demo; returns the summary that ``OUT/summary.json`` holds."""
     from mu0sim.model import Mu0
-    from mu0sim.policies.train_bc import TrainPolicyConfig, mu0_fingerprint, train_policy
-    from mu0sim.rollouts.collect import CollectConfig, collect
+    from mu0sim.policies.train_bc import TrainPolicyConfig, mu0_fingerprint
+    from mu0sim.rollouts.ablate import ensure_dataset, ensure_policy
     from mu0sim.rollouts.evaluate import EvalConfig, evaluate
 
     config.check()
@@ -86,14 +86,9 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     timings["load_mu0_s"] = time.perf_counter() - t
 
     t = _stage(2, f"collect {config.demos} scripted demos per task x robot")
-    datasets = {}
-    for task in config.tasks:
-        for robot in config.robots:
-            path = out / "data" / f"{task}_{robot}.hdf5"
-            summary = collect(CollectConfig(task=task, robot=robot, episodes=config.demos, out=path),
-                              progress=progress)
-            print(f"{task}/{robot}: {summary.kept} new demos kept of {summary.attempted} attempted -> {path}")
-            datasets[task, robot] = path
+    datasets = {(task, robot): ensure_dataset(out / "data" / f"{task}_{robot}.hdf5", task, robot, config.demos,
+                                              progress)
+                for task in config.tasks for robot in config.robots}
     timings["collect_s"] = time.perf_counter() - t
 
     t = _stage(3, f"train {config.variant} action experts on frozen μ0's traces ({config.steps} steps each)")
@@ -102,12 +97,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
         policy = out / "policies" / f"{task}_{robot}_{config.variant}"
         train = TrainPolicyConfig(data=[str(path)], mu0=config.mu0, out=str(policy), variant=config.variant,
                                   episodes=config.demos, steps=config.steps, feature_every=config.feature_every)
-        if _trained_with(policy, train):
-            print(f"{task}/{robot}: reusing {policy}")
-        else:
-            summary = train_policy(train, progress=progress)
-            print(f"{task}/{robot}: validation loss {summary['val_loss']:.4f} -> {policy}")
-        policies[task, robot] = policy
+        policies[task, robot] = ensure_policy(train, f"{task}/{robot}", progress)
     timings["train_s"] = time.perf_counter() - t
 
     t = _stage(4, f"closed-loop evaluation, {config.episodes} episodes per task x robot, μ0 in the loop")
@@ -129,14 +119,6 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     print(table(rows, unseen))
     print(f"\nreport: {out / 'report.md'}  (total {timings['total_s'] / 60:.1f} min this run)")
     return summary
-
-
-def _trained_with(policy: Path, train) -> bool:
-    """Whether ``policy`` holds a finished checkpoint trained with exactly this configuration."""
-    meta = policy / "config.json"
-    if not (meta.exists() and (policy / "model.safetensors").exists()):
-        return False
-    return json.loads(meta.read_text()).get("train_config") == json.loads(json.dumps(asdict(train)))
 
 
 def table(rows: list[dict], unseen: list[str]) -> str:

@@ -1,0 +1,326 @@
+"""``mu0sim ablate ABLATION.yaml``: a matrix of action-expert variants x robots x tasks x demo counts, end to end.
+
+The YAML names blocks; each block is the product of its ``tasks``, ``robots``, ``variants`` and ``demos``. The study
+runs task by task (in the order tasks first appear), and within a task block by block in the order written (put the
+cheap, decisive cells first). For each task and block:
+
+1. datasets: ``data_dir/<task>_<robot>.hdf5`` holds at least as many scripted demos as any cell needs
+   (``mu0sim collect`` appends or does nothing; ``action-pretrained`` also needs the other robots' files),
+2. one action expert per cell, trained on the first ``demos`` demos (a checkpoint trained with exactly the same
+   configuration is reused; μ0's features over each file are computed once and cached beside it),
+3. closed-loop evaluation of the block's experts on seeds ``seed_start..`` with μ0 in the loop (every episode
+   appended at once: Ctrl-C loses nothing, a rerun resumes),
+
+then one table (``OUT/ablation.md``: rows task x robot, a column per variant x demo count) and one grouped bar chart
+(``OUT/ablation.png``) over every cell of the config; ``OUT/ablation.json`` holds the rows.
+
+Example (``configs/ablation_cross_embodiment.yaml`` is the study of RESULTS.md)::
+
+    name: lift-smoke
+    out: runs/ablations/lift-smoke
+    episodes: 20
+    matrix:
+      - {tasks: [Lift], robots: [Panda, Kinova3], variants: [trace, no-trace], demos: [50, 10]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mu0sim.io import atomic_write_text
+
+
+@dataclass
+class AblationBlock:
+    """The product ``tasks x robots x variants x demos`` (demos: scripted demos the expert is trained on)."""
+
+    tasks: list[str]
+    robots: list[str]
+    variants: list[str]
+    demos: list[int]
+
+
+@dataclass
+class AblationConfig:
+    """An ablation study. ``episodes``: evaluation episodes per cell (seeds ``seed_start``..); ``steps``: behaviour-
+    cloning steps per expert; ``pretrain_robots``/``pretrain_demos``/``pretrain_steps``: the ``action-pretrained``
+    baseline's pooled corpus (that many demos of the task from each of these robots but the target) and its length
+    before fine-tuning."""
+
+    name: str
+    matrix: list[AblationBlock]
+    out: str = "runs/ablations/default"
+    mu0: str = "checkpoints/mu0-sim"
+    data_dir: str = "data/ablate"
+    episodes: int = 50
+    seed_start: int = 1000
+    steps: int = 3000
+    feature_every: int = 1
+    pretrain_demos: int = 50
+    pretrain_steps: int = 3000
+    pretrain_robots: list[str] = field(default_factory=lambda: ["Panda", "Sawyer", "IIWA", "UR5e", "Kinova3",
+                                                                "XArm7"])
+    workers: int = 1
+    videos: int = 1
+    train: dict = field(default_factory=dict)  # extra TrainPolicyConfig settings for every expert (e.g. head)
+
+    def cells(self) -> list[tuple[str, str, str, int]]:
+        """Every (task, robot, variant, demos) once, in run order."""
+        seen: dict[tuple[str, str, str, int], None] = {}
+        for block in self.matrix:
+            for cell in block_cells(block):
+                seen.setdefault(cell)
+        return list(seen)
+
+    def check(self) -> None:
+        from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
+        from mu0sim.policies.scripted import EXPERTS
+        from mu0sim.policies.train_bc import TRAINABLE_VARIANTS, TrainPolicyConfig
+
+        if not self.matrix:
+            raise ValueError(f"ablation {self.name!r} has an empty matrix; give at least one block")
+        for i, block in enumerate(self.matrix):
+            for key in ("tasks", "robots", "variants", "demos"):
+                if not getattr(block, key):
+                    raise ValueError(f"matrix block {i} has no {key}")
+            for task in block.tasks:
+                check_choice("task", task, TASKS)
+                if task not in EXPERTS:
+                    raise ValueError(f"task {task!r} has no scripted expert to collect demos with (tasks with one: "
+                                     f"{', '.join(EXPERTS)})")
+            for robot in block.robots:
+                check_choice("robot", robot, ROBOTS)
+        for robot in self.pretrain_robots:
+            check_choice("robot", robot, ROBOTS)
+            for variant in block.variants:
+                check_choice("variant", variant, TRAINABLE_VARIANTS)
+            for demos in block.demos:
+                if not isinstance(demos, int) or demos < 2:
+                    raise ValueError(f"matrix block {i}: demos must be integers >= 2 (one is kept for validation), "
+                                     f"got {demos!r}")
+        for name in ("episodes", "steps", "feature_every", "pretrain_demos", "pretrain_steps", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        known = {f for f in TrainPolicyConfig.__dataclass_fields__}
+        fixed = {"data", "mu0", "out", "variant", "episodes", "steps", "feature_every", "pretrain_data",
+                 "pretrain_steps", "pretrain_episodes"}
+        bad = sorted(set(self.train) - (known - fixed))
+        if bad:
+            raise ValueError(f"train settings {bad} cannot be set per ablation; valid: "
+                             f"{', '.join(sorted(known - fixed))}")
+        if not (Path(self.mu0) / "config.json").exists():
+            raise FileNotFoundError(f"μ0 checkpoint {self.mu0} not found (expected {self.mu0}/config.json)")
+
+
+def block_cells(block: AblationBlock) -> list[tuple[str, str, str, int]]:
+    """A block's cells; the largest demo count first, so μ0's features over a file are cached in one pass."""
+    return [(task, robot, variant, demos) for task in block.tasks for demos in sorted(block.demos, reverse=True)
+            for robot in block.robots for variant in block.variants]
+
+
+def load_ablation(path: str | Path, overrides: list[str] = ()) -> AblationConfig:
+    """Read an ablation YAML (unknown keys are an error naming the valid ones) and apply ``--key=value`` overrides."""
+    import yaml
+
+    from mu0sim.config import apply_overrides, from_dict
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"ablation config {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict) or "matrix" not in raw or "name" not in raw:
+        raise ValueError(f"{path} must be a mapping with at least 'name' and 'matrix' (a list of blocks)")
+    blocks = raw.pop("matrix")
+    if not isinstance(blocks, list):
+        raise ValueError(f"{path}: 'matrix' must be a list of blocks, got {type(blocks).__name__}")
+    matrix = [from_dict(AblationBlock, b, f"{path} matrix block {i}") for i, b in enumerate(blocks)]
+    config = from_dict(AblationConfig, {**raw, "matrix": matrix}, str(path))
+    return apply_overrides(config, list(overrides))
+
+
+def dataset_path(data_dir: str | Path, task: str, robot: str) -> Path:
+    return Path(data_dir) / f"{task}_{robot}.hdf5"
+
+
+def ensure_dataset(path: Path, task: str, robot: str, demos: int, progress: bool = True) -> Path:
+    """``path`` holds at least ``demos`` successful scripted demos (collects the missing ones; resumable)."""
+    from mu0sim.rollouts.collect import CollectConfig, collect
+
+    summary = collect(CollectConfig(task=task, robot=robot, episodes=demos, out=path), progress=progress)
+    print(f"{task}/{robot}: {summary.kept} new demos kept of {summary.attempted} attempted "
+          f"({summary.total_demos} in {path})", flush=True)
+    return path
+
+
+def trained_with(policy: Path, train) -> bool:
+    """Whether ``policy`` holds a finished checkpoint trained with exactly this configuration."""
+    meta = policy / "config.json"
+    if not (meta.exists() and (policy / "model.safetensors").exists()):
+        return False
+    return json.loads(meta.read_text()).get("train_config") == json.loads(json.dumps(asdict(train)))
+
+
+def ensure_policy(train, label: str, progress: bool = True) -> Path:
+    """Train the action expert ``train`` describes unless a checkpoint trained exactly so exists."""
+    from mu0sim.policies.train_bc import train_policy
+
+    policy = Path(train.out)
+    if trained_with(policy, train):
+        print(f"{label}: reusing {policy}", flush=True)
+    else:
+        summary = train_policy(train, progress=progress)
+        print(f"{label}: validation loss {summary['val_loss']:.4f} ({summary['wall_s']:.0f} s) -> {policy}",
+              flush=True)
+    return policy
+
+
+def policy_dir(config: AblationConfig, task: str, robot: str, variant: str, demos: int) -> Path:
+    return Path(config.out) / "policies" / f"{task}_{robot}_{variant}_{demos}demos"
+
+
+def train_config_for(config: AblationConfig, task: str, robot: str, variant: str, demos: int):
+    from mu0sim.policies.train_bc import TrainPolicyConfig
+
+    pretrain = ([str(dataset_path(config.data_dir, task, r)) for r in config.pretrain_robots if r != robot]
+                if variant == "action-pretrained" else [])
+    return TrainPolicyConfig(data=[str(dataset_path(config.data_dir, task, robot))], mu0=config.mu0,
+                             out=str(policy_dir(config, task, robot, variant, demos)), variant=variant,
+                             episodes=demos, steps=config.steps, feature_every=config.feature_every,
+                             pretrain_data=pretrain, pretrain_steps=config.pretrain_steps,
+                             pretrain_episodes=config.pretrain_demos if pretrain else None, **config.train)
+
+
+def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
+    """Run (or finish) the study; returns what ``OUT/ablation.json`` holds."""
+    from mu0sim.rollouts.evaluate import EvalConfig, evaluate
+
+    config.check()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "ablation_config.json", json.dumps(asdict(config), indent=1))
+    tasks = list(dict.fromkeys(task for block in config.matrix for task in block.tasks))
+    for task in tasks:  # task by task, so each task's table fills in completely before the next one starts
+        for index, block in enumerate(config.matrix):
+            task_cells = [c for c in block_cells(block) if c[0] == task]
+            if not task_cells:
+                continue
+            print(f"\n== {task}, block {index + 1}/{len(config.matrix)}: {len(task_cells)} experts ==", flush=True)
+            needed: dict[str, int] = {}
+            for _, robot, variant, demos in task_cells:
+                needed[robot] = max(needed.get(robot, 0), demos)
+                if variant == "action-pretrained":
+                    for other in config.pretrain_robots:
+                        if other != robot:
+                            needed[other] = max(needed.get(other, 0), config.pretrain_demos)
+            for robot, demos in needed.items():
+                ensure_dataset(dataset_path(config.data_dir, task, robot), task, robot, demos, progress)
+            policies = [str(ensure_policy(train_config_for(config, *cell), "/".join(map(str, cell)), progress))
+                        for cell in task_cells]
+            evaluate(EvalConfig(policies=policies, task=task, robots=list(block.robots), episodes=config.episodes,
+                                seed_start=config.seed_start, out=str(out / "eval"), videos=config.videos,
+                                workers=config.workers), progress=progress)
+            write_report(config, echo=False)  # the table so far, after every block
+    return write_report(config)
+
+
+def write_report(config: AblationConfig, echo: bool = True) -> dict:
+    """``ablation.{json,md,png}`` over the config's cells, from the evaluation log (partial cells marked)."""
+    from mu0sim.rollouts.evaluate import wilson_interval
+
+    out = Path(config.out)
+    log = out / "eval" / "episodes.jsonl"
+    episodes = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    seeds = set(range(config.seed_start, config.seed_start + config.episodes))
+    rows = []
+    for task, robot, variant, demos in config.cells():
+        policy = str(policy_dir(config, task, robot, variant, demos))
+        eps = [e for e in episodes if e["policy"] == policy and e["task"] == task and e["seed"] in seeds]
+        k, n = sum(e["success"] for e in eps), len(eps)
+        low, high = wilson_interval(k, n)
+        rows.append({"task": task, "robot": robot, "variant": variant, "demos": demos, "policy": policy,
+                     "episodes": n, "successes": k, "success_rate": k / n if n else None, "wilson_low": low,
+                     "wilson_high": high, "complete": n == config.episodes})
+    seen = json.loads((Path(config.mu0) / "config.json").read_text()).get("robots_seen", [])
+    summary = {"name": config.name, "mu0": config.mu0, "robots_unseen_by_mu0":
+               sorted({r["robot"] for r in rows} - set(seen)), "rows": rows}
+    atomic_write_text(out / "ablation.json", json.dumps(summary, indent=1))
+    atomic_write_text(out / "ablation.md", ablation_table(rows, summary["robots_unseen_by_mu0"]))
+    plot_ablation(rows, out / "ablation.png")
+    if echo:
+        print(ablation_table(rows, summary["robots_unseen_by_mu0"]))
+    return summary
+
+
+def _columns(rows: list[dict]) -> list[tuple[str, int]]:
+    return list(dict.fromkeys((r["variant"], r["demos"]) for r in rows))
+
+
+def ablation_table(rows: list[dict], unseen: list[str]) -> str:
+    """Rows task x robot, one column per (variant, demos): ``k/n (low-high)``; ``-`` where the cell is not in the
+    config, ``*`` where its evaluation is incomplete."""
+    columns = _columns(rows)
+    cells = {(r["task"], r["robot"], r["variant"], r["demos"]): r for r in rows}
+    lines = ["| task | robot | " + " | ".join(f"{v} @{d}" for v, d in columns) + " |",
+             "|---|---|" + "---:|" * len(columns)]
+    for task, robot in dict.fromkeys((r["task"], r["robot"]) for r in rows):
+        entries = []
+        for variant, demos in columns:
+            r = cells.get((task, robot, variant, demos))
+            if r is None:
+                entries.append("-")
+            elif not r["episodes"]:
+                entries.append("*")
+            else:
+                entries.append(f"{r['successes']}/{r['episodes']}{'' if r['complete'] else '*'} "
+                               f"({r['wilson_low']:.2f}-{r['wilson_high']:.2f})")
+        name = robot + (" (unseen by μ0)" if robot in unseen else "")
+        lines.append(f"| {task} | {name} | " + " | ".join(entries) + " |")
+    lines += ["", "Cells: successes/episodes (95% Wilson interval); `@N`: trained on N demos; `*`: evaluation "
+              "incomplete; `-`: not in the config."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_ablation(rows: list[dict], path: Path) -> None:
+    """Grouped bars: one group per task x robot, one bar per (variant, demos), 95% Wilson intervals."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = _columns(rows)
+    groups = list(dict.fromkeys((r["task"], r["robot"]) for r in rows))
+    cells = {(r["task"], r["robot"], r["variant"], r["demos"]): r for r in rows}
+    width = 0.8 / max(1, len(columns))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(groups) * len(columns) + 2), 3.8))
+    colors = plt.get_cmap("tab10")
+    for j, (variant, demos) in enumerate(columns):
+        xs, ys, lo, hi = [], [], [], []
+        for i, group in enumerate(groups):
+            r = cells.get((*group, variant, demos))
+            if r is None or not r["episodes"]:
+                continue
+            xs.append(i + (j - (len(columns) - 1) / 2) * width)
+            ys.append(r["success_rate"])
+            lo.append(r["success_rate"] - r["wilson_low"])
+            hi.append(r["wilson_high"] - r["success_rate"])
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=f"{variant} @{demos}", color=colors(j % 10))
+    ax.set_xticks(range(len(groups)), [f"{t}\n{r}" for t, r in groups], fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate (95% Wilson)")
+    ax.legend(fontsize=7, ncol=min(4, len(columns)), loc="lower left", framealpha=0.9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+__all__ = ["AblationBlock", "AblationConfig", "load_ablation", "run_ablation", "write_report", "ensure_dataset",
+           "ensure_policy", "trained_with"]

@@ -1,0 +1,95 @@
+"""`mu0sim ablate`: a YAML matrix trains and evaluates every cell, ends in one table, resumes, refuses bad configs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mu0sim.cli import main
+from mu0sim.rollouts.ablate import AblationBlock, AblationConfig, load_ablation, train_config_for
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(path, config: dict):
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_ablate_end_to_end_then_resumes(tiny_mu0, tmp_path, capsys):
+    ckpt, datasets = tiny_mu0
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in datasets:  # a private copy: the feature caches written beside it stay in this test
+        shutil.copy(path, data / path.name)
+    out = tmp_path / "study"
+    config = _write(tmp_path / "ablation.yaml", {
+        "name": "tiny", "out": str(out), "mu0": str(ckpt), "data_dir": str(data), "episodes": 1, "steps": 5,
+        "videos": 0, "train": {"batch_size": 8},
+        "matrix": [{"tasks": ["Lift"], "robots": ["Panda", "Sawyer"], "variants": ["trace", "no-trace"],
+                    "demos": [2, 3]}]})
+    assert main(["ablate", str(config)]) == 0
+    summary = json.loads((out / "ablation.json").read_text())
+    cells = {(r["robot"], r["variant"], r["demos"]) for r in summary["rows"]}
+    assert cells == {(r, v, d) for r in ("Panda", "Sawyer") for v in ("trace", "no-trace") for d in (2, 3)}
+    assert all(r["episodes"] == 1 and r["complete"] for r in summary["rows"])
+    assert summary["robots_unseen_by_mu0"] == ["Sawyer"]
+    table = (out / "ablation.md").read_text()
+    assert "| trace @3 | no-trace @3 | trace @2 | no-trace @2 |" in table and "Sawyer (unseen by μ0)" in table
+    assert (out / "ablation.png").stat().st_size > 0
+    policy = json.loads((out / "policies" / "Lift_Panda_trace_2demos" / "config.json").read_text())
+    assert policy["train_config"]["episodes"] == 2 and policy["train_config"]["batch_size"] == 8
+    capsys.readouterr()
+
+    assert main(["ablate", str(config)]) == 0  # rerun: nothing trained or evaluated again
+    assert capsys.readouterr().out.count("reusing") == 8
+    assert len((out / "eval" / "episodes.jsonl").read_text().splitlines()) == 8
+    assert main(["ablate", str(config), "--episodes", "2", "--report-only"]) == 0  # more episodes asked: partial
+    assert "/1* (" in (out / "ablation.md").read_text()
+
+
+def test_action_pretrained_cell_pools_the_other_robots():
+    config = AblationConfig(name="t", matrix=[AblationBlock(["Stack"], ["Kinova3"], ["action-pretrained"], [10])],
+                            data_dir="d", pretrain_demos=50)
+    train = train_config_for(config, "Stack", "Kinova3", "action-pretrained", 10)
+    assert train.data == ["d/Stack_Kinova3.hdf5"] and train.episodes == 10 and train.pretrain_episodes == 50
+    assert sorted(train.pretrain_data) == sorted(f"d/Stack_{r}.hdf5" for r in ("Panda", "Sawyer", "IIWA", "UR5e",
+                                                                                "XArm7"))
+    plain = train_config_for(config, "Stack", "Kinova3", "trace", 10)
+    assert plain.pretrain_data == [] and plain.pretrain_episodes is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["diffusion"], "demos": [10]}]},
+     "unknown variant 'diffusion'; valid variants: trace"),
+    ({"matrix": [{"tasks": ["Lift"], "robots": ["Franka"], "variants": ["trace"], "demos": [10]}]},
+     "unknown robot 'Franka'"),
+    ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [1]}]},
+     "demos must be integers >= 2"),
+    ({"matrix": [{"tasks": ["Lift"], "robot": ["Panda"], "variants": ["trace"], "demos": [10]}]},
+     "unknown keys ['robot']"),
+    ({"epsiodes": 5}, "unknown keys ['epsiodes']"),
+    ({"train": {"variant": "trace"}}, "train settings ['variant'] cannot be set per ablation"),
+    ({"mu0": "nowhere"}, "μ0 checkpoint nowhere not found"),
+])
+def test_bad_ablation_configs_are_refused_with_the_reason(tmp_path, capsys, change, message):
+    config = {"name": "bad", "out": str(tmp_path / "out"),
+              "matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10]}], **change}
+    assert main(["ablate", str(_write(tmp_path / "bad.yaml", config))]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_committed_study_configs_load(monkeypatch):
+    monkeypatch.chdir(REPO)  # the configs name repo-relative paths
+    study = load_ablation("configs/ablation_cross_embodiment.yaml")
+    study.check()
+    robots = {cell[1] for cell in study.cells() if cell[2] == "trace"}
+    assert robots == {"Panda", "Sawyer", "IIWA", "UR5e", "Kinova3", "XArm7"}
+    assert {d for *_, d in study.cells()} == {50, 10}
+    load_ablation("configs/ablation_smoke.yaml").check()
