@@ -1,8 +1,8 @@
 """``mu0sim ablate ABLATION.yaml``: a matrix of action-expert variants x robots x tasks x demo counts, end to end.
 
-The YAML names blocks; each block is the product of its ``tasks``, ``robots``, ``variants`` and ``demos``. The study
-runs task by task (in the order tasks first appear), and within a task block by block in the order written (put the
-cheap, decisive cells first). For each task and block:
+The YAML names blocks; each block is the product of its ``tasks``, ``robots``, ``variants`` and ``demos``. Blocks run
+in the order written, so a study can start with a small pilot block (its cells are not redone later: a cell listed
+twice is trained and evaluated once). Within a block, for each task:
 
 1. datasets: ``data_dir/<task>_<robot>.hdf5`` holds at least as many scripted demos as any cell needs
    (``mu0sim collect`` appends or does nothing; ``action-pretrained`` also needs the other robots' files),
@@ -203,13 +203,10 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "ablation_config.json", json.dumps(asdict(config), indent=1))
-    tasks = list(dict.fromkeys(task for block in config.matrix for task in block.tasks))
-    for task in tasks:  # task by task, so each task's table fills in completely before the next one starts
-        for index, block in enumerate(config.matrix):
+    for index, block in enumerate(config.matrix):
+        for task in block.tasks:
             task_cells = [c for c in block_cells(block) if c[0] == task]
-            if not task_cells:
-                continue
-            print(f"\n== {task}, block {index + 1}/{len(config.matrix)}: {len(task_cells)} experts ==", flush=True)
+            print(f"\n== block {index + 1}/{len(config.matrix)}, {task}: {len(task_cells)} experts ==", flush=True)
             needed: dict[str, int] = {}
             for _, robot, variant, demos in task_cells:
                 needed[robot] = max(needed.get(robot, 0), demos)
