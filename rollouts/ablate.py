@@ -28,18 +28,46 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from mu0sim.io import atomic_write_text
 
 
 @dataclass
 class AblationBlock:
-    """The product ``tasks x robots x variants x demos`` (demos: scripted demos the expert is trained on)."""
+    """The product ``tasks x robots x variants x demos`` (demos: scripted demos the expert is trained on).
+    ``tag`` + ``train``: a named change of training settings for this block's experts (e.g. ``tag: flow``,
+    ``train: {head: flow}``), shown as its own column ``trace-flow``."""
 
     tasks: list[str]
     robots: list[str]
     variants: list[str]
     demos: list[int]
+    tag: str = ""
+    train: dict = field(default_factory=dict)
+
+
+class Cell(NamedTuple):
+    """One expert of the study: trained on the first ``demos`` demos of ``task`` x ``robot``, then evaluated."""
+
+    task: str
+    robot: str
+    variant: str
+    demos: int
+    tag: str = ""
+
+    @property
+    def column(self) -> str:
+        return f"{self.variant}{'-' + self.tag if self.tag else ''} @{self.demos}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}_{self.robot}_{self.variant}{'-' + self.tag if self.tag else ''}_{self.demos}demos"
+
+
+# TrainPolicyConfig settings the study itself sets for every cell (the rest may be set by ``train``)
+_STUDY_SETTINGS = {"data", "mu0", "out", "variant", "episodes", "steps", "feature_every", "pretrain_data",
+                   "pretrain_steps", "pretrain_episodes"}
 
 
 @dataclass
@@ -47,7 +75,7 @@ class AblationConfig:
     """An ablation study. ``episodes``: evaluation episodes per cell (seeds ``seed_start``..); ``steps``: behaviour-
     cloning steps per expert; ``pretrain_robots``/``pretrain_demos``/``pretrain_steps``: the ``action-pretrained``
     baseline's pooled corpus (that many demos of the task from each of these robots but the target) and its length
-    before fine-tuning."""
+    before fine-tuning; ``train``: TrainPolicyConfig settings for every expert (a block's ``train`` adds to it)."""
 
     name: str
     matrix: list[AblationBlock]
@@ -64,15 +92,18 @@ class AblationConfig:
                                                                 "XArm7"])
     workers: int = 1
     videos: int = 1
-    train: dict = field(default_factory=dict)  # extra TrainPolicyConfig settings for every expert (e.g. head)
+    train: dict = field(default_factory=dict)
 
-    def cells(self) -> list[tuple[str, str, str, int]]:
-        """Every (task, robot, variant, demos) once, in run order."""
-        seen: dict[tuple[str, str, str, int], None] = {}
+    def cells(self) -> list[Cell]:
+        """Every cell once, in run order."""
+        return list(dict.fromkeys(cell for block in self.matrix for cell in block_cells(block)))
+
+    def train_settings(self, cell: Cell) -> dict:
+        """The extra TrainPolicyConfig settings of ``cell`` (the config's ``train`` + its block's)."""
         for block in self.matrix:
-            for cell in block_cells(block):
-                seen.setdefault(cell)
-        return list(seen)
+            if cell in block_cells(block):
+                return {**self.train, **block.train}
+        raise KeyError(f"{cell} is not in ablation {self.name!r}")
 
     def check(self) -> None:
         from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
@@ -81,6 +112,8 @@ class AblationConfig:
 
         if not self.matrix:
             raise ValueError(f"ablation {self.name!r} has an empty matrix; give at least one block")
+        free = sorted(set(TrainPolicyConfig.__dataclass_fields__) - _STUDY_SETTINGS)
+        settings: dict[Cell, dict] = {}
         for i, block in enumerate(self.matrix):
             for key in ("tasks", "robots", "variants", "demos"):
                 if not getattr(block, key):
@@ -92,32 +125,42 @@ class AblationConfig:
                                      f"{', '.join(EXPERTS)})")
             for robot in block.robots:
                 check_choice("robot", robot, ROBOTS)
-        for robot in self.pretrain_robots:
-            check_choice("robot", robot, ROBOTS)
             for variant in block.variants:
                 check_choice("variant", variant, TRAINABLE_VARIANTS)
             for demos in block.demos:
                 if not isinstance(demos, int) or demos < 2:
                     raise ValueError(f"matrix block {i}: demos must be integers >= 2 (one is kept for validation), "
                                      f"got {demos!r}")
+            if block.train and not block.tag:
+                raise ValueError(f"matrix block {i} changes training settings {sorted(block.train)} without a tag "
+                                 "naming the change (e.g. tag: flow)")
+            if block.tag and not block.tag.replace("-", "").isalnum():
+                raise ValueError(f"matrix block {i}: tag {block.tag!r} must be letters, digits and '-'")
+            for cell in block_cells(block):
+                merged = {**self.train, **block.train}
+                if settings.setdefault(cell, merged) != merged:
+                    raise ValueError(f"cell {cell.name} appears in two blocks with different train settings; give "
+                                     "one of them another tag")
+            bad = sorted(set(block.train) - set(free))
+            if bad:
+                raise ValueError(f"matrix block {i}: train settings {bad} cannot be set per block; valid: "
+                                 f"{', '.join(free)}")
+        for robot in self.pretrain_robots:
+            check_choice("robot", robot, ROBOTS)
         for name in ("episodes", "steps", "feature_every", "pretrain_demos", "pretrain_steps", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        known = {f for f in TrainPolicyConfig.__dataclass_fields__}
-        fixed = {"data", "mu0", "out", "variant", "episodes", "steps", "feature_every", "pretrain_data",
-                 "pretrain_steps", "pretrain_episodes"}
-        bad = sorted(set(self.train) - (known - fixed))
+        bad = sorted(set(self.train) - set(free))
         if bad:
-            raise ValueError(f"train settings {bad} cannot be set per ablation; valid: "
-                             f"{', '.join(sorted(known - fixed))}")
+            raise ValueError(f"train settings {bad} cannot be set per ablation; valid: {', '.join(free)}")
         if not (Path(self.mu0) / "config.json").exists():
             raise FileNotFoundError(f"μ0 checkpoint {self.mu0} not found (expected {self.mu0}/config.json)")
 
 
-def block_cells(block: AblationBlock) -> list[tuple[str, str, str, int]]:
+def block_cells(block: AblationBlock) -> list[Cell]:
     """A block's cells; the largest demo count first, so μ0's features over a file are cached in one pass."""
-    return [(task, robot, variant, demos) for task in block.tasks for demos in sorted(block.demos, reverse=True)
-            for robot in block.robots for variant in block.variants]
+    return [Cell(task, robot, variant, demos, block.tag) for task in block.tasks
+            for demos in sorted(block.demos, reverse=True) for robot in block.robots for variant in block.variants]
 
 
 def load_ablation(path: str | Path, overrides: list[str] = ()) -> AblationConfig:
@@ -179,20 +222,22 @@ def ensure_policy(train, label: str, progress: bool = True) -> Path:
     return policy
 
 
-def policy_dir(config: AblationConfig, task: str, robot: str, variant: str, demos: int) -> Path:
-    return Path(config.out) / "policies" / f"{task}_{robot}_{variant}_{demos}demos"
+def policy_dir(config: AblationConfig, cell: Cell) -> Path:
+    return Path(config.out) / "policies" / cell.name
 
 
-def train_config_for(config: AblationConfig, task: str, robot: str, variant: str, demos: int):
+def train_config_for(config: AblationConfig, cell: Cell):
+    """The behaviour-cloning config of ``cell``'s expert."""
     from mu0sim.policies.train_bc import TrainPolicyConfig
 
-    pretrain = ([str(dataset_path(config.data_dir, task, r)) for r in config.pretrain_robots if r != robot]
-                if variant == "action-pretrained" else [])
-    return TrainPolicyConfig(data=[str(dataset_path(config.data_dir, task, robot))], mu0=config.mu0,
-                             out=str(policy_dir(config, task, robot, variant, demos)), variant=variant,
-                             episodes=demos, steps=config.steps, feature_every=config.feature_every,
-                             pretrain_data=pretrain, pretrain_steps=config.pretrain_steps,
-                             pretrain_episodes=config.pretrain_demos if pretrain else None, **config.train)
+    pretrain = ([str(dataset_path(config.data_dir, cell.task, r)) for r in config.pretrain_robots if r != cell.robot]
+                if cell.variant == "action-pretrained" else [])
+    return TrainPolicyConfig(data=[str(dataset_path(config.data_dir, cell.task, cell.robot))], mu0=config.mu0,
+                             out=str(policy_dir(config, cell)), variant=cell.variant, episodes=cell.demos,
+                             steps=config.steps, feature_every=config.feature_every, pretrain_data=pretrain,
+                             pretrain_steps=config.pretrain_steps,
+                             pretrain_episodes=config.pretrain_demos if pretrain else None,
+                             **config.train_settings(cell))
 
 
 def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
@@ -205,19 +250,19 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
     atomic_write_text(out / "ablation_config.json", json.dumps(asdict(config), indent=1))
     for index, block in enumerate(config.matrix):
         for task in block.tasks:
-            task_cells = [c for c in block_cells(block) if c[0] == task]
+            task_cells = [c for c in block_cells(block) if c.task == task]
             print(f"\n== block {index + 1}/{len(config.matrix)}, {task}: {len(task_cells)} experts ==", flush=True)
             needed: dict[str, int] = {}
-            for _, robot, variant, demos in task_cells:
-                needed[robot] = max(needed.get(robot, 0), demos)
-                if variant == "action-pretrained":
+            for cell in task_cells:
+                needed[cell.robot] = max(needed.get(cell.robot, 0), cell.demos)
+                if cell.variant == "action-pretrained":
                     for other in config.pretrain_robots:
-                        if other != robot:
+                        if other != cell.robot:
                             needed[other] = max(needed.get(other, 0), config.pretrain_demos)
             for robot, demos in needed.items():
                 ensure_dataset(dataset_path(config.data_dir, task, robot), task, robot, demos, progress)
-            policies = [str(ensure_policy(train_config_for(config, *cell), "/".join(map(str, cell)), progress))
-                        for cell in task_cells]
+            policies = [str(ensure_policy(train_config_for(config, cell), f"{task}/{cell.robot}/{cell.column}",
+                                          progress)) for cell in task_cells]
             evaluate(EvalConfig(policies=policies, task=task, robots=list(block.robots), episodes=config.episodes,
                                 seed_start=config.seed_start, out=str(out / "eval"), videos=config.videos,
                                 workers=config.workers), progress=progress)
@@ -234,14 +279,14 @@ def write_report(config: AblationConfig, echo: bool = True) -> dict:
     episodes = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     seeds = set(range(config.seed_start, config.seed_start + config.episodes))
     rows = []
-    for task, robot, variant, demos in config.cells():
-        policy = str(policy_dir(config, task, robot, variant, demos))
-        eps = [e for e in episodes if e["policy"] == policy and e["task"] == task and e["seed"] in seeds]
+    for cell in config.cells():
+        policy = str(policy_dir(config, cell))
+        eps = [e for e in episodes if e["policy"] == policy and e["task"] == cell.task and e["seed"] in seeds]
         k, n = sum(e["success"] for e in eps), len(eps)
         low, high = wilson_interval(k, n)
-        rows.append({"task": task, "robot": robot, "variant": variant, "demos": demos, "policy": policy,
-                     "episodes": n, "successes": k, "success_rate": k / n if n else None, "wilson_low": low,
-                     "wilson_high": high, "complete": n == config.episodes})
+        rows.append({**cell._asdict(), "column": cell.column, "policy": policy, "episodes": n, "successes": k,
+                     "success_rate": k / n if n else None, "wilson_low": low, "wilson_high": high,
+                     "complete": n == config.episodes})
     seen = json.loads((Path(config.mu0) / "config.json").read_text()).get("robots_seen", [])
     summary = {"name": config.name, "mu0": config.mu0, "robots_unseen_by_mu0":
                sorted({r["robot"] for r in rows} - set(seen)), "rows": rows}
@@ -253,21 +298,16 @@ def write_report(config: AblationConfig, echo: bool = True) -> dict:
     return summary
 
 
-def _columns(rows: list[dict]) -> list[tuple[str, int]]:
-    return list(dict.fromkeys((r["variant"], r["demos"]) for r in rows))
-
-
 def ablation_table(rows: list[dict], unseen: list[str]) -> str:
-    """Rows task x robot, one column per (variant, demos): ``k/n (low-high)``; ``-`` where the cell is not in the
-    config, ``*`` where its evaluation is incomplete."""
-    columns = _columns(rows)
-    cells = {(r["task"], r["robot"], r["variant"], r["demos"]): r for r in rows}
-    lines = ["| task | robot | " + " | ".join(f"{v} @{d}" for v, d in columns) + " |",
-             "|---|---|" + "---:|" * len(columns)]
+    """Rows task x robot, one column per variant (and tag) @ demos: ``k/n (low-high)``; ``-`` where the cell is not
+    in the config, ``*`` where its evaluation is incomplete."""
+    columns = list(dict.fromkeys(r["column"] for r in rows))
+    cells = {(r["task"], r["robot"], r["column"]): r for r in rows}
+    lines = ["| task | robot | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
     for task, robot in dict.fromkeys((r["task"], r["robot"]) for r in rows):
         entries = []
-        for variant, demos in columns:
-            r = cells.get((task, robot, variant, demos))
+        for column in columns:
+            r = cells.get((task, robot, column))
             if r is None:
                 entries.append("-")
             elif not r["episodes"]:
@@ -283,7 +323,7 @@ def ablation_table(rows: list[dict], unseen: list[str]) -> str:
 
 
 def plot_ablation(rows: list[dict], path: Path) -> None:
-    """Grouped bars: one group per task x robot, one bar per (variant, demos), 95% Wilson intervals."""
+    """Grouped bars: one group per task x robot, one bar per column (variant @ demos), 95% Wilson intervals."""
     import os
 
     import matplotlib
@@ -291,23 +331,23 @@ def plot_ablation(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = _columns(rows)
+    columns = list(dict.fromkeys(r["column"] for r in rows))
     groups = list(dict.fromkeys((r["task"], r["robot"]) for r in rows))
-    cells = {(r["task"], r["robot"], r["variant"], r["demos"]): r for r in rows}
+    cells = {(r["task"], r["robot"], r["column"]): r for r in rows}
     width = 0.8 / max(1, len(columns))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(groups) * len(columns) + 2), 3.8))
     colors = plt.get_cmap("tab10")
-    for j, (variant, demos) in enumerate(columns):
+    for j, column in enumerate(columns):
         xs, ys, lo, hi = [], [], [], []
         for i, group in enumerate(groups):
-            r = cells.get((*group, variant, demos))
+            r = cells.get((*group, column))
             if r is None or not r["episodes"]:
                 continue
             xs.append(i + (j - (len(columns) - 1) / 2) * width)
             ys.append(r["success_rate"])
             lo.append(r["success_rate"] - r["wilson_low"])
             hi.append(r["wilson_high"] - r["success_rate"])
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=f"{variant} @{demos}", color=colors(j % 10))
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=column, color=colors(j % 10))
     ax.set_xticks(range(len(groups)), [f"{t}\n{r}" for t, r in groups], fontsize=7)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("success rate (95% Wilson)")
@@ -319,5 +359,5 @@ def plot_ablation(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["AblationBlock", "AblationConfig", "load_ablation", "run_ablation", "write_report", "ensure_dataset",
+__all__ = ["AblationBlock", "AblationConfig", "Cell", "load_ablation", "run_ablation", "write_report", "ensure_dataset",
            "ensure_policy", "trained_with"]

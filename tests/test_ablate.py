@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mu0sim.cli import main
-from mu0sim.rollouts.ablate import AblationBlock, AblationConfig, load_ablation, train_config_for
+from mu0sim.rollouts.ablate import AblationBlock, AblationConfig, Cell, load_ablation, train_config_for
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,35 +32,41 @@ def test_ablate_end_to_end_then_resumes(tiny_mu0, tmp_path, capsys):
         "name": "tiny", "out": str(out), "mu0": str(ckpt), "data_dir": str(data), "episodes": 1, "steps": 5,
         "videos": 0, "train": {"batch_size": 8},
         "matrix": [{"tasks": ["Lift"], "robots": ["Panda", "Sawyer"], "variants": ["trace", "no-trace"],
-                    "demos": [2, 3]}]})
+                    "demos": [2, 3]},
+                   {"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [3], "tag": "flow",
+                    "train": {"head": "flow"}}]})
     assert main(["ablate", str(config)]) == 0
     summary = json.loads((out / "ablation.json").read_text())
-    cells = {(r["robot"], r["variant"], r["demos"]) for r in summary["rows"]}
-    assert cells == {(r, v, d) for r in ("Panda", "Sawyer") for v in ("trace", "no-trace") for d in (2, 3)}
+    cells = {(r["robot"], r["column"]) for r in summary["rows"]}
+    assert cells == {(r, f"{v} @{d}") for r in ("Panda", "Sawyer") for v in ("trace", "no-trace") for d in (2, 3)} | {
+        ("Panda", "trace-flow @3")}
     assert all(r["episodes"] == 1 and r["complete"] for r in summary["rows"])
     assert summary["robots_unseen_by_mu0"] == ["Sawyer"]
     table = (out / "ablation.md").read_text()
-    assert "| trace @3 | no-trace @3 | trace @2 | no-trace @2 |" in table and "Sawyer (unseen by μ0)" in table
+    assert "| trace @3 | no-trace @3 | trace @2 | no-trace @2 | trace-flow @3 |" in table
+    assert "Sawyer (unseen by μ0)" in table and table.rstrip().splitlines()[-3].endswith("| - |")  # no Sawyer flow
     assert (out / "ablation.png").stat().st_size > 0
     policy = json.loads((out / "policies" / "Lift_Panda_trace_2demos" / "config.json").read_text())
     assert policy["train_config"]["episodes"] == 2 and policy["train_config"]["batch_size"] == 8
+    flow = json.loads((out / "policies" / "Lift_Panda_trace-flow_3demos" / "config.json").read_text())
+    assert flow["train_config"]["head"] == "flow" and flow["train_config"]["batch_size"] == 8
     capsys.readouterr()
 
     assert main(["ablate", str(config)]) == 0  # rerun: nothing trained or evaluated again
-    assert capsys.readouterr().out.count("reusing") == 8
-    assert len((out / "eval" / "episodes.jsonl").read_text().splitlines()) == 8
+    assert capsys.readouterr().out.count("reusing") == 9
+    assert len((out / "eval" / "episodes.jsonl").read_text().splitlines()) == 9
     assert main(["ablate", str(config), "--episodes", "2", "--report-only"]) == 0  # more episodes asked: partial
     assert "/1* (" in (out / "ablation.md").read_text()
 
 
 def test_action_pretrained_cell_pools_the_other_robots():
-    config = AblationConfig(name="t", matrix=[AblationBlock(["Stack"], ["Kinova3"], ["action-pretrained"], [10])],
+    config = AblationConfig(name="t", matrix=[AblationBlock(["Stack"], ["Kinova3"], ["action-pretrained", "trace"], [10])],
                             data_dir="d", pretrain_demos=50)
-    train = train_config_for(config, "Stack", "Kinova3", "action-pretrained", 10)
+    train = train_config_for(config, Cell("Stack", "Kinova3", "action-pretrained", 10))
     assert train.data == ["d/Stack_Kinova3.hdf5"] and train.episodes == 10 and train.pretrain_episodes == 50
     assert sorted(train.pretrain_data) == sorted(f"d/Stack_{r}.hdf5" for r in ("Panda", "Sawyer", "IIWA", "UR5e",
                                                                                 "XArm7"))
-    plain = train_config_for(config, "Stack", "Kinova3", "trace", 10)
+    plain = train_config_for(config, Cell("Stack", "Kinova3", "trace", 10))
     assert plain.pretrain_data == [] and plain.pretrain_episodes is None
 
 
@@ -76,6 +82,12 @@ def test_action_pretrained_cell_pools_the_other_robots():
     ({"epsiodes": 5}, "unknown keys ['epsiodes']"),
     ({"train": {"variant": "trace"}}, "train settings ['variant'] cannot be set per ablation"),
     ({"mu0": "nowhere"}, "μ0 checkpoint nowhere not found"),
+    ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10],
+                  "train": {"head": "flow"}}]}, "without a tag naming the change"),
+    ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10], "tag": "f",
+                  "train": {"head": "flow"}},
+                 {"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10], "tag": "f",
+                  "train": {"head": "regression"}}]}, "appears in two blocks with different train settings"),
 ])
 def test_bad_ablation_configs_are_refused_with_the_reason(tmp_path, capsys, change, message):
     config = {"name": "bad", "out": str(tmp_path / "out"),
@@ -89,7 +101,7 @@ def test_committed_study_configs_load(monkeypatch):
     monkeypatch.chdir(REPO)  # the configs name repo-relative paths
     study = load_ablation("configs/ablation_cross_embodiment.yaml")
     study.check()
-    robots = {cell[1] for cell in study.cells() if cell[2] == "trace"}
+    robots = {cell.robot for cell in study.cells() if cell.variant == "trace"}
     assert robots == {"Panda", "Sawyer", "IIWA", "UR5e", "Kinova3", "XArm7"}
-    assert {d for *_, d in study.cells()} == {50, 10}
+    assert {cell.demos for cell in study.cells()} == {50, 10}
     load_ablation("configs/ablation_smoke.yaml").check()
