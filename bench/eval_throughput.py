@@ -5,8 +5,10 @@ rate, and 2 workers vs 1, side by side in one run.
 
 Each round measures, in turn: robosuite stepping Lift/<robot> with its default camera observation at the same
 camera and size as μ0 (agentview 128 px RGB-D, ``--robosuite-steps`` random small actions); ``mu0sim eval`` of
-``--episodes`` episodes with one worker; the same with two workers (seeds 4000..). Eval steps/s = env steps of all
-episodes / wall time of the eval call (process start-up of the workers included). Medians over rounds.
+``--episodes`` episodes with one worker (in-process, torch's default threads); the same with two workers (seeds
+4000..); the worker pool with one and with two processes (one thread each: its scaling without the in-process
+path's extra threads). Steps/s = env steps of all episodes / wall time of the call (process start-up included).
+Medians over rounds.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def robosuite_rate(robot: str, size: int, steps: int) -> float:
 
 
 def eval_rate(policy: str, robot: str, episodes: int, workers: int) -> float:
+    """``mu0sim eval`` as a user runs it: ``workers=1`` steps in this process (torch's default threads)."""
     from mu0sim.rollouts.evaluate import EvalConfig, evaluate
 
     out = Path(tempfile.mkdtemp(prefix="eval_bench_"))
@@ -56,6 +59,17 @@ def eval_rate(policy: str, robot: str, episodes: int, workers: int) -> float:
         shutil.rmtree(out)
 
 
+def pool_rate(policy: str, robot: str, episodes: int, workers: int) -> float:
+    """The worker pool itself with ``workers`` processes (one thread each), so 1 vs 2 measures its scaling."""
+    from mu0sim.rollouts.workers import run_episodes_parallel
+
+    mu0 = json.loads((Path(policy) / "config.json").read_text())["train_config"]["mu0"]
+    start = time.perf_counter()
+    steps = sum(o.length for o in run_episodes_parallel(policy, mu0, "Lift", robot,
+                                                         list(range(4000, 4000 + episodes)), workers=workers))
+    return steps / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", required=True)
@@ -65,11 +79,14 @@ def main() -> None:
     args = parser.parse_args()
     robot = json.loads((Path(args.policy) / "config.json").read_text())["policy"]["robot"]
     rates: dict[str, list[float]] = {"robosuite camera obs": [], "mu0sim eval, 1 worker": [],
-                                     "mu0sim eval, 2 workers": []}
+                                     "mu0sim eval, 2 workers": [], "worker pool, 1 process": [],
+                                     "worker pool, 2 processes": []}
     for _ in range(args.rounds):
         rates["robosuite camera obs"].append(robosuite_rate(robot, 128, args.robosuite_steps))
         rates["mu0sim eval, 1 worker"].append(eval_rate(args.policy, robot, args.episodes, 1))
         rates["mu0sim eval, 2 workers"].append(eval_rate(args.policy, robot, args.episodes, 2))
+        rates["worker pool, 1 process"].append(pool_rate(args.policy, robot, args.episodes, 1))
+        rates["worker pool, 2 processes"].append(pool_rate(args.policy, robot, args.episodes, 2))
     med = {k: float(np.median(v)) for k, v in rates.items()}
     print(f"machine: {machine_description()}")
     print(f"Lift/{robot}, agentview 128 px RGB-D, {args.episodes} episodes per eval, {args.rounds} rounds\n")
@@ -77,7 +94,8 @@ def main() -> None:
     for k, v in rates.items():
         print(f"| {k} | {med[k]:.1f} | {', '.join(f'{x:.1f}' for x in v)} |")
     print(f"\nmu0sim eval (1 worker) / robosuite: {med['mu0sim eval, 1 worker'] / med['robosuite camera obs']:.2f}x; "
-          f"2 workers / 1: {med['mu0sim eval, 2 workers'] / med['mu0sim eval, 1 worker']:.2f}x")
+          f"2 workers / 1: {med['mu0sim eval, 2 workers'] / med['mu0sim eval, 1 worker']:.2f}x; "
+          f"pool 2 processes / 1: {med['worker pool, 2 processes'] / med['worker pool, 1 process']:.2f}x")
 
 
 if __name__ == "__main__":

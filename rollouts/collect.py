@@ -107,6 +107,8 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(task: str, robot: str, env_kwargs: dict, expert_kwargs: dict) -> None:
+    # one core per worker: Mesa's software rasterizer would otherwise start a thread per core in every worker
+    os.environ.setdefault("LP_NUM_THREADS", "1")  # read when the first GL context is made, below
     from mu0sim.envs import make_env
     from mu0sim.policies.scripted import make_expert
 

@@ -37,6 +37,7 @@ def split_seeds(seeds: list[int], workers: int) -> list[list[int]]:
 
 def _worker(policy_dir: str, mu0: str, task: str, robot: str, seeds: list[int], results, video_dir: str | None,
             video_seeds: list[int]) -> None:
+    os.environ.setdefault("LP_NUM_THREADS", "1")  # Mesa's software rasterizer: set before the first GL context
     import torch
 
     from mu0sim.rollouts.closed_loop import iter_episodes
@@ -124,6 +125,7 @@ class _RayEpisodeRunner:
 
     def __init__(self, policy_dir: str, mu0: str, task: str, robot: str, video_dir: str | None,
                  video_seeds: list[int]) -> None:
+        os.environ.setdefault("LP_NUM_THREADS", "1")  # as in the process pool: one core per actor
         import torch
 
         torch.set_num_threads(1)

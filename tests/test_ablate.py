@@ -104,4 +104,5 @@ def test_committed_study_configs_load(monkeypatch):
     robots = {cell.robot for cell in study.cells() if cell.variant == "trace"}
     assert robots == {"Panda", "Sawyer", "IIWA", "UR5e", "Kinova3", "XArm7"}
     assert {cell.demos for cell in study.cells()} == {50, 10}
-    load_ablation("configs/ablation_smoke.yaml").check()
+    for path in ("configs/ablation_smoke.yaml", "configs/ablation_lift_heads_queries.yaml"):
+        load_ablation(path).check()
