@@ -65,9 +65,8 @@ class Cell(NamedTuple):
         return f"{self.task}_{self.robot}_{self.variant}{'-' + self.tag if self.tag else ''}_{self.demos}demos"
 
 
-# TrainPolicyConfig settings the study itself sets for every cell (the rest may be set by ``train``)
-_STUDY_SETTINGS = {"data", "mu0", "out", "variant", "episodes", "steps", "feature_every", "pretrain_data",
-                   "pretrain_steps", "pretrain_episodes"}
+# TrainPolicyConfig settings that make a cell what it is (the rest may be set by ``train``, e.g. steps or head)
+_CELL_SETTINGS = {"data", "mu0", "out", "variant", "episodes", "pretrain_data", "pretrain_episodes"}
 
 
 @dataclass
@@ -112,7 +111,7 @@ class AblationConfig:
 
         if not self.matrix:
             raise ValueError(f"ablation {self.name!r} has an empty matrix; give at least one block")
-        free = sorted(set(TrainPolicyConfig.__dataclass_fields__) - _STUDY_SETTINGS)
+        free = sorted(set(TrainPolicyConfig.__dataclass_fields__) - _CELL_SETTINGS)
         settings: dict[Cell, dict] = {}
         for i, block in enumerate(self.matrix):
             for key in ("tasks", "robots", "variants", "demos"):
@@ -232,12 +231,12 @@ def train_config_for(config: AblationConfig, cell: Cell):
 
     pretrain = ([str(dataset_path(config.data_dir, cell.task, r)) for r in config.pretrain_robots if r != cell.robot]
                 if cell.variant == "action-pretrained" else [])
+    settings = {"steps": config.steps, "feature_every": config.feature_every,
+                "pretrain_steps": config.pretrain_steps, **config.train_settings(cell)}
     return TrainPolicyConfig(data=[str(dataset_path(config.data_dir, cell.task, cell.robot))], mu0=config.mu0,
                              out=str(policy_dir(config, cell)), variant=cell.variant, episodes=cell.demos,
-                             steps=config.steps, feature_every=config.feature_every, pretrain_data=pretrain,
-                             pretrain_steps=config.pretrain_steps,
-                             pretrain_episodes=config.pretrain_demos if pretrain else None,
-                             **config.train_settings(cell))
+                             pretrain_data=pretrain, pretrain_episodes=config.pretrain_demos if pretrain else None,
+                             **settings)
 
 
 def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
