@@ -34,10 +34,16 @@ def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot
                   before_episode: Callable[[int], None] | None = None) -> Iterator[EpisodeOutcome]:
     """Like :func:`run_episodes`, yielding each episode as soon as it ends (so callers can record it at once).
     ``before_episode(seed)`` is called before each episode starts (hooks: logging, fault injection in tests)."""
+    import torch
     from tqdm import tqdm
 
     from mu0sim.policies.action_expert import expert_env
 
+    # One torch thread, as in every worker: a closed loop amplifies the float differences between thread counts into
+    # different episodes, and an outcome must depend on its seed only, not on how many workers ran it. (One
+    # process gains nothing from a second thread here: an episode is a serial chain; see BENCHMARKS.md.)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     env, policy = expert_env(policy_dir, mu0_ckpt, task, robot)
     try:
         for seed in tqdm(seeds, desc=f"eval {task}/{robot}", unit="ep", disable=not progress, dynamic_ncols=True):
@@ -65,6 +71,7 @@ def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot
             yield outcome
     finally:
         env.close()
+        torch.set_num_threads(threads)
 
 
 def trace_frame(env, obs: dict[str, np.ndarray], scale: int = 3) -> np.ndarray:
