@@ -105,8 +105,7 @@ class AblationConfig:
         raise KeyError(f"{cell} is not in ablation {self.name!r}")
 
     def check(self) -> None:
-        from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
-        from mu0sim.policies.scripted import EXPERTS
+        from mu0sim.envs.catalog import ROBOTS, check_choice
         from mu0sim.policies.train_bc import TRAINABLE_VARIANTS, TrainPolicyConfig
 
         if not self.matrix:
@@ -117,13 +116,7 @@ class AblationConfig:
             for key in ("tasks", "robots", "variants", "demos"):
                 if not getattr(block, key):
                     raise ValueError(f"matrix block {i} has no {key}")
-            for task in block.tasks:
-                check_choice("task", task, TASKS)
-                if task not in EXPERTS:
-                    raise ValueError(f"task {task!r} has no scripted expert to collect demos with (tasks with one: "
-                                     f"{', '.join(EXPERTS)})")
-            for robot in block.robots:
-                check_choice("robot", robot, ROBOTS)
+            check_collectable(block.tasks, block.robots)
             for variant in block.variants:
                 check_choice("variant", variant, TRAINABLE_VARIANTS)
             for demos in block.demos:
@@ -154,6 +147,20 @@ class AblationConfig:
             raise ValueError(f"train settings {bad} cannot be set per ablation; valid: {', '.join(free)}")
         if not (Path(self.mu0) / "config.json").exists():
             raise FileNotFoundError(f"μ0 checkpoint {self.mu0} not found (expected {self.mu0}/config.json)")
+
+
+def check_collectable(tasks: list[str], robots: list[str]) -> None:
+    """Every task and robot is known and every task has a scripted expert to collect demos with."""
+    from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
+    from mu0sim.policies.scripted import EXPERTS
+
+    for task in tasks:
+        check_choice("task", task, TASKS)
+        if task not in EXPERTS:
+            raise ValueError(f"task {task!r} has no scripted expert to collect demos with (tasks with one: "
+                             f"{', '.join(EXPERTS)})")
+    for robot in robots:
+        check_choice("robot", robot, ROBOTS)
 
 
 def block_cells(block: AblationBlock) -> list[Cell]:

@@ -38,17 +38,10 @@ class DemoConfig:
     videos: int = 1
 
     def check(self) -> None:
-        from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
         from mu0sim.policies.action_expert import VARIANTS
-        from mu0sim.policies.scripted import EXPERTS
+        from mu0sim.rollouts.ablate import check_collectable
 
-        for task in self.tasks:
-            check_choice("task", task, TASKS)
-            if task not in EXPERTS:
-                raise ValueError(f"the demo needs a scripted expert; task {task!r} has none (tasks with one: "
-                                 f"{', '.join(EXPERTS)})")
-        for robot in self.robots:
-            check_choice("robot", robot, ROBOTS)
+        check_collectable(self.tasks, self.robots)
         if self.variant not in VARIANTS or self.variant == "action-pretrained":
             valid = [v for v in VARIANTS if v != "action-pretrained"]
             raise ValueError(f"unknown demo variant {self.variant!r}; valid variants: {', '.join(valid)}")
