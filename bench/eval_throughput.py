@@ -1,14 +1,15 @@
 """Closed-loop evaluation throughput: mu0sim eval with μ0 in the loop vs robosuite's own camera-observation step
 rate, and 2 workers vs 1, side by side in one run.
 
-    python bench/eval_throughput.py --policy runs/policies/lift/Panda_trace [--episodes 10] [--rounds 2]
+    python bench/eval_throughput.py --policy runs/policies/lift/Panda_trace [more policies] [--episodes 10]
+        [--rounds 2]
 
-Each round measures, in turn: robosuite stepping Lift/<robot> with its default camera observation at the same
-camera and size as μ0 (agentview 128 px RGB-D, ``--robosuite-steps`` random small actions); ``mu0sim eval`` of
-``--episodes`` episodes with one worker (in-process, torch's default threads); the same with two workers (seeds
-4000..); the worker pool with one and with two processes (one thread each: its scaling without the in-process
-path's extra threads). Steps/s = env steps of all episodes / wall time of the call (process start-up included).
-Medians over rounds.
+Each round measures, in turn: robosuite stepping Lift/<robot of the first policy> with its default camera
+observation at the same camera and size as μ0 (agentview 128 px RGB-D, ``--robosuite-steps`` random small actions);
+one ``mu0sim eval`` call over every ``--policy`` (one row each, ``--episodes`` episodes per row, seeds 4000..) with
+one worker (in-process) and with two workers (one pool for all rows); the worker pool alone with one and with two
+processes over the same rows. Every episode steps with one torch thread. Steps/s = env steps of all episodes / wall
+time of the call (process start-up included). Medians over rounds.
 """
 
 from __future__ import annotations
@@ -43,14 +44,14 @@ def robosuite_rate(robot: str, size: int, steps: int) -> float:
     return rate
 
 
-def eval_rate(policy: str, robot: str, episodes: int, workers: int) -> float:
-    """``mu0sim eval`` as a user runs it: ``workers=1`` steps in this process (torch's default threads)."""
+def eval_rate(policies: list[str], robots: list[str], episodes: int, workers: int) -> float:
+    """``mu0sim eval`` as a user runs it: ``workers=1`` steps in this process, more use one pool for all rows."""
     from mu0sim.rollouts.evaluate import EvalConfig, evaluate
 
     out = Path(tempfile.mkdtemp(prefix="eval_bench_"))
     try:
         start = time.perf_counter()
-        evaluate(EvalConfig(policies=[policy], task="Lift", robots=[robot], episodes=episodes, seed_start=4000,
+        evaluate(EvalConfig(policies=policies, task="Lift", robots=robots, episodes=episodes, seed_start=4000,
                             out=str(out), workers=workers), progress=False)
         wall = time.perf_counter() - start
         steps = sum(json.loads(line)["length"] for line in (out / "episodes.jsonl").read_text().splitlines())
@@ -59,37 +60,42 @@ def eval_rate(policy: str, robot: str, episodes: int, workers: int) -> float:
         shutil.rmtree(out)
 
 
-def pool_rate(policy: str, robot: str, episodes: int, workers: int) -> float:
-    """The worker pool itself with ``workers`` processes (one thread each), so 1 vs 2 measures its scaling."""
-    from mu0sim.rollouts.workers import run_episodes_parallel
+def pool_rate(policies: list[str], robots: list[str], episodes: int, workers: int) -> float:
+    """The worker pool itself with ``workers`` processes over the same rows, so 1 vs 2 measures its scaling."""
+    from mu0sim.rollouts.workers import EpisodePool
 
-    mu0 = json.loads((Path(policy) / "config.json").read_text())["train_config"]["mu0"]
     start = time.perf_counter()
-    steps = sum(o.length for o in run_episodes_parallel(policy, mu0, "Lift", robot,
-                                                         list(range(4000, 4000 + episodes)), workers=workers))
+    steps = 0
+    with EpisodePool(workers) as pool:
+        for policy, robot in zip(policies, robots):
+            mu0 = json.loads((Path(policy) / "config.json").read_text())["train_config"]["mu0"]
+            steps += sum(o.length for o in pool.run(policy, mu0, "Lift", robot, list(range(4000, 4000 + episodes))))
     return steps / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", required=True)
+    parser.add_argument("--policy", nargs="+", required=True, help="one row each (Lift policies)")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--robosuite-steps", type=int, default=300)
     args = parser.parse_args()
-    robot = json.loads((Path(args.policy) / "config.json").read_text())["policy"]["robot"]
+    robots = [json.loads((Path(p) / "config.json").read_text())["policy"]["robot"] for p in args.policy]
     rates: dict[str, list[float]] = {"robosuite camera obs": [], "mu0sim eval, 1 worker": [],
                                      "mu0sim eval, 2 workers": [], "worker pool, 1 process": [],
                                      "worker pool, 2 processes": []}
     for _ in range(args.rounds):
-        rates["robosuite camera obs"].append(robosuite_rate(robot, 128, args.robosuite_steps))
-        rates["mu0sim eval, 1 worker"].append(eval_rate(args.policy, robot, args.episodes, 1))
-        rates["mu0sim eval, 2 workers"].append(eval_rate(args.policy, robot, args.episodes, 2))
-        rates["worker pool, 1 process"].append(pool_rate(args.policy, robot, args.episodes, 1))
-        rates["worker pool, 2 processes"].append(pool_rate(args.policy, robot, args.episodes, 2))
+        rates["robosuite camera obs"].append(robosuite_rate(robots[0], 128, args.robosuite_steps))
+        for workers in (1, 2):
+            rates[f"mu0sim eval, {workers} worker{'s' * (workers > 1)}"].append(
+                eval_rate(args.policy, robots, args.episodes, workers))
+        for workers in (1, 2):
+            rates[f"worker pool, {workers} process{'es' * (workers > 1)}"].append(
+                pool_rate(args.policy, robots, args.episodes, workers))
     med = {k: float(np.median(v)) for k, v in rates.items()}
     print(f"machine: {machine_description()}")
-    print(f"Lift/{robot}, agentview 128 px RGB-D, {args.episodes} episodes per eval, {args.rounds} rounds\n")
+    rows = ", ".join(f"Lift/{r} ({Path(p).name})" for p, r in zip(args.policy, robots))
+    print(f"rows: {rows}; agentview 128 px RGB-D, {args.episodes} episodes per row, {args.rounds} rounds\n")
     print("| configuration | steps/s (median) | rounds |\n|---|---:|---|")
     for k, v in rates.items():
         print(f"| {k} | {med[k]:.1f} | {', '.join(f'{x:.1f}' for x in v)} |")

@@ -28,6 +28,47 @@ def run_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot:
     return list(iter_episodes(policy_dir, mu0_ckpt, task, robot, seeds, progress, video_dir, video_seeds))
 
 
+class EpisodeRunner:
+    """One (policy, task, robot) row's env and policy, built once; :meth:`run` plays one closed-loop episode.
+
+    Workers keep one alive across the seeds (and rows) they are handed, so an episode costs only its steps. The
+    caller sets torch's thread count (see :func:`iter_episodes`)."""
+
+    def __init__(self, policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str) -> None:
+        from mu0sim.policies.action_expert import expert_env
+
+        self.policy_dir, self.task, self.robot = Path(policy_dir), task, robot
+        self.env, self.policy = expert_env(policy_dir, mu0_ckpt, task, robot)
+
+    def run(self, seed: int, video_dir: str | Path | None = None) -> EpisodeOutcome:
+        """Play the episode of ``seed`` (env, μ0 sampling and policy all reseeded: the outcome depends on the seed
+        only); with ``video_dir``, also write it as an MP4 with μ0's predicted traces drawn."""
+        env, policy = self.env, self.policy
+        start = time.perf_counter()
+        obs, info = env.reset(seed=seed)
+        policy.reset(seed=seed)
+        frames = [] if video_dir is not None else None
+        done, steps = False, 0
+        while not done:
+            if frames is not None:
+                frames.append(trace_frame(env, obs))
+            obs, _, terminated, truncated, info = env.step(policy.select_action(obs))
+            steps += 1
+            done = terminated or truncated
+        outcome = EpisodeOutcome(seed, bool(info["is_success"]), steps, info.get("sim_error"),
+                                 round(time.perf_counter() - start, 3))
+        if frames is not None:
+            frames.append(trace_frame(env, obs))
+            policy_name = self.policy_dir.name
+            prefix = "" if policy_name.startswith(f"{self.task}_{self.robot}") else f"{self.task}_{self.robot}_"
+            name = f"{prefix}{policy_name}_seed{seed}_{'success' if outcome.success else 'fail'}"
+            write_video(Path(video_dir) / f"{name}.mp4", frames)
+        return outcome
+
+    def close(self) -> None:
+        self.env.close()
+
+
 def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str, seeds: list[int],
                   progress: bool = True, video_dir: str | Path | None = None,
                   video_seeds: Collection[int] = (),
@@ -37,40 +78,19 @@ def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot
     import torch
     from tqdm import tqdm
 
-    from mu0sim.policies.action_expert import expert_env
-
     # One torch thread, as in every worker: a closed loop amplifies the float differences between thread counts into
     # different episodes, and an outcome must depend on its seed only, not on how many workers ran it. (One
     # process gains nothing from a second thread here: an episode is a serial chain; see BENCHMARKS.md.)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    env, policy = expert_env(policy_dir, mu0_ckpt, task, robot)
+    runner = EpisodeRunner(policy_dir, mu0_ckpt, task, robot)
     try:
         for seed in tqdm(seeds, desc=f"eval {task}/{robot}", unit="ep", disable=not progress, dynamic_ncols=True):
             if before_episode is not None:
                 before_episode(seed)
-            start = time.perf_counter()
-            obs, info = env.reset(seed=seed)
-            policy.reset(seed=seed)
-            frames = [] if video_dir is not None and seed in video_seeds else None
-            done, steps = False, 0
-            while not done:
-                if frames is not None:
-                    frames.append(trace_frame(env, obs))
-                obs, _, terminated, truncated, info = env.step(policy.select_action(obs))
-                steps += 1
-                done = terminated or truncated
-            outcome = EpisodeOutcome(seed, bool(info["is_success"]), steps, info.get("sim_error"),
-                                     round(time.perf_counter() - start, 3))
-            if frames is not None:
-                frames.append(trace_frame(env, obs))
-                policy_name = Path(policy_dir).name
-                prefix = "" if policy_name.startswith(f"{task}_{robot}") else f"{task}_{robot}_"
-                name = f"{prefix}{policy_name}_seed{seed}_{'success' if outcome.success else 'fail'}"
-                write_video(Path(video_dir) / f"{name}.mp4", frames)
-            yield outcome
+            yield runner.run(seed, video_dir if seed in video_seeds else None)
     finally:
-        env.close()
+        runner.close()
         torch.set_num_threads(threads)
 
 
@@ -111,4 +131,4 @@ def summarize(outcomes: list[EpisodeOutcome], wall_s: float | None = None) -> di
             **({"wall_s": round(wall_s, 1)} if wall_s is not None else {})}
 
 
-__all__ = ["EpisodeOutcome", "iter_episodes", "run_episodes", "summarize", "trace_frame", "write_video"]
+__all__ = ["EpisodeOutcome", "EpisodeRunner", "iter_episodes", "run_episodes", "summarize", "trace_frame", "write_video"]

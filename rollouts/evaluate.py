@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,6 @@ def _policy_robot(policy: str) -> tuple[str, str]:
 
 
 def evaluate(config: EvalConfig, progress: bool = True) -> dict:
-    from mu0sim.rollouts.closed_loop import iter_episodes
-
     check_choice("task", config.task, TASKS)
     for robot in config.robots:
         check_choice("robot", robot, ROBOTS)
@@ -76,33 +75,22 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
             jobs.append((policy, robot, config.mu0 or mu0))
     if not jobs:
         raise ValueError(f"none of the policies was trained for robots {config.robots}")
-    for policy, robot, mu0 in jobs:
-        finished = {r["seed"] for r in done if (r["policy"], r["robot"], r["task"]) == (policy, robot, config.task)}
-        todo = [s for s in seeds if s not in finished]
-        if not todo:
-            continue
-        video_seeds = set(seeds[:config.videos]) & set(todo)
-        if config.backend == "local" and config.workers == 1:
-            outcomes = iter_episodes(policy, mu0, config.task, robot, todo, progress=progress,
-                                     video_dir=out / "videos", video_seeds=video_seeds)
-        else:
-            from tqdm import tqdm
+    pool = None
+    if config.backend == "local" and config.workers > 1:
+        from mu0sim.rollouts.workers import EpisodePool
 
-            from mu0sim.rollouts.workers import run_episodes_parallel, run_episodes_ray
-
-            kwargs = dict(workers=config.workers, video_dir=out / "videos", video_seeds=sorted(video_seeds))
-            outcomes = (run_episodes_ray(policy, mu0, config.task, robot, todo, address=config.address, **kwargs)
-                        if config.backend == "ray" else
-                        run_episodes_parallel(policy, mu0, config.task, robot, todo, **kwargs))
-            outcomes = tqdm(outcomes, total=len(todo), unit="ep", disable=not progress, dynamic_ncols=True,
-                            desc=f"eval {config.task}/{robot} ({config.workers} {config.backend} workers)")
-        for outcome in outcomes:
-            record = {"policy": policy, "task": config.task, "robot": robot, "seed": outcome.seed,
-                      "success": outcome.success, "length": outcome.length, "sim_error": outcome.sim_error,
-                      "wall_s": outcome.wall_s}
-            with open(log, "a") as f:  # at once: Ctrl-C or a crash keeps every finished episode
-                f.write(json.dumps(record) + "\n")
-            done.append(record)
+        pool = EpisodePool(config.workers)  # one pool for every row: workers start once per call
+    try:
+        for policy, robot, mu0 in jobs:
+            finished = {r["seed"] for r in done
+                        if (r["policy"], r["robot"], r["task"]) == (policy, robot, config.task)}
+            todo = [s for s in seeds if s not in finished]
+            if todo:
+                done.extend(_run_row(config, pool, policy, robot, mu0, todo, sorted(set(seeds[:config.videos]) &
+                                                                                   set(todo)), log, progress))
+    finally:
+        if pool is not None:
+            pool.close()
     # one row per (task, robot, policy) in the folder's log: a folder evaluated piece by piece keeps one table
     rows = []
     keys = sorted({(r["task"], r["robot"], r["policy"]) for r in done})
@@ -119,6 +107,37 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
     plot_results(rows, out / "results.png")
     return {"out": str(out), "rows": [{k: r[k] for k in ("task", "robot", "policy", "success_rate")} for r in rows
                                       if (r["robot"], r["policy"]) in {(j[1], j[0]) for j in jobs}]}
+
+
+def _run_row(config: EvalConfig, pool, policy: str, robot: str, mu0: str, seeds: list[int], video_seeds: list[int],
+             log: Path, progress: bool) -> Iterator[dict]:
+    """Run one row's missing ``seeds`` (in this process, on ``pool``, or on Ray), appending each finished episode
+    to ``log`` at once (Ctrl-C or a crash keeps it) and yielding its record."""
+    from tqdm import tqdm
+
+    from mu0sim.rollouts.closed_loop import iter_episodes
+
+    video_dir = Path(config.out) / "videos"
+    if pool is None and config.backend == "local":
+        outcomes = iter_episodes(policy, mu0, config.task, robot, seeds, progress=progress, video_dir=video_dir,
+                                 video_seeds=set(video_seeds))
+    else:
+        if pool is not None:
+            outcomes = pool.run(policy, mu0, config.task, robot, seeds, video_dir, video_seeds)
+        else:
+            from mu0sim.rollouts.workers import run_episodes_ray
+
+            outcomes = run_episodes_ray(policy, mu0, config.task, robot, seeds, workers=config.workers,
+                                        address=config.address, video_dir=video_dir, video_seeds=video_seeds)
+        outcomes = tqdm(outcomes, total=len(seeds), unit="ep", disable=not progress, dynamic_ncols=True,
+                        desc=f"eval {config.task}/{robot} ({config.workers} {config.backend} workers)")
+    for outcome in outcomes:
+        record = {"policy": policy, "task": config.task, "robot": robot, "seed": outcome.seed,
+                  "success": outcome.success, "length": outcome.length, "sim_error": outcome.sim_error,
+                  "wall_s": outcome.wall_s}
+        with open(log, "a") as f:  # at once: Ctrl-C or a crash keeps every finished episode
+            f.write(json.dumps(record) + "\n")
+        yield record
 
 
 def plot_results(rows: list[dict], path: Path) -> None:

@@ -1,21 +1,24 @@
 """Closed-loop episodes over a local process pool, robust to crashed workers.
 
-The seed list is split evenly over ``workers`` processes (started with ``spawn``: forked GL contexts deadlock),
-each builds its env, μ0 and policy once and streams every finished episode back at once. An episode's outcome
-depends only on its seed (env, μ0 sampling and policy are reseeded per episode), so results are the same for any
-number of workers. A worker that dies (segfault, OOM kill, ``os._exit``) is replaced: the episode it was running
-is retried at most ``max_retries`` times, then recorded as an error (a failure with its reason), and its remaining
-seeds go to the new worker. :func:`run_episodes_ray` does the same on Ray actors (a local instance or a
-cluster's ``address``), one episode per task.
+:class:`EpisodePool` starts ``workers`` processes (``spawn``: forked GL contexts deadlock) that live as long as the
+pool, across every row (policy x task x robot) it runs. Seeds are handed out one at a time to whichever worker is
+free, so a row's fixed seed list ends up spread evenly by work, not by count (Lift episodes vary 44-78 steps), and a
+worker keeps the row's env, μ0 and policy built between episodes (start-up: importing torch and robosuite, building
+the env, loading μ0 — seconds, paid once per worker, not once per row). An episode's outcome depends only on its seed
+(env, μ0 sampling and policy are reseeded per episode, one torch thread everywhere), so results are the same for any
+number of workers and any assignment. A worker that dies (segfault, OOM kill, ``os._exit``) is replaced: its
+episode is retried at most ``max_retries`` times, then recorded as an error (a failure with its reason).
+:func:`run_episodes_ray` does the same on Ray actors (a local instance or a cluster's ``address``).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue as queue_module
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mu0sim.rollouts.closed_loop import EpisodeOutcome
@@ -23,105 +26,170 @@ from mu0sim.rollouts.closed_loop import EpisodeOutcome
 CRASH_HOOK = "MU0SIM_TEST_CRASH_ONCE"  # tests: "<seed>:<marker file>" makes a worker die once at that seed
 
 
-def split_seeds(seeds: list[int], workers: int) -> list[list[int]]:
-    """Contiguous, even split (sizes differ by at most one); empty parts dropped."""
-    n = max(1, min(workers, len(seeds)))
-    size, extra = divmod(len(seeds), n)
-    parts, start = [], 0
-    for i in range(n):
-        end = start + size + (i < extra)
-        parts.append(seeds[start:end])
-        start = end
-    return [p for p in parts if p]
+@dataclass(frozen=True)
+class EpisodeJob:
+    """One episode for a worker: the row it belongs to, its seed, and where its video goes (None: no video)."""
+
+    job_id: int
+    policy_dir: str
+    mu0: str
+    task: str
+    robot: str
+    seed: int
+    video_dir: str | None = None
+
+    @property
+    def row(self) -> tuple[str, str, str, str]:
+        return self.policy_dir, self.mu0, self.task, self.robot
 
 
-def _worker(policy_dir: str, mu0: str, task: str, robot: str, seeds: list[int], results, video_dir: str | None,
-            video_seeds: list[int]) -> None:
+def _crash_hook() -> tuple[int, Path] | None:
+    hook = os.environ.get(CRASH_HOOK, "")
+    if not hook:
+        return None
+    seed, _, marker = hook.partition(":")
+    return int(seed), Path(marker)
+
+
+def _crash_if_hooked(hook: tuple[int, Path] | None, seed: int) -> None:
+    if hook is not None and seed == hook[0] and not hook[1].exists():
+        hook[1].touch()
+        os._exit(13)
+
+
+def _worker(inbox, results) -> None:
+    """A pool process: runs the jobs of ``inbox`` until it reads None, keeping the last row's env and policy."""
     os.environ.setdefault("LP_NUM_THREADS", "1")  # Mesa's software rasterizer: set before the first GL context
     import torch
 
-    from mu0sim.rollouts.closed_loop import iter_episodes
+    from mu0sim.rollouts.closed_loop import EpisodeRunner
 
     torch.set_num_threads(1)  # one core per worker: more threads per process oversubscribe the machine
-    hook = os.environ.get(CRASH_HOOK, "")
-    crash_seed, _, marker = hook.partition(":")
-    for outcome in iter_episodes(policy_dir, mu0, task, robot, seeds, progress=False, video_dir=video_dir,
-                                 video_seeds=set(video_seeds), before_episode=(
-                                     _crash_once(int(crash_seed), Path(marker)) if hook else None)):
-        results.put(asdict(outcome))
+    hook = _crash_hook()
+    runner: EpisodeRunner | None = None
+    row = None
+    try:
+        while (job := inbox.get()) is not None:
+            if job.row != row:
+                if runner is not None:
+                    runner.close()
+                runner, row = EpisodeRunner(*job.row), job.row
+            _crash_if_hooked(hook, job.seed)
+            results.put((job.job_id, asdict(runner.run(job.seed, job.video_dir))))
+    finally:
+        if runner is not None:
+            runner.close()
 
 
-def _crash_once(seed: int, marker: Path):
-    def before(episode_seed: int) -> None:
-        if episode_seed == seed and not marker.exists():
-            marker.touch()
-            os._exit(13)
-    return before
+class EpisodePool:
+    """``workers`` persistent episode processes (see the module docstring). Use as a context manager; :meth:`run`
+    yields each row's outcomes as episodes finish, in completion order."""
+
+    def __init__(self, workers: int = 2, max_retries: int = 2) -> None:
+        import multiprocessing as mp
+
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.size, self.max_retries = workers, max_retries
+        self._ctx = mp.get_context("spawn")
+        self._results = self._ctx.Queue()
+        self._procs: dict[int, tuple] = {}  # slot -> (process, inbox); started on first use
+        self._job_ids = itertools.count()
+
+    def __enter__(self) -> "EpisodePool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _slot(self, slot: int):
+        """The live process of ``slot`` (started, or restarted after a crash, on demand) and its inbox."""
+        proc, inbox = self._procs.get(slot, (None, None))
+        if proc is None or not proc.is_alive():
+            inbox = self._ctx.Queue()
+            proc = self._ctx.Process(target=_worker, args=(inbox, self._results), daemon=True)
+            proc.start()
+            self._procs[slot] = (proc, inbox)
+        return self._procs[slot]
+
+    def _kill(self, slot: int) -> None:
+        proc, _ = self._procs.pop(slot, (None, None))
+        if proc is not None and proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+    def run(self, policy_dir: str | Path, mu0: str | Path, task: str, robot: str, seeds: list[int],
+            video_dir: str | Path | None = None, video_seeds: list[int] = ()) -> Iterator[EpisodeOutcome]:
+        """Yield one :class:`EpisodeOutcome` per seed as episodes finish. Stopping early (an exception, Ctrl-C, a
+        consumer that breaks off) kills the workers still busy; the pool restarts them on next use."""
+        todo = deque(seeds)
+        busy: dict[int, EpisodeJob] = {}  # slot -> the job it is running
+        crashes: Counter = Counter()
+        videos = set(video_seeds)
+
+        def assign(slot: int, seed: int | None = None) -> None:
+            if seed is None:
+                if not todo:
+                    return
+                seed = todo.popleft()
+            job = EpisodeJob(next(self._job_ids), str(policy_dir), str(mu0), task, robot, seed,
+                             None if video_dir is None or seed not in videos else str(video_dir))
+            busy[slot] = job
+            self._slot(slot)[1].put(job)
+
+        for slot in range(min(self.size, len(todo))):
+            assign(slot)
+        try:
+            while busy:
+                try:
+                    job_id, outcome = self._results.get(timeout=0.5)
+                except queue_module.Empty:
+                    job_id = None
+                if job_id is not None:
+                    slot = next((s for s, j in busy.items() if j.job_id == job_id), None)
+                    if slot is None:  # from a job abandoned earlier (its worker was killed): not this run's
+                        continue
+                    del busy[slot]
+                    yield EpisodeOutcome(**outcome)
+                    assign(slot)
+                    continue
+                for slot, job in list(busy.items()):
+                    proc = self._procs[slot][0]
+                    if proc.is_alive():
+                        continue
+                    crashes[job.seed] += 1
+                    if crashes[job.seed] > self.max_retries:
+                        del busy[slot]
+                        yield EpisodeOutcome(job.seed, False, 0, f"worker crashed {crashes[job.seed]} times in "
+                                                                 f"this episode (last exit code {proc.exitcode})")
+                        assign(slot)
+                    else:
+                        assign(slot, job.seed)  # a fresh process retries it
+        finally:
+            for slot in list(busy):
+                self._kill(slot)
+
+    def close(self) -> None:
+        for slot, (proc, inbox) in list(self._procs.items()):
+            if proc.is_alive():
+                inbox.put(None)
+        for slot, (proc, _) in list(self._procs.items()):
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+        self._procs.clear()
 
 
 def run_episodes_parallel(policy_dir: str | Path, mu0: str | Path, task: str, robot: str, seeds: list[int],
                           workers: int = 2, max_retries: int = 2, video_dir: str | Path | None = None,
                           video_seeds: list[int] = ()) -> Iterator[EpisodeOutcome]:
-    """Yield one :class:`EpisodeOutcome` per seed as episodes finish (in completion order)."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    args = (str(policy_dir), str(mu0), task, robot)
-    video = (None if video_dir is None else str(video_dir), list(video_seeds))
-    running: dict = {}  # process -> its seed list
-    finished: set[int] = set()
-    crashes: Counter = Counter()
-
-    def start(part: list[int]) -> None:
-        proc = ctx.Process(target=_worker, args=(*args, part, results, *video), daemon=True)
-        proc.start()
-        running[proc] = part
-
-    for part in split_seeds(list(seeds), workers):
-        start(part)
-    try:
-        while running:
-            try:
-                outcome = EpisodeOutcome(**results.get(timeout=0.5))
-                finished.add(outcome.seed)
-                yield outcome
-                continue
-            except queue_module.Empty:
-                pass
-            for proc in [p for p in running if not p.is_alive()]:
-                part = running.pop(proc)
-                yield from _drain(results, finished)  # outcomes it sent just before exiting
-                left = [s for s in part if s not in finished]
-                if not left:
-                    continue
-                crashed = left[0]  # a worker runs its seeds in order: it died in the first unfinished one
-                crashes[crashed] += 1
-                if crashes[crashed] > max_retries:
-                    finished.add(crashed)
-                    yield EpisodeOutcome(crashed, False, 0, f"worker crashed {crashes[crashed]} times in this "
-                                                            f"episode (last exit code {proc.exitcode})")
-                    left = left[1:]
-                if left:
-                    start(left)
-    finally:
-        for proc in running:
-            proc.kill()
-
-
-def _drain(results, finished: set[int]) -> Iterator[EpisodeOutcome]:
-    while True:
-        try:
-            outcome = EpisodeOutcome(**results.get(timeout=0.2))
-        except queue_module.Empty:
-            return
-        finished.add(outcome.seed)
-        yield outcome
-
+    """One row on a pool of its own (:class:`EpisodePool` to share the workers across rows)."""
+    with EpisodePool(workers, max_retries) as pool:
+        yield from pool.run(policy_dir, mu0, task, robot, seeds, video_dir, video_seeds)
 
 
 class _RayEpisodeRunner:
-    """A Ray actor: builds env, μ0 and policy once (on first use), then runs one episode per call."""
+    """A Ray actor: builds the row's env, μ0 and policy on first use and keeps them; one episode per call."""
 
     def __init__(self, policy_dir: str, mu0: str, task: str, robot: str, video_dir: str | None,
                  video_seeds: list[int]) -> None:
@@ -131,17 +199,17 @@ class _RayEpisodeRunner:
         torch.set_num_threads(1)
         self.args = (policy_dir, mu0, task, robot)
         self.video = (video_dir, set(video_seeds))
+        self.runner = None
 
     def run(self, seed: int) -> dict:
-        from mu0sim.rollouts.closed_loop import iter_episodes
+        from mu0sim.rollouts.closed_loop import EpisodeRunner
 
-        hook = os.environ.get(CRASH_HOOK, "")
-        crash_seed, _, marker = hook.partition(":")
-        before = _crash_once(int(crash_seed), Path(marker)) if hook else None
+        _crash_if_hooked(_crash_hook(), seed)
+        if self.runner is None:
+            self.runner = EpisodeRunner(*self.args)
         # one episode per call: a crash loses only that episode, and any actor can take any seed
-        (outcome,) = iter_episodes(*self.args, [seed], progress=False, video_dir=self.video[0],
-                                   video_seeds=self.video[1], before_episode=before)
-        return asdict(outcome)
+        video_dir = self.video[0] if seed in self.video[1] else None
+        return asdict(self.runner.run(seed, video_dir))
 
 
 def run_episodes_ray(policy_dir: str | Path, mu0: str | Path, task: str, robot: str, seeds: list[int],
@@ -189,4 +257,4 @@ def run_episodes_ray(policy_dir: str | Path, mu0: str | Path, task: str, robot: 
             ray.kill(actor)
 
 
-__all__ = ["run_episodes_parallel", "run_episodes_ray", "split_seeds"]
+__all__ = ["EpisodeJob", "EpisodePool", "run_episodes_parallel", "run_episodes_ray"]

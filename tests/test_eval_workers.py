@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from mu0sim.rollouts.evaluate import EvalConfig, evaluate
-from mu0sim.rollouts.workers import CRASH_HOOK, run_episodes_parallel, split_seeds
+from mu0sim.rollouts.workers import CRASH_HOOK, EpisodePool, run_episodes_parallel
 
 
 @pytest.fixture()
@@ -26,10 +27,29 @@ def _outcomes(out) -> dict[int, tuple]:
     return {r["seed"]: (r["success"], r["length"], r["sim_error"]) for r in rows}
 
 
-def test_split_is_even_and_keeps_every_seed():
-    parts = split_seeds(list(range(10)), 3)
-    assert [len(p) for p in parts] == [4, 3, 3] and sum(parts, []) == list(range(10))
-    assert split_seeds([1], 4) == [[1]]
+def test_a_pool_keeps_its_workers_across_rows_and_matches_one_process(policy, tiny_mu0, tmp_path):
+    """Two rows on one pool: the same processes run both (start-up paid once), seeds go to whichever worker is
+    free, and every outcome equals the in-process one."""
+    from mu0sim.rollouts.closed_loop import run_episodes
+
+    other = tmp_path / "policy_copy"  # a second row: the same expert under another name
+    shutil.copytree(policy, other)
+    with EpisodePool(workers=2) as pool:
+        first = {o.seed: o for o in pool.run(policy, tiny_mu0[0], "Lift", "Panda", [40, 41, 42])}
+        pids = {slot: proc.pid for slot, (proc, _) in pool._procs.items()}
+        second = {o.seed: o for o in pool.run(other, tiny_mu0[0], "Lift", "Panda", [40, 41, 42])}
+        assert {slot: proc.pid for slot, (proc, _) in pool._procs.items()} == pids and len(pids) == 2
+        # a consumer that stops early: the busy workers are stopped, and the pool still runs the next row
+        partial = pool.run(policy, tiny_mu0[0], "Lift", "Panda", [43, 44, 45, 46])
+        next(partial)
+        partial.close()
+        again = {o.seed: o for o in pool.run(policy, tiny_mu0[0], "Lift", "Panda", [40])}
+    local = {o.seed: o for o in run_episodes(policy, tiny_mu0[0], "Lift", "Panda", [40, 41, 42], progress=False)}
+
+    def key(outcomes):
+        return {s: (o.success, o.length, o.sim_error) for s, o in outcomes.items()}
+
+    assert key(first) == key(second) == key(local) and key(again) == {40: key(local)[40]}
 
 
 def test_two_workers_give_the_same_outcomes_as_one(policy, tmp_path):
