@@ -125,7 +125,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     split = lambda text: [x for x in text.split(",") if x]  # noqa: E731
     run_demo(DemoConfig(out=args.out, mu0=args.mu0, tasks=split(args.tasks), robots=split(args.robots),
                         variant=args.variant, demos=args.demos, episodes=args.episodes, seed_start=args.seed_start,
-                        steps=args.steps, videos=args.videos))
+                        steps=args.steps, videos=args.videos, workers=args.workers))
     return 0
 
 
@@ -340,12 +340,15 @@ def _commands() -> list[Command]:
         p.add_argument("--seed-start", type=int, default=defaults.seed_start, help="first evaluation seed")
         p.add_argument("--steps", type=int, default=defaults.steps, help="behaviour-cloning steps per expert")
         p.add_argument("--videos", type=int, default=defaults.videos, help="videos per robot")
+        p.add_argument("--workers", type=int, default=defaults.workers,
+                       help="processes for the μ0 feature replay and the evaluation (outcomes do not depend on it)")
 
     def ablate_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("config", help="ablation YAML (e.g. configs/ablation_cross_embodiment.yaml)")
         p.add_argument("--out", default=None, help="override the config's output folder")
         p.add_argument("--episodes", type=int, default=None, help="override evaluation episodes per cell")
-        p.add_argument("--workers", type=int, default=None, help="evaluation worker processes")
+        p.add_argument("--workers", type=int, default=None,
+                       help="processes for the μ0 feature replay and the evaluation")
         p.add_argument("--data-dir", default=None, help="override the folder of scripted-demo datasets")
         p.add_argument("--report-only", action="store_true",
                        help="only rewrite the table and plot from what has been evaluated so far")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,32 +65,63 @@ def trace_source(variant: str) -> str:
     return "oracle" if variant == "gt-trace" else "mu0"
 
 
+def feature_cache_path(dataset: str | Path, mu0_id: str, query: str, num_points: int, traces: str = "mu0",
+                       wrist_camera: str | None = None, every: int = 1) -> Path:
+    """Where :func:`replay_features` caches a dataset's features for these settings (next to the dataset)."""
+    dataset = Path(dataset)
+    suffix = (("" if traces == "mu0" else f"-{traces}") + ("" if wrist_camera is None else f"-{wrist_camera}")
+              + ("" if every == 1 else f"-every{every}"))
+    return dataset.with_name(f"{dataset.stem}.bc-{mu0_id}-{query}{num_points}{suffix}.npz")
+
+
+def _read_demos(dataset: Path, episodes: int | None) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    from mu0sim.datasets.hdf5 import demo_names, open_dataset
+
+    with open_dataset(dataset) as f:
+        names = demo_names(f)[:episodes]
+        return [(int(n[5:]), int(f[f"data/{n}"].attrs["seed"]), f[f"data/{n}/actions"][()],
+                 f[f"data/{n}/states"][()]) for n in names]
+
+
+def _demo_ids(dataset: Path, episodes: int | None) -> list[int]:
+    from mu0sim.datasets.hdf5 import demo_names, open_dataset
+
+    with open_dataset(dataset) as f:
+        return [int(n[5:]) for n in demo_names(f)[:episodes]]
+
+
+def _from_cache(cache: Path, demo_ids: set[int]) -> dict[str, np.ndarray] | None:
+    """The cached rows of ``demo_ids``, or None when the cache is missing or lacks one of them."""
+    if not cache.exists():
+        return None
+    data = dict(np.load(cache))
+    if "action_chunk" not in data or not set(np.unique(data["episode"])) >= demo_ids:
+        return None
+    keep = np.isin(data["episode"], sorted(demo_ids))
+    return {k: v[keep] for k, v in data.items()}
+
+
 def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_points: int,
                     episodes: int | None = None, progress: bool = True, traces: str = "mu0",
-                    wrist_camera: str | None = None, every: int = 1) -> dict[str, np.ndarray]:
+                    wrist_camera: str | None = None, every: int = 1,
+                    on_demo: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
     """Per-step μ0 observation features and actions of every demo (cached). Returns arrays over all steps plus
     ``episode`` (N,) and ``step`` (N,). ``traces="oracle"`` stores ground-truth future traces instead of μ0's;
     ``wrist_camera`` adds ``wrist_tokens`` (stored as float16: they are most of the cache). ``every``: rows for
-    every k-th step only (μ0 runs and the cameras render only there)."""
+    every k-th step only (μ0 runs and the cameras render only there). ``on_demo()`` is called after each replayed
+    demo (progress reporting from worker processes)."""
     from tqdm import tqdm
 
-    from mu0sim.datasets.hdf5 import demo_names, make_env_from_dataset, open_dataset
+    from mu0sim.datasets.hdf5 import make_env_from_dataset
     from mu0sim.policies.oracle_traces import RecordedFutureOracle
     from mu0sim.policies.trace_observation import Mu0TraceObservation
 
     dataset = Path(dataset)
-    suffix = (("" if traces == "mu0" else f"-{traces}") + ("" if wrist_camera is None else f"-{wrist_camera}")
-              + ("" if every == 1 else f"-every{every}"))
-    cache = dataset.with_name(f"{dataset.stem}.bc-{mu0_id}-{query}{num_points}{suffix}.npz")
-    with open_dataset(dataset) as f:
-        names = demo_names(f)[:episodes]
-        demos = [(int(n[5:]), int(f[f"data/{n}"].attrs["seed"]), f[f"data/{n}/actions"][()],
-                  f[f"data/{n}/states"][()]) for n in names]
-    if cache.exists():
-        data = dict(np.load(cache))
-        if "action_chunk" in data and set(np.unique(data["episode"])) >= {d[0] for d in demos}:
-            keep = np.isin(data["episode"], [d[0] for d in demos])
-            return {k: v[keep] for k, v in data.items()}
+    cache = feature_cache_path(dataset, mu0_id, query, num_points, traces, wrist_camera, every)
+    demos = _read_demos(dataset, episodes)
+    cached = _from_cache(cache, {d[0] for d in demos})
+    if cached is not None:
+        return cached
     env = make_env_from_dataset(dataset, cameras=(mu0.config.camera,), depth=True, segmentation=True,
                                 image_size=(mu0.image_size, mu0.image_size), image_period=0)
     # ground truth for a demo is its own recorded future (what the expert oracle reproduces in closed loop)
@@ -119,6 +152,8 @@ def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_point
                 rows["step"].append(t)
                 rows["episode_length"].append(len(actions))
                 obs, *_ = env.step(action)
+            if on_demo is not None:
+                on_demo()
     finally:
         env.close()
     if worst > 1e-3:
@@ -130,6 +165,98 @@ def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_point
     np.savez(tmp, **data)
     os.replace(tmp, cache)
     return data
+
+
+@dataclass(frozen=True)
+class FeatureJob:
+    """One dataset's feature replay, as :func:`replay_features` takes it."""
+
+    dataset: str
+    episodes: int | None
+    query: str
+    num_points: int
+    traces: str
+    wrist_camera: str | None
+    every: int
+
+
+def feature_jobs(config: TrainPolicyConfig) -> list[FeatureJob]:
+    """The feature replays :func:`train_policy` runs for ``config`` (its data, then its pretraining data)."""
+    pretrain_episodes = config.pretrain_episodes or config.episodes
+    return [FeatureJob(str(d), config.episodes if i < len(config.data) else pretrain_episodes, config.query,
+                       config.num_points, trace_source(config.variant), config.wrist_camera, config.feature_every)
+            for i, d in enumerate([*config.data, *config.pretrain_data])]
+
+
+def _is_cached(job: FeatureJob, mu0_id: str) -> bool:
+    cache = feature_cache_path(job.dataset, mu0_id, job.query, job.num_points, job.traces, job.wrist_camera,
+                               job.every)
+    if not cache.exists():
+        return False
+    with np.load(cache) as data:
+        if "action_chunk" not in data.files:
+            return False
+        have = set(np.unique(data["episode"]))
+    return have >= set(_demo_ids(Path(job.dataset), job.episodes))
+
+
+_worker_state: dict = {}
+
+
+def _feature_worker_init(mu0_ckpt: str, done_queue) -> None:
+    os.environ.setdefault("LP_NUM_THREADS", "1")  # one core per worker (Mesa's rasterizer threads too)
+    from mu0sim.model import Mu0
+
+    torch.set_num_threads(1)
+    _worker_state.update(mu0=Mu0.from_pretrained(mu0_ckpt), mu0_id=mu0_fingerprint(mu0_ckpt), done=done_queue)
+
+
+def _feature_worker_run(job: FeatureJob) -> str:
+    state = _worker_state
+    replay_features(job.dataset, state["mu0"], state["mu0_id"], job.query, job.num_points, job.episodes,
+                    progress=False, traces=job.traces, wrist_camera=job.wrist_camera, every=job.every,
+                    on_demo=lambda: state["done"].put(1))
+    return job.dataset
+
+
+def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progress: bool = True) -> int:
+    """Replay, over ``workers`` processes (one dataset each at a time), every feature cache that training
+    ``configs`` will need and that is not cached yet, so that :func:`train_policy` then only trains. Returns the
+    number of datasets replayed. All configs must use one μ0."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from tqdm import tqdm
+
+    if not configs:
+        return 0
+    mu0_ckpts = {c.mu0 for c in configs}
+    if len(mu0_ckpts) != 1:
+        raise ValueError(f"prepare_features takes configs of one μ0, got {sorted(mu0_ckpts)}")
+    mu0_ckpt = mu0_ckpts.pop()
+    mu0_id = mu0_fingerprint(mu0_ckpt)
+    jobs = [j for j in dict.fromkeys(j for c in configs for j in feature_jobs(c)) if not _is_cached(j, mu0_id)]
+    if not jobs:
+        return 0
+    total = sum(len(_demo_ids(Path(j.dataset), j.episodes)) for j in jobs)
+    ctx = mp.get_context("spawn")  # forked GL contexts deadlock
+    done_queue = ctx.Queue()
+    bar = tqdm(total=total, desc=f"μ0 features ({len(jobs)} datasets, {min(workers, len(jobs))} workers)",
+               unit="demo", disable=not progress, dynamic_ncols=True)
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_feature_worker_init,
+                             initargs=(mu0_ckpt, done_queue)) as pool:
+        pending = {pool.submit(_feature_worker_run, j) for j in jobs}
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()  # a worker's error (diverged replay, bad dataset) surfaces here
+            while True:
+                try:
+                    bar.update(done_queue.get_nowait())
+                except queue.Empty:
+                    break
+    bar.close()
+    return len(jobs)
 
 
 def next_actions(actions: np.ndarray, t: int, length: int) -> np.ndarray:
@@ -159,12 +286,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
         raise ValueError(f"an action expert is per embodiment; the data holds robots {sorted(robots)}")
     mu0 = Mu0.from_pretrained(config.mu0)
     mu0_id = mu0_fingerprint(config.mu0)
-    files = [*config.data, *config.pretrain_data]
-    pretrain_episodes = config.pretrain_episodes or config.episodes
-    parts = [replay_features(d, mu0, mu0_id, config.query, config.num_points,
-                             config.episodes if i < len(config.data) else pretrain_episodes, progress,
-                             trace_source(config.variant), config.wrist_camera, config.feature_every)
-             for i, d in enumerate(files)]
+    parts = [replay_features(j.dataset, mu0, mu0_id, j.query, j.num_points, j.episodes, progress, j.traces,
+                             j.wrist_camera, j.every) for j in feature_jobs(config)]
     for i, p in enumerate(parts):
         p["episode"] = p["episode"] + 100000 * i  # distinct episodes across files
         p["target"] = np.full(len(p["episode"]), i < len(config.data))
@@ -249,5 +372,6 @@ def _optimize(net, loss_of, rows: np.ndarray, val_rows: np.ndarray, steps: int, 
             history.append({"stage": stage, "step": step + 1, "train_loss": float(loss.detach()), "val_loss": val})
 
 
-__all__ = ["TrainPolicyConfig", "train_policy", "replay_features", "mu0_fingerprint", "next_actions", "chunk_validity",
+__all__ = ["TrainPolicyConfig", "train_policy", "replay_features", "prepare_features", "feature_jobs",
+           "feature_cache_path", "mu0_fingerprint", "next_actions", "chunk_validity",
            "trace_source"]

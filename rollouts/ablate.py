@@ -228,6 +228,18 @@ def ensure_policy(train, label: str, progress: bool = True) -> Path:
     return policy
 
 
+def ensure_policies(trains: dict[str, object], workers: int = 1, progress: bool = True) -> dict[str, Path]:
+    """:func:`ensure_policy` for each ``label -> TrainPolicyConfig``; the μ0 feature replays of the experts still
+    to train run first, over ``workers`` processes (the replay renders and runs μ0 on one core per process; the
+    training that follows uses every core)."""
+    from mu0sim.policies.train_bc import prepare_features
+
+    todo = [t for t in trains.values() if not trained_with(Path(t.out), t)]
+    for mu0 in dict.fromkeys(t.mu0 for t in todo) if workers > 1 else ():  # one worker: replay in-process
+        prepare_features([t for t in todo if t.mu0 == mu0], workers, progress)
+    return {label: ensure_policy(train, label, progress) for label, train in trains.items()}
+
+
 def policy_dir(config: AblationConfig, cell: Cell) -> Path:
     return Path(config.out) / "policies" / cell.name
 
@@ -267,8 +279,8 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
                             needed[other] = max(needed.get(other, 0), config.pretrain_demos)
             for robot, demos in needed.items():
                 ensure_dataset(dataset_path(config.data_dir, task, robot), task, robot, demos, progress)
-            policies = [str(ensure_policy(train_config_for(config, cell), f"{task}/{cell.robot}/{cell.column}",
-                                          progress)) for cell in task_cells]
+            trains = {f"{task}/{cell.robot}/{cell.column}": train_config_for(config, cell) for cell in task_cells}
+            policies = [str(p) for p in ensure_policies(trains, config.workers, progress).values()]
             evaluate(EvalConfig(policies=policies, task=task, robots=list(block.robots), episodes=config.episodes,
                                 seed_start=config.seed_start, out=str(out / "eval"), videos=config.videos,
                                 workers=config.workers), progress=progress)

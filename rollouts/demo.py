@@ -36,6 +36,7 @@ class DemoConfig:
     steps: int = 1500
     feature_every: int = 2  # μ0 features on every 2nd demo step: half the replay time of the 10-minute budget
     videos: int = 1
+    workers: int = 2  # processes for the μ0 feature replay and the evaluation (outcomes do not depend on it)
 
     def check(self) -> None:
         from mu0sim.policies.action_expert import VARIANTS
@@ -45,7 +46,7 @@ class DemoConfig:
         if self.variant not in VARIANTS or self.variant == "action-pretrained":
             valid = [v for v in VARIANTS if v != "action-pretrained"]
             raise ValueError(f"unknown demo variant {self.variant!r}; valid variants: {', '.join(valid)}")
-        for name in ("demos", "episodes", "steps", "feature_every"):
+        for name in ("demos", "episodes", "steps", "feature_every", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (Path(self.mu0) / "config.json").exists():
@@ -61,7 +62,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     """Run (or finish) the demo; returns the summary that ``OUT/summary.json`` holds."""
     from mu0sim.model import Mu0
     from mu0sim.policies.train_bc import TrainPolicyConfig, mu0_fingerprint
-    from mu0sim.rollouts.ablate import ensure_dataset, ensure_policy
+    from mu0sim.rollouts.ablate import ensure_dataset, ensure_policies
     from mu0sim.rollouts.evaluate import EvalConfig, evaluate
 
     config.check()
@@ -85,19 +86,21 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     timings["collect_s"] = time.perf_counter() - t
 
     t = _stage(3, f"train {config.variant} action experts on frozen μ0's traces ({config.steps} steps each)")
-    policies = {}
-    for (task, robot), path in datasets.items():
-        policy = out / "policies" / f"{task}_{robot}_{config.variant}"
-        train = TrainPolicyConfig(data=[str(path)], mu0=config.mu0, out=str(policy), variant=config.variant,
-                                  episodes=config.demos, steps=config.steps, feature_every=config.feature_every)
-        policies[task, robot] = ensure_policy(train, f"{task}/{robot}", progress)
+    trains = {f"{task}/{robot}": TrainPolicyConfig(data=[str(path)], mu0=config.mu0, variant=config.variant,
+                                                   out=str(out / "policies" / f"{task}_{robot}_{config.variant}"),
+                                                   episodes=config.demos, steps=config.steps,
+                                                   feature_every=config.feature_every)
+              for (task, robot), path in datasets.items()}
+    trained = ensure_policies(trains, config.workers, progress)
+    policies = {(task, robot): trained[f"{task}/{robot}"] for task, robot in datasets}
     timings["train_s"] = time.perf_counter() - t
 
     t = _stage(4, f"closed-loop evaluation, {config.episodes} episodes per task x robot, μ0 in the loop")
     for task in config.tasks:
         evaluate(EvalConfig(policies=[str(policies[task, r]) for r in config.robots], task=task,
                             robots=list(config.robots), episodes=config.episodes, seed_start=config.seed_start,
-                            out=str(out / "eval"), videos=config.videos), progress=progress)
+                            out=str(out / "eval"), videos=config.videos, workers=config.workers),
+                 progress=progress)
     wanted = {str(p) for p in policies.values()}
     rows = [r for r in json.loads((out / "eval" / "results.json").read_text()) if r["policy"] in wanted]
     timings["eval_s"] = time.perf_counter() - t

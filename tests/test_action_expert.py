@@ -173,3 +173,32 @@ def test_eval_writes_rows_and_resumes_without_redoing_episodes(tiny_mu0, tmp_pat
     assert "none of the policies" in capsys.readouterr().err
     assert main(["eval", "--policy", str(policy), "--task", "Lfit", "--robots", "Panda"]) == 2
     assert "valid tasks" in capsys.readouterr().err
+
+
+def test_feature_replay_over_worker_processes_matches_in_process(tiny_mu0, tmp_path):
+    """prepare_features fills the caches train_policy reads (two datasets on two processes, one torch thread
+    each); they hold the rows an in-process replay computes, and a second call has nothing left to do."""
+    import shutil
+
+    from mu0sim.model import Mu0
+    from mu0sim.policies.train_bc import feature_jobs, mu0_fingerprint, prepare_features, replay_features
+
+    ckpt, data = tiny_mu0
+    copies = []
+    for folder in ("pool", "local"):
+        (tmp_path / folder).mkdir()
+        copies.append([shutil.copy(d, tmp_path / folder / d.name) for d in data])
+    configs = [TrainPolicyConfig(data=[str(d)], mu0=str(ckpt), out=str(tmp_path / d.stem), num_points=16,
+                                 episodes=2, feature_every=2) for d in copies[0]]
+    assert prepare_features(configs, workers=2, progress=False) == 2
+    assert prepare_features(configs, workers=2, progress=False) == 0  # cached
+    mu0 = Mu0.from_pretrained(ckpt)
+    for pooled, local, config in zip(copies[0], copies[1], configs):
+        (job,) = feature_jobs(config)
+        args = (mu0, mu0_fingerprint(ckpt), job.query, job.num_points, job.episodes, False, job.traces,
+                job.wrist_camera, job.every)
+        a, b = replay_features(pooled, *args), replay_features(local, *args)
+        assert set(a) == set(b) and sorted(set(a["episode"])) == [0, 1]  # float16 wrist tokens: rtol
+        for key in a:
+            np.testing.assert_allclose(a[key].astype(np.float32), b[key].astype(np.float32), rtol=2e-3, atol=2e-3,
+                                       err_msg=key)
