@@ -7,9 +7,11 @@ rate, and 2 workers vs 1, side by side in one run.
 Each round measures, in turn: robosuite stepping Lift/<robot of the first policy> with its default camera
 observation at the same camera and size as μ0 (agentview 128 px RGB-D, ``--robosuite-steps`` random small actions);
 one ``mu0sim eval`` call over every ``--policy`` (one row each, ``--episodes`` episodes per row, seeds 4000..) with
-one worker (in-process) and with two workers (one pool for all rows); the worker pool alone with one and with two
-processes over the same rows. Every episode steps with one torch thread. Steps/s = env steps of all episodes / wall
-time of the call (process start-up included). Medians over rounds.
+one worker (in-process) and with two workers (one pool for all rows); with ``--pool``, also the worker pool alone with
+one and with two processes over the same rows. Every episode steps with one torch thread. Steps/s = env steps of
+all episodes / wall time of the call (process start-up included); "per-episode" = env steps / the summed wall time
+of the episodes themselves x workers (what the call would reach without start-up: a worker imports torch and
+robosuite and builds its env and μ0 once, ~5 s). Medians over rounds.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ def robosuite_rate(robot: str, size: int, steps: int) -> float:
     return rate
 
 
-def eval_rate(policies: list[str], robots: list[str], episodes: int, workers: int) -> float:
-    """``mu0sim eval`` as a user runs it: ``workers=1`` steps in this process, more use one pool for all rows."""
+def eval_rate(policies: list[str], robots: list[str], episodes: int, workers: int) -> tuple[float, float]:
+    """``mu0sim eval`` as a user runs it: ``workers=1`` steps in this process, more use one pool for all rows.
+    Returns (steps/s of the call, steps/s of the episodes alone x workers)."""
     from mu0sim.rollouts.evaluate import EvalConfig, evaluate
 
     out = Path(tempfile.mkdtemp(prefix="eval_bench_"))
@@ -54,8 +57,9 @@ def eval_rate(policies: list[str], robots: list[str], episodes: int, workers: in
         evaluate(EvalConfig(policies=policies, task="Lift", robots=robots, episodes=episodes, seed_start=4000,
                             out=str(out), workers=workers), progress=False)
         wall = time.perf_counter() - start
-        steps = sum(json.loads(line)["length"] for line in (out / "episodes.jsonl").read_text().splitlines())
-        return steps / wall
+        records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+        steps = sum(r["length"] for r in records)
+        return steps / wall, workers * steps / sum(r["wall_s"] for r in records)
     finally:
         shutil.rmtree(out)
 
@@ -79,17 +83,22 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--robosuite-steps", type=int, default=300)
+    parser.add_argument("--pool", action="store_true", help="also time the worker pool alone (1 and 2 processes)")
     args = parser.parse_args()
     robots = [json.loads((Path(p) / "config.json").read_text())["policy"]["robot"] for p in args.policy]
     rates: dict[str, list[float]] = {"robosuite camera obs": [], "mu0sim eval, 1 worker": [],
-                                     "mu0sim eval, 2 workers": [], "worker pool, 1 process": [],
-                                     "worker pool, 2 processes": []}
+                                     "mu0sim eval, 2 workers": [], "per-episode, 1 worker": [],
+                                     "per-episode, 2 workers": []}
+    if args.pool:
+        rates.update({"worker pool, 1 process": [], "worker pool, 2 processes": []})
     for _ in range(args.rounds):
         rates["robosuite camera obs"].append(robosuite_rate(robots[0], 128, args.robosuite_steps))
         for workers in (1, 2):
-            rates[f"mu0sim eval, {workers} worker{'s' * (workers > 1)}"].append(
-                eval_rate(args.policy, robots, args.episodes, workers))
-        for workers in (1, 2):
+            name = f"{workers} worker{'s' * (workers > 1)}"
+            call, episodes = eval_rate(args.policy, robots, args.episodes, workers)
+            rates[f"mu0sim eval, {name}"].append(call)
+            rates[f"per-episode, {name}"].append(episodes)
+        for workers in (1, 2) if args.pool else ():
             rates[f"worker pool, {workers} process{'es' * (workers > 1)}"].append(
                 pool_rate(args.policy, robots, args.episodes, workers))
     med = {k: float(np.median(v)) for k, v in rates.items()}
@@ -100,8 +109,10 @@ def main() -> None:
     for k, v in rates.items():
         print(f"| {k} | {med[k]:.1f} | {', '.join(f'{x:.1f}' for x in v)} |")
     print(f"\nmu0sim eval (1 worker) / robosuite: {med['mu0sim eval, 1 worker'] / med['robosuite camera obs']:.2f}x; "
-          f"2 workers / 1: {med['mu0sim eval, 2 workers'] / med['mu0sim eval, 1 worker']:.2f}x; "
-          f"pool 2 processes / 1: {med['worker pool, 2 processes'] / med['worker pool, 1 process']:.2f}x")
+          f"2 workers / 1: {med['mu0sim eval, 2 workers'] / med['mu0sim eval, 1 worker']:.2f}x "
+          f"(per-episode: {med['per-episode, 2 workers'] / med['per-episode, 1 worker']:.2f}x)"
+          + (f"; pool 2 processes / 1: {med['worker pool, 2 processes'] / med['worker pool, 1 process']:.2f}x"
+             if args.pool else ""))
 
 
 if __name__ == "__main__":
