@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -18,3 +19,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def checkpoint_fingerprint(directory: str | os.PathLike) -> str:
+    """Short hash of a checkpoint folder's ``model.safetensors``: what a record of its use (traces it produced,
+    episodes it played) is tied to, so a checkpoint retrained in place is not mistaken for the old one."""
+    return hashlib.sha256((Path(directory) / "model.safetensors").read_bytes()).hexdigest()[:12]

@@ -10,6 +10,10 @@ of which ``execute`` are run before the next query. Variants (one option, same n
     gt-trace           ground-truth future traces of the query points (the upper bound; training data only)
     action-pretrained  no traces; initialised from a model pretrained on pooled multi-robot actions
 
+Each query point also carries what it lies on (background, robot, or which task object: a one-hot of its
+segmentation label). Without it, farthest-point samples over two cubes are one unlabelled cloud, and the expert must
+work out from geometry alone which cube to grasp (Stack).
+
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
 in a ~12 px box: too coarse for its yaw, which the grasp must match; the wrist view shows it). Proprioception and
@@ -33,6 +37,10 @@ VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained")
 HEADS = ("regression", "flow")
 PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
 TRACE_STEPS = (2, 4, 8, 12, 16, 24, 32)  # future steps of each trace the expert reads (of μ0's H = 32)
+LABEL_SLOTS = 5  # one-hot of a query point's label: background, robot, first, second, any further task object
+# Version of the expert's inputs: checkpoints record it and one trained on other inputs is refused, not misread.
+# 1: no query-point labels; 2: + the label one-hot.
+EXPERT_INPUTS = 2
 
 
 @dataclass
@@ -46,6 +54,7 @@ class ActionExpertConfig:
     dim: int = 128
     action_dim: int = 7
     mu0_id: str = ""  # fingerprint of the μ0 checkpoint the traces came from
+    inputs: int = EXPERT_INPUTS  # version of the input features (see EXPERT_INPUTS)
     flow_steps: int = 8
     wrist_camera: str | None = "robot0_eye_in_hand"  # None: no wrist view
 
@@ -65,8 +74,8 @@ class ActionExpertConfig:
 def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:
     """(K, F) per-query-point input of the expert for ``variant`` (F is the same for every variant): world position
     (m), image position and depth, the position in the gripper's frame (m; where the point is relative to the
-    fingers, which is what grasping needs: a per-point feature the attention pooling cannot easily compute), and
-    the trace."""
+    fingers, which is what grasping needs: a per-point feature the attention pooling cannot easily compute), what
+    the point lies on (one-hot, :func:`label_one_hot`), and the trace."""
     world = obs["mu0_query_world"]
     lead = world.shape[:-1]  # (K,) or (N, K)
     eef_rot = quat_xyzw_to_matrix(np.asarray(obs["robot0_eef_quat"], np.float64))  # (3, 3) or (N, 3, 3)
@@ -79,7 +88,20 @@ def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:
         motion = np.concatenate([uv, np.zeros_like(uv[..., :1])], -1).reshape(*lead, -1)
     else:
         motion = np.zeros((*lead, 3 * len(TRACE_STEPS)), np.float32)
-    return np.concatenate([world, obs["mu0_query_uvz"], in_gripper, motion], -1).astype(np.float32)
+    if "mu0_query_label" not in obs:
+        raise KeyError("observation lacks 'mu0_query_label' (query-point labels): features cached or recorded by an "
+                       "older mu0sim; replay them (delete the stale .bc-*.npz cache)")
+    labels = label_one_hot(obs["mu0_query_label"])
+    return np.concatenate([world, obs["mu0_query_uvz"], in_gripper, labels, motion], -1).astype(np.float32)
+
+
+def label_one_hot(labels: np.ndarray) -> np.ndarray:
+    """(...,) segmentation labels -> (..., LABEL_SLOTS): background, robot, first, second, further task objects;
+    -1 (unknown: no segmentation) is all zeros."""
+    labels = np.asarray(labels)
+    slots = np.minimum(labels, LABEL_SLOTS - 1).astype(int)
+    out = (slots[..., None] == np.arange(LABEL_SLOTS)).astype(np.float32)
+    return out * (labels >= 0)[..., None]
 
 
 def quat_xyzw_to_matrix(q: np.ndarray) -> np.ndarray:
@@ -103,7 +125,7 @@ def proprio_features(obs: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([np.asarray(obs[k], np.float32) for k in PROPRIO_KEYS], -1)
 
 
-POINT_DIM = 3 + 3 + 3 + 3 * len(TRACE_STEPS)
+POINT_DIM = 3 + 3 + 3 + LABEL_SLOTS + 3 * len(TRACE_STEPS)
 PROPRIO_DIM = 3 + 4 + 1
 IMAGE_DIM = 1280
 WRIST_CHANNELS, WRIST_CELLS = 112, 64  # stride-16 cells of a 128 px wrist image
@@ -251,6 +273,11 @@ class ActionExpert:
             if not (directory / name).exists():
                 raise FileNotFoundError(f"{directory / name} not found: not an action-expert checkpoint")
         meta = json.loads((directory / "config.json").read_text())
+        inputs = meta["policy"].get("inputs", 1)  # checkpoints before the version was recorded read version 1
+        if inputs != EXPERT_INPUTS:
+            raise ValueError(f"{directory} was trained on expert inputs version {inputs}; this mu0sim builds version "
+                             f"{EXPERT_INPUTS} (see EXPERT_INPUTS in mu0sim.policies.action_expert): retrain it "
+                             "with `mu0sim train-policy`")
         config = ActionExpertConfig.from_dict(meta["policy"])
         if robot is not None and robot != config.robot:
             raise ValueError(f"{directory} was trained for robot {config.robot!r}, not {robot!r}")
@@ -313,4 +340,5 @@ def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, va
 
 
 __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "Normalization", "VARIANTS",
-           "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features"]
+           "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features", "label_one_hot",
+           "EXPERT_INPUTS", "LABEL_SLOTS"]

@@ -22,7 +22,8 @@ from torch import nn
 
 from mu0sim.policies.action_expert import PROPRIO_KEYS, ActionExpert, expert_inputs
 
-TRACE_KEYS = ("mu0_query_uvz", "mu0_traces", "mu0_query_mask", "mu0_query_world", "mu0_traces_world", "mu0_image")
+TRACE_KEYS = ("mu0_query_uvz", "mu0_traces", "mu0_query_mask", "mu0_query_label", "mu0_query_world",
+              "mu0_traces_world", "mu0_image")
 
 
 class ChunkedActions(gym.Wrapper):

@@ -12,6 +12,9 @@ Added observation keys (K query points, H future steps):
     mu0_query_uvz   (K, 3)    query point at the query step: u, v in [-1, 1], depth in metres
     mu0_traces      (K, H, 3) predicted future minus the query point, divided by μ0's per-axis scale
     mu0_query_mask  (K,)      1 for real query points, 0 for padding
+    mu0_query_label (K,)      what each query point lies on: the segmentation label (0 background, 1 robot, 2.. the
+                              task's objects in order; the gripper keypoints are 1), -1 where the env renders no
+                              segmentation (grid queries without it)
     mu0_query_world (K, 3)    the query point in the world frame (metres), through the camera's calibration
     mu0_traces_world (K, H, 3) predicted future minus the query point, world frame, metres
     mu0_image       (1280,)   the frozen backbone's pooled RGB feature (a compact image summary)
@@ -41,6 +44,25 @@ def grid_query_points(size_px: int, per_side: int) -> np.ndarray:
     centres = (np.arange(per_side) + 0.5) * step
     u, v = np.meshgrid(centres, centres)
     return np.stack([u.ravel(), v.ravel()], -1).astype(np.float32)
+
+
+GRIPPER_KEYPOINTS = 5  # keypoint_query_points puts the gripper (its projection and a ring of 4) first
+ROBOT_LABEL = 1
+
+
+def query_point_labels(segmentation: np.ndarray | None, points_px: np.ndarray, gripper_points: int = 0) -> np.ndarray:
+    """(K,) float32 segmentation label under each query point (pixel centres ``points_px``, (K, 2) u, v); the first
+    ``gripper_points`` are the robot's whatever lies under them (the gripper's projection may fall on the object
+    it holds). All -1 without a segmentation."""
+    if segmentation is None:
+        return np.full(len(points_px), -1.0, np.float32)
+    labels = segmentation[..., 0] if segmentation.ndim == 3 else segmentation
+    h, w = labels.shape
+    cols = np.clip(points_px[:, 0].astype(int), 0, w - 1)
+    rows = np.clip(points_px[:, 1].astype(int), 0, h - 1)
+    out = labels[rows, cols].astype(np.float32)
+    out[:gripper_points] = ROBOT_LABEL
+    return out
 
 
 def keypoint_query_points(segmentation: np.ndarray, eef_uv_px: np.ndarray, count: int,
@@ -116,6 +138,7 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             "mu0_query_uvz": spaces.Box(-np.inf, np.inf, (k, 3), np.float32),
             "mu0_traces": spaces.Box(-np.inf, np.inf, (k, horizon, 3), np.float32),
             "mu0_query_mask": spaces.Box(0.0, 1.0, (k,), np.float32),
+            "mu0_query_label": spaces.Box(-1.0, 255.0, (k,), np.float32),
             "mu0_query_world": spaces.Box(-np.inf, np.inf, (k, 3), np.float32),
             "mu0_traces_world": spaces.Box(-np.inf, np.inf, (k, horizon, 3), np.float32),
             "mu0_image": spaces.Box(-np.inf, np.inf, (1280,), np.float32),
@@ -162,12 +185,14 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         images = base.refresh_images()  # the query step's own frame (the env itself renders only at reset)
         rgb, depth = images[f"{self.camera}_image"], images[f"{self.camera}_depth"][..., 0]
         size = self.mu0.image_size
+        segmentation = images.get(f"{self.camera}_segmentation")
         if self.query == "grid":
             points, mask = grid_query_points(size, self.grid), np.ones(self.num_points, np.float32)
         else:
             eef_uv, _ = project_points(obs["robot0_eef_pos"][None].astype(np.float64), base.camera_params(self.camera))
-            points, mask = keypoint_query_points(images[f"{self.camera}_segmentation"], eef_uv[0], self.num_points,
-                                                 self._rng)
+            points, mask = keypoint_query_points(segmentation, eef_uv[0], self.num_points, self._rng)
+        labels = query_point_labels(segmentation, points,
+                                    gripper_points=GRIPPER_KEYPOINTS if self.query == "keypoints" else 0)
         pred = self.mu0.predict_traces(rgb[None], depth[None], points[None], base.instruction,
                                        query_mask=mask[None] > 0, seed=int(self._rng.integers(2**31)))
         current = np.concatenate([points / size * 2 - 1, depth[np.clip(points[:, 1].astype(int), 0, size - 1),
@@ -192,6 +217,7 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
                       "mu0_query_world": query_world, "mu0_traces_world": traces_world.astype(np.float32),
                       "mu0_traces": ((pred_uvz - current[:, None]) / scale).astype(np.float32),
                       "mu0_query_mask": mask,
+                      "mu0_query_label": labels,
                       "mu0_image": pred.image_feature[0]}
         if self.wrist_camera is not None:
             wrist = base.render_frame(self.wrist_camera, depth=False, segmentation=False).rgb

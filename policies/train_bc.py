@@ -7,7 +7,6 @@ cached next to the dataset (``<dataset>.bc-<μ0 id>-<query>.npz``). Training the
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import tempfile
@@ -19,18 +18,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mu0sim.io import checkpoint_fingerprint
 from mu0sim.policies.action_expert import (TRACE_STEPS, ActionExpert, ActionExpertConfig, ActionExpertNet,
                                            Normalization, chunk_loss, point_features, proprio_features)
 
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
 TRAINABLE_VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained")
-FEATURE_KEYS = ("mu0_query_world", "mu0_query_uvz", "mu0_traces", "mu0_traces_world", "mu0_query_mask", "mu0_image",
+FEATURE_KEYS = ("mu0_query_world", "mu0_query_uvz", "mu0_traces", "mu0_traces_world", "mu0_query_mask",
+                "mu0_query_label", "mu0_image",
                 "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
 
 
 def mu0_fingerprint(ckpt: str | Path) -> str:
     """Short hash of μ0's weights: a policy trained on one μ0's traces refuses another's."""
-    return hashlib.sha256((Path(ckpt) / "model.safetensors").read_bytes()).hexdigest()[:12]
+    return checkpoint_fingerprint(ckpt)
 
 
 @dataclass
@@ -74,11 +75,13 @@ def feature_cache_path(dataset: str | Path, mu0_id: str, query: str, num_points:
     return dataset.with_name(f"{dataset.stem}.bc-{mu0_id}-{query}{num_points}{suffix}.npz")
 
 
-def _read_demos(dataset: Path, episodes: int | None) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+def _read_demos(dataset: Path, episodes: int | None,
+                only: list[int] | None = None) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(index, seed, actions, states) of the first ``episodes`` demos (of those, only the indices ``only``)."""
     from mu0sim.datasets.hdf5 import demo_names, open_dataset
 
     with open_dataset(dataset) as f:
-        names = demo_names(f)[:episodes]
+        names = [n for n in demo_names(f)[:episodes] if only is None or int(n[5:]) in only]
         return [(int(n[5:]), int(f[f"data/{n}"].attrs["seed"]), f[f"data/{n}/actions"][()],
                  f[f"data/{n}/states"][()]) for n in names]
 
@@ -95,33 +98,49 @@ def _from_cache(cache: Path, demo_ids: set[int]) -> dict[str, np.ndarray] | None
     if not cache.exists():
         return None
     data = dict(np.load(cache))
-    if "action_chunk" not in data or not set(np.unique(data["episode"])) >= demo_ids:
-        return None
+    if not {"action_chunk", *FEATURE_KEYS} <= set(data) or not set(np.unique(data["episode"])) >= demo_ids:
+        return None  # missing demos, or written by an older mu0sim without some feature: replay
     keep = np.isin(data["episode"], sorted(demo_ids))
     return {k: v[keep] for k, v in data.items()}
 
 
 def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_points: int,
                     episodes: int | None = None, progress: bool = True, traces: str = "mu0",
-                    wrist_camera: str | None = None, every: int = 1,
-                    on_demo: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+                    wrist_camera: str | None = None, every: int = 1) -> dict[str, np.ndarray]:
     """Per-step μ0 observation features and actions of every demo (cached). Returns arrays over all steps plus
     ``episode`` (N,) and ``step`` (N,). ``traces="oracle"`` stores ground-truth future traces instead of μ0's;
     ``wrist_camera`` adds ``wrist_tokens`` (stored as float16: they are most of the cache). ``every``: rows for
-    every k-th step only (μ0 runs and the cameras render only there). ``on_demo()`` is called after each replayed
-    demo (progress reporting from worker processes)."""
-    from tqdm import tqdm
-
-    from mu0sim.datasets.hdf5 import make_env_from_dataset
-    from mu0sim.policies.oracle_traces import RecordedFutureOracle
-    from mu0sim.policies.trace_observation import Mu0TraceObservation
-
+    every k-th step only (μ0 runs and the cameras render only there)."""
     dataset = Path(dataset)
     cache = feature_cache_path(dataset, mu0_id, query, num_points, traces, wrist_camera, every)
     demos = _read_demos(dataset, episodes)
     cached = _from_cache(cache, {d[0] for d in demos})
     if cached is not None:
         return cached
+    data = _replay_rows(dataset, demos, mu0, query, num_points, traces, wrist_camera, every, progress)
+    _write_cache(cache, data)
+    return data
+
+
+def _write_cache(cache: Path, data: dict[str, np.ndarray]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=cache.name, suffix=".tmp.npz")
+    os.close(fd)
+    np.savez(tmp, **data)
+    os.replace(tmp, cache)
+
+
+def _replay_rows(dataset: Path, demos: list[tuple[int, int, np.ndarray, np.ndarray]], mu0, query: str,
+                 num_points: int, traces: str, wrist_camera: str | None, every: int, progress: bool = False,
+                 on_demo: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+    """The feature rows of ``demos`` (see :func:`replay_features`); a demo's rows depend on that demo only (the
+    wrapper's query-point sampling is reseeded with its seed), so demos can be replayed in any split.
+    ``on_demo()`` is called after each demo (progress from worker processes)."""
+    from tqdm import tqdm
+
+    from mu0sim.datasets.hdf5 import make_env_from_dataset
+    from mu0sim.policies.oracle_traces import RecordedFutureOracle
+    from mu0sim.policies.trace_observation import Mu0TraceObservation
+
     env = make_env_from_dataset(dataset, cameras=(mu0.config.camera,), depth=True, segmentation=True,
                                 image_size=(mu0.image_size, mu0.image_size), image_period=0)
     # ground truth for a demo is its own recorded future (what the expert oracle reproduces in closed loop)
@@ -159,12 +178,7 @@ def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_point
     if worst > 1e-3:
         raise ValueError(f"{dataset}: replaying the demos diverged from their recorded states by {worst:.3g}; the "
                          "features would not match the actions")
-    data = {k: np.asarray(v) for k, v in rows.items()}
-    fd, tmp = tempfile.mkstemp(dir=dataset.parent, prefix=cache.name, suffix=".tmp.npz")
-    os.close(fd)
-    np.savez(tmp, **data)
-    os.replace(tmp, cache)
-    return data
+    return {k: np.asarray(v) for k, v in rows.items()}
 
 
 @dataclass(frozen=True)
@@ -194,7 +208,7 @@ def _is_cached(job: FeatureJob, mu0_id: str) -> bool:
     if not cache.exists():
         return False
     with np.load(cache) as data:
-        if "action_chunk" not in data.files:
+        if not {"action_chunk", *FEATURE_KEYS} <= set(data.files):
             return False
         have = set(np.unique(data["episode"]))
     return have >= set(_demo_ids(Path(job.dataset), job.episodes))
@@ -208,21 +222,21 @@ def _feature_worker_init(mu0_ckpt: str, done_queue) -> None:
     from mu0sim.model import Mu0
 
     torch.set_num_threads(1)
-    _worker_state.update(mu0=Mu0.from_pretrained(mu0_ckpt), mu0_id=mu0_fingerprint(mu0_ckpt), done=done_queue)
+    _worker_state.update(mu0=Mu0.from_pretrained(mu0_ckpt), done=done_queue)
 
 
-def _feature_worker_run(job: FeatureJob) -> str:
+def _feature_worker_run(job: FeatureJob, demo_ids: list[int]) -> dict[str, np.ndarray]:
     state = _worker_state
-    replay_features(job.dataset, state["mu0"], state["mu0_id"], job.query, job.num_points, job.episodes,
-                    progress=False, traces=job.traces, wrist_camera=job.wrist_camera, every=job.every,
-                    on_demo=lambda: state["done"].put(1))
-    return job.dataset
+    dataset = Path(job.dataset)
+    return _replay_rows(dataset, _read_demos(dataset, job.episodes, only=demo_ids), state["mu0"], job.query,
+                        job.num_points, job.traces, job.wrist_camera, job.every, on_demo=lambda: state["done"].put(1))
 
 
 def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progress: bool = True) -> int:
-    """Replay, over ``workers`` processes (one dataset each at a time), every feature cache that training
-    ``configs`` will need and that is not cached yet, so that :func:`train_policy` then only trains. Returns the
-    number of datasets replayed. All configs must use one μ0."""
+    """Replay, over ``workers`` processes, every feature cache that training ``configs`` will need and that is not
+    cached yet, so that :func:`train_policy` then only trains. Datasets are cut into shards of a few demos, handed
+    to whichever process is free (one dataset is spread over all of them) and written once all of theirs are in.
+    Returns the number of caches written. All configs must use one μ0."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -238,18 +252,30 @@ def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progres
     jobs = [j for j in dict.fromkeys(j for c in configs for j in feature_jobs(c)) if not _is_cached(j, mu0_id)]
     if not jobs:
         return 0
-    total = sum(len(_demo_ids(Path(j.dataset), j.episodes)) for j in jobs)
+    demo_ids = {j: _demo_ids(Path(j.dataset), j.episodes) for j in jobs}
+    total = sum(len(ids) for ids in demo_ids.values())
+    size = max(1, -(-total // (4 * workers)))  # about 4 shards per worker: the last ones finish together
     ctx = mp.get_context("spawn")  # forked GL contexts deadlock
     done_queue = ctx.Queue()
-    bar = tqdm(total=total, desc=f"μ0 features ({len(jobs)} datasets, {min(workers, len(jobs))} workers)",
-               unit="demo", disable=not progress, dynamic_ncols=True)
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_feature_worker_init,
+    parts: dict[FeatureJob, dict[int, dict]] = {j: {} for j in jobs}
+    bar = tqdm(total=total, desc=f"μ0 features ({len(jobs)} datasets, {workers} workers)", unit="demo",
+               disable=not progress, dynamic_ncols=True)
+    with ProcessPoolExecutor(min(workers, -(-total // size)), mp_context=ctx, initializer=_feature_worker_init,
                              initargs=(mu0_ckpt, done_queue)) as pool:
-        pending = {pool.submit(_feature_worker_run, j) for j in jobs}
+        pending = {pool.submit(_feature_worker_run, j, ids[i:i + size]): (j, i)
+                   for j, ids in demo_ids.items() for i in range(0, len(ids), size)}
+        shards = {j: sum(1 for job, _ in pending.values() if job == j) for j in jobs}
         while pending:
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for future in finished:
-                future.result()  # a worker's error (diverged replay, bad dataset) surfaces here
+                job, start = pending.pop(future)
+                parts[job][start] = future.result()  # a worker's error (diverged replay, bad dataset) surfaces here
+                if len(parts[job]) == shards[job]:  # every shard in: write the cache in demo order
+                    pieces = [parts[job][k] for k in sorted(parts[job])]
+                    _write_cache(feature_cache_path(job.dataset, mu0_id, job.query, job.num_points, job.traces,
+                                                    job.wrist_camera, job.every),
+                                 {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]})
+                    parts[job].clear()
             while True:
                 try:
                     bar.update(done_queue.get_nowait())

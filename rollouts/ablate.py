@@ -211,7 +211,11 @@ def trained_with(policy: Path, train) -> bool:
     meta = policy / "config.json"
     if not (meta.exists() and (policy / "model.safetensors").exists()):
         return False
-    return json.loads(meta.read_text()).get("train_config") == json.loads(json.dumps(asdict(train)))
+    from mu0sim.policies.action_expert import EXPERT_INPUTS
+
+    saved = json.loads(meta.read_text())
+    return (saved.get("policy", {}).get("inputs", 1) == EXPERT_INPUTS  # an older expert's inputs: retrain
+            and saved.get("train_config") == json.loads(json.dumps(asdict(train))))
 
 
 def ensure_policy(train, label: str, progress: bool = True) -> Path:
@@ -290,11 +294,12 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
 
 def write_report(config: AblationConfig, echo: bool = True) -> dict:
     """``ablation.{json,md,png}`` over the config's cells, from the evaluation log (partial cells marked)."""
-    from mu0sim.rollouts.evaluate import wilson_interval
+    from mu0sim.rollouts.evaluate import current_episodes, wilson_interval
 
     out = Path(config.out)
     log = out / "eval" / "episodes.jsonl"
-    episodes = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    episodes = current_episodes([json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+                                if log.exists() else [])
     seeds = set(range(config.seed_start, config.seed_start + config.episodes))
     rows = []
     for cell in config.cells():

@@ -131,4 +131,5 @@ def summarize(outcomes: list[EpisodeOutcome], wall_s: float | None = None) -> di
             **({"wall_s": round(wall_s, 1)} if wall_s is not None else {})}
 
 
-__all__ = ["EpisodeOutcome", "EpisodeRunner", "iter_episodes", "run_episodes", "summarize", "trace_frame", "write_video"]
+__all__ = ["EpisodeOutcome", "EpisodeRunner", "iter_episodes", "run_episodes", "summarize", "trace_frame",
+           "write_video"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
-from mu0sim.io import atomic_write_text
+from mu0sim.io import atomic_write_text, checkpoint_fingerprint
 
 
 BACKENDS = ("local", "ray")
@@ -47,6 +47,16 @@ class EvalConfig:
     address: str | None = None  # Ray cluster address; None starts a local Ray instance
 
 
+def current_episodes(records: list[dict]) -> list[dict]:
+    """The records of the checkpoints now at their paths: an episode carries its policy's weights fingerprint
+    (``policy_id``), and one played by a checkpoint since retrained in place (or recorded without a fingerprint)
+    no longer counts. Records of a checkpoint that is gone are kept."""
+    ids = {}
+    for policy in {r["policy"] for r in records}:
+        ids[policy] = checkpoint_fingerprint(policy) if (Path(policy) / "model.safetensors").exists() else None
+    return [r for r in records if ids[r["policy"]] is None or r.get("policy_id") == ids[r["policy"]]]
+
+
 def _policy_robot(policy: str) -> tuple[str, str]:
     meta = json.loads((Path(policy) / "config.json").read_text())
     return meta["policy"]["robot"], meta["train_config"]["mu0"]
@@ -64,7 +74,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "episodes.jsonl"
-    done = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    done = current_episodes([json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+                            if log.exists() else [])
     seeds = list(range(config.seed_start, config.seed_start + config.episodes))
     jobs = []
     for policy in config.policies:
@@ -131,10 +142,11 @@ def _run_row(config: EvalConfig, pool, policy: str, robot: str, mu0: str, seeds:
                                         address=config.address, video_dir=video_dir, video_seeds=video_seeds)
         outcomes = tqdm(outcomes, total=len(seeds), unit="ep", disable=not progress, dynamic_ncols=True,
                         desc=f"eval {config.task}/{robot} ({config.workers} {config.backend} workers)")
+    policy_id = checkpoint_fingerprint(policy)
     for outcome in outcomes:
-        record = {"policy": policy, "task": config.task, "robot": robot, "seed": outcome.seed,
-                  "success": outcome.success, "length": outcome.length, "sim_error": outcome.sim_error,
-                  "wall_s": outcome.wall_s}
+        record = {"policy": policy, "policy_id": policy_id, "task": config.task, "robot": robot,
+                  "seed": outcome.seed, "success": outcome.success, "length": outcome.length,
+                  "sim_error": outcome.sim_error, "wall_s": outcome.wall_s}
         with open(log, "a") as f:  # at once: Ctrl-C or a crash keeps every finished episode
             f.write(json.dumps(record) + "\n")
         yield record

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mu0sim.cli import main
-from mu0sim.policies.action_expert import (POINT_DIM, TRACE_STEPS, VARIANTS, ActionExpert, ActionExpertConfig,
-                                           point_features)
+from mu0sim.policies.action_expert import (LABEL_SLOTS, POINT_DIM, TRACE_STEPS, VARIANTS, ActionExpert,
+                                           ActionExpertConfig, label_one_hot, point_features)
 from mu0sim.policies.train_bc import TrainPolicyConfig, chunk_validity, next_actions, train_policy
 from mu0sim.rollouts.closed_loop import run_episodes, summarize
 
@@ -20,6 +20,7 @@ def _obs(k: int = 5, n: int | None = None) -> dict[str, np.ndarray]:
     quat = rng.normal(size=(*lead[:-1], 4))
     return {"mu0_query_world": rng.normal(size=(*lead, 3)), "mu0_query_uvz": rng.normal(size=(*lead, 3)),
             "mu0_traces": rng.normal(size=(*lead, 32, 3)), "mu0_traces_world": rng.normal(size=(*lead, 32, 3)),
+            "mu0_query_label": rng.integers(-1, 5, size=lead).astype(np.float32),
             "robot0_eef_pos": rng.normal(size=(*lead[:-1], 3)),
             "robot0_eef_quat": quat / np.linalg.norm(quat, axis=-1, keepdims=True)}
 
@@ -33,12 +34,24 @@ def test_every_variant_feeds_the_same_network_shape(variant):
 def test_variants_differ_only_in_the_trace_inputs():
     obs = _obs()
     trace, flat, two_d = (point_features(obs, v) for v in ("trace", "no-trace", "trace-2d"))
-    np.testing.assert_array_equal(trace[:, :9], flat[:, :9])  # query point positions are shared
-    assert not flat[:, 9:].any()
+    fixed = 9 + LABEL_SLOTS  # positions and labels are shared by every variant
+    np.testing.assert_array_equal(trace[:, :fixed], flat[:, :fixed])
+    assert not flat[:, fixed:].any()
     steps = np.array(TRACE_STEPS) - 1
-    np.testing.assert_allclose(trace[:, 9:].reshape(5, -1, 3), obs["mu0_traces_world"][:, steps])
-    np.testing.assert_allclose(two_d[:, 9:].reshape(5, -1, 3)[..., :2], obs["mu0_traces"][:, steps, :2])
-    assert not two_d[:, 9:].reshape(5, -1, 3)[..., 2].any()
+    np.testing.assert_allclose(trace[:, fixed:].reshape(5, -1, 3), obs["mu0_traces_world"][:, steps])
+    np.testing.assert_allclose(two_d[:, fixed:].reshape(5, -1, 3)[..., :2], obs["mu0_traces"][:, steps, :2])
+    assert not two_d[:, fixed:].reshape(5, -1, 3)[..., 2].any()
+
+
+def test_query_point_labels_are_one_hot_and_unknown_is_zero():
+    one_hot = label_one_hot(np.array([0, 1, 2, 3, 7, -1], np.float32))
+    np.testing.assert_array_equal(one_hot, [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0],
+                                            [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(point_features(_obs(), "trace")[:, 9:9 + LABEL_SLOTS],
+                                  label_one_hot(_obs()["mu0_query_label"]))
+    stale = {k: v for k, v in _obs().items() if k != "mu0_query_label"}  # features from before the labels
+    with pytest.raises(KeyError, match="mu0_query_label"):
+        point_features(stale, "trace")
 
 
 def test_points_are_also_seen_from_the_gripper():
@@ -86,6 +99,11 @@ def test_behaviour_cloning_end_to_end_and_checkpoint_refusals(tiny_mu0, tmp_path
         ActionExpert.from_pretrained(out, mu0_id="0123456789ab")
     with pytest.raises(FileNotFoundError, match="not an action-expert checkpoint"):
         ActionExpert.from_pretrained(tmp_path)
+    meta = json.loads((out / "config.json").read_text())
+    del meta["policy"]["inputs"]  # a checkpoint from before query-point labels
+    (out / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="expert inputs version 1.*retrain"):
+        ActionExpert.from_pretrained(out)
 
 
 def test_gt_trace_and_action_pretrained_variants_train_and_run(tiny_mu0, tmp_path):

@@ -135,3 +135,24 @@ def test_ray_backend_on_a_local_instance_matches_and_survives_a_crash(policy, tm
     assert _outcomes(tmp_path / "ray") == _outcomes(tmp_path / "local")
     with pytest.raises(ValueError, match="valid backends"):
         evaluate(EvalConfig(policies=[policy], task="Lift", robots=["Panda"], backend="dask"), progress=False)
+
+
+def test_a_policy_retrained_in_place_is_evaluated_again(policy, tmp_path):
+    """Episodes carry the checkpoint's weights fingerprint: after retraining at the same path the old episodes no
+    longer count (resume would otherwise report the old policy's success for the new one)."""
+    from safetensors.torch import load_file, save_file
+
+    ckpt = tmp_path / "policy"
+    shutil.copytree(policy, ckpt)
+    out = tmp_path / "results"
+    config = EvalConfig(policies=[str(ckpt)], task="Lift", robots=["Panda"], episodes=2, seed_start=30, out=str(out))
+    evaluate(config, progress=False)
+    weights = load_file(str(ckpt / "model.safetensors"))
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1e-3  # "retrained"
+    save_file(weights, str(ckpt / "model.safetensors"))
+    evaluate(config, progress=False)
+    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and len({r["policy_id"] for r in records}) == 2
+    (row,) = json.loads((out / "results.json").read_text())
+    assert row["episodes"] == 2  # only the current checkpoint's episodes

@@ -9,7 +9,8 @@ from gymnasium.utils.env_checker import check_env
 
 from mu0sim.envs import make_env
 from mu0sim.model import Mu0
-from mu0sim.policies.trace_observation import Mu0TraceObservation, grid_query_points, keypoint_query_points
+from mu0sim.policies.trace_observation import (Mu0TraceObservation, grid_query_points, keypoint_query_points,
+                                               query_point_labels)
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,10 @@ def test_traces_are_added_and_refreshed_every_chunk(mu0, query):
     assert obs["mu0_traces"].shape == (k, 32, 3) and obs["mu0_query_uvz"].shape == (k, 3)
     assert obs["mu0_traces"].dtype == np.float32 and obs["mu0_age"][0] == 0
     assert np.isfinite(obs["mu0_traces"]).all() and obs["mu0_query_mask"].sum() > 5
+    if query == "keypoints":  # some keypoint lies on the cube (label 2, Lift's only object), the first 5 on the robot
+        assert 2 in obs["mu0_query_label"] and (obs["mu0_query_label"][:5] == 1).all()
+    else:  # a coarse grid mostly sees the table and the robot
+        assert set(np.unique(obs["mu0_query_label"])) <= {0.0, 1.0, 2.0}
     first = obs["mu0_traces"].copy()
     for step in range(1, 9):
         obs, _, terminated, truncated, _ = env.step(np.zeros(7, np.float32))
@@ -78,6 +83,9 @@ def test_query_points_from_the_observation_alone():
     assert points.shape == (20, 2) and mask.sum() == 20
     on_object = (points[5:, 0] >= 40) & (points[5:, 0] <= 50) & (points[5:, 1] >= 60) & (points[5:, 1] <= 70)
     assert on_object.all()  # after the 5 gripper points, every point lies on the object
+    labels = query_point_labels(seg, points, gripper_points=5)
+    assert labels.dtype == np.float32 and (labels[:5] == 1).all() and (labels[5:] == 2).all()
+    assert (query_point_labels(None, points) == -1).all()  # no segmentation: unknown
     points, mask = keypoint_query_points(np.zeros_like(seg), np.array([64.0, 30.0]), 20, np.random.default_rng(0))
     assert mask.sum() == 5  # no object visible: gripper points only, the rest is padding
 
