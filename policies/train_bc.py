@@ -232,6 +232,18 @@ def _feature_worker_run(job: FeatureJob, demo_ids: list[int]) -> dict[str, np.nd
                         job.num_points, job.traces, job.wrist_camera, job.every, on_demo=lambda: state["done"].put(1))
 
 
+def _one_job_per_cache(jobs) -> list[FeatureJob]:
+    """One job per cache file, for the most demos any of ``jobs`` asks of it: experts on the first 10 and the first
+    50 demos of a dataset share one cache (two jobs would replay the 10 twice and write the file twice)."""
+    merged: dict[tuple, FeatureJob] = {}
+    for job in jobs:
+        key = (job.dataset, job.query, job.num_points, job.traces, job.wrist_camera, job.every)
+        other = merged.get(key)
+        if other is None or other.episodes is not None and (job.episodes is None or job.episodes > other.episodes):
+            merged[key] = job
+    return list(merged.values())
+
+
 def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progress: bool = True) -> int:
     """Replay, over ``workers`` processes, every feature cache that training ``configs`` will need and that is not
     cached yet, so that :func:`train_policy` then only trains. Datasets are cut into shards of a few demos, handed
@@ -249,7 +261,7 @@ def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progres
         raise ValueError(f"prepare_features takes configs of one μ0, got {sorted(mu0_ckpts)}")
     mu0_ckpt = mu0_ckpts.pop()
     mu0_id = mu0_fingerprint(mu0_ckpt)
-    jobs = [j for j in dict.fromkeys(j for c in configs for j in feature_jobs(c)) if not _is_cached(j, mu0_id)]
+    jobs = [j for j in _one_job_per_cache(j for c in configs for j in feature_jobs(c)) if not _is_cached(j, mu0_id)]
     if not jobs:
         return 0
     demo_ids = {j: _demo_ids(Path(j.dataset), j.episodes) for j in jobs}

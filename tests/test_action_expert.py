@@ -208,7 +208,9 @@ def test_feature_replay_over_worker_processes_matches_in_process(tiny_mu0, tmp_p
         copies.append([shutil.copy(d, tmp_path / folder / d.name) for d in data])
     configs = [TrainPolicyConfig(data=[str(d)], mu0=str(ckpt), out=str(tmp_path / d.stem), num_points=16,
                                  episodes=2, feature_every=2) for d in copies[0]]
-    assert prepare_features(configs, workers=2, progress=False) == 2
+    fewer = TrainPolicyConfig(data=[str(copies[0][0])], mu0=str(ckpt), out=str(tmp_path / "fewer"), num_points=16,
+                              episodes=1, feature_every=2)  # same cache, fewer demos: one job for both
+    assert prepare_features([fewer, *configs], workers=2, progress=False) == 2
     assert prepare_features(configs, workers=2, progress=False) == 0  # cached
     mu0 = Mu0.from_pretrained(ckpt)
     for pooled, local, config in zip(copies[0], copies[1], configs):
