@@ -93,13 +93,20 @@ def _demo_ids(dataset: Path, episodes: int | None) -> list[int]:
         return [int(n[5:]) for n in demo_names(f)[:episodes]]
 
 
-def _from_cache(cache: Path, demo_ids: set[int]) -> dict[str, np.ndarray] | None:
-    """The cached rows of ``demo_ids``, or None when the cache is missing or lacks one of them."""
+def _cache_covers(cache: Path, demo_ids: set[int]) -> bool:
+    """Whether ``cache`` holds every feature of this mu0sim for each of ``demo_ids`` (reads only the keys and the
+    ``episode`` column; an older mu0sim's cache lacks some feature and is replayed)."""
     if not cache.exists():
+        return False
+    with np.load(cache) as data:
+        return {"action_chunk", *FEATURE_KEYS} <= set(data.files) and set(np.unique(data["episode"])) >= demo_ids
+
+
+def _from_cache(cache: Path, demo_ids: set[int]) -> dict[str, np.ndarray] | None:
+    """The cached rows of ``demo_ids``, or None when the cache does not cover them (see :func:`_cache_covers`)."""
+    if not _cache_covers(cache, demo_ids):
         return None
     data = dict(np.load(cache))
-    if not {"action_chunk", *FEATURE_KEYS} <= set(data) or not set(np.unique(data["episode"])) >= demo_ids:
-        return None  # missing demos, or written by an older mu0sim without some feature: replay
     keep = np.isin(data["episode"], sorted(demo_ids))
     return {k: v[keep] for k, v in data.items()}
 
@@ -202,18 +209,6 @@ def feature_jobs(config: TrainPolicyConfig) -> list[FeatureJob]:
             for i, d in enumerate([*config.data, *config.pretrain_data])]
 
 
-def _is_cached(job: FeatureJob, mu0_id: str) -> bool:
-    cache = feature_cache_path(job.dataset, mu0_id, job.query, job.num_points, job.traces, job.wrist_camera,
-                               job.every)
-    if not cache.exists():
-        return False
-    with np.load(cache) as data:
-        if not {"action_chunk", *FEATURE_KEYS} <= set(data.files):
-            return False
-        have = set(np.unique(data["episode"]))
-    return have >= set(_demo_ids(Path(job.dataset), job.episodes))
-
-
 _worker_state: dict = {}
 
 
@@ -230,6 +225,11 @@ def _feature_worker_run(job: FeatureJob, demo_ids: list[int]) -> dict[str, np.nd
     dataset = Path(job.dataset)
     return _replay_rows(dataset, _read_demos(dataset, job.episodes, only=demo_ids), state["mu0"], job.query,
                         job.num_points, job.traces, job.wrist_camera, job.every, on_demo=lambda: state["done"].put(1))
+
+
+def _job_cache(job: FeatureJob, mu0_id: str) -> Path:
+    return feature_cache_path(job.dataset, mu0_id, job.query, job.num_points, job.traces, job.wrist_camera,
+                              job.every)
 
 
 def _one_job_per_cache(jobs) -> list[FeatureJob]:
@@ -261,10 +261,12 @@ def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progres
         raise ValueError(f"prepare_features takes configs of one μ0, got {sorted(mu0_ckpts)}")
     mu0_ckpt = mu0_ckpts.pop()
     mu0_id = mu0_fingerprint(mu0_ckpt)
-    jobs = [j for j in _one_job_per_cache(j for c in configs for j in feature_jobs(c)) if not _is_cached(j, mu0_id)]
+    wanted = {j: _demo_ids(Path(j.dataset), j.episodes)
+              for j in _one_job_per_cache(j for c in configs for j in feature_jobs(c))}
+    demo_ids = {j: ids for j, ids in wanted.items() if not _cache_covers(_job_cache(j, mu0_id), set(ids))}
+    jobs = list(demo_ids)
     if not jobs:
         return 0
-    demo_ids = {j: _demo_ids(Path(j.dataset), j.episodes) for j in jobs}
     total = sum(len(ids) for ids in demo_ids.values())
     size = max(1, -(-total // (4 * workers)))  # about 4 shards per worker: the last ones finish together
     ctx = mp.get_context("spawn")  # forked GL contexts deadlock
@@ -284,8 +286,7 @@ def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progres
                 parts[job][start] = future.result()  # a worker's error (diverged replay, bad dataset) surfaces here
                 if len(parts[job]) == shards[job]:  # every shard in: write the cache in demo order
                     pieces = [parts[job][k] for k in sorted(parts[job])]
-                    _write_cache(feature_cache_path(job.dataset, mu0_id, job.query, job.num_points, job.traces,
-                                                    job.wrist_camera, job.every),
+                    _write_cache(_job_cache(job, mu0_id),
                                  {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]})
                     parts[job].clear()
             while True:
