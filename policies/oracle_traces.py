@@ -4,7 +4,8 @@ The future of a query point is what the task's scripted expert would do from the
 attached to the MuJoCo body it lies on (TraceExtract's sim-mode tracking), a shadow copy of the env is set to the
 current state, a copy of the expert — which has followed the real episode, so it is in the right phase — acts for
 ``horizon`` steps there, and the body poses give the point's path. On a scripted demo this reproduces the demo's own
-future (same expert, same physics); in a closed-loop rollout it is the future the demonstrator would produce.
+future (same expert, same physics; like a recorded demo, which ends on success, the future stops at the last pose
+before success); in a closed-loop rollout it is the future the demonstrator would produce.
 
 Rolling the expert costs ``horizon`` physics steps per query (~13 ms each here), fine every 8 steps in closed loop
 but not at every step of every training demo: for demos, :class:`RecordedFutureOracle` reads the same future from
@@ -61,9 +62,16 @@ class ExpertTraceOracle:
         if hasattr(expert, "resume"):  # continue from how far the task has got, not from the expert's own path
             expert.resume(obs)
         out = np.empty((len(keypoints), horizon, 3))
+        held = keypoints.world_positions(self._shadow.mj_data)
         for h in range(horizon):
-            obs, *_ = self._shadow.step(expert.select_action(obs))
-            out[:, h] = keypoints.world_positions(self._shadow.mj_data)
+            obs, _, _, _, info = self._shadow.step(expert.select_action(obs))
+            if info["is_success"]:
+                # a recorded demo ends on its first successful step, before recording that state, and its future
+                # holds the last recorded pose: hold it here too, or the lift phase shows 32 steps of motion that
+                # the expert never trained on (the recorded future shows it stopping)
+                out[:, h:] = held[:, None]
+                break
+            out[:, h] = held = keypoints.world_positions(self._shadow.mj_data)
         return out
 
     def close(self) -> None:

@@ -129,7 +129,8 @@ def test_gt_trace_and_action_pretrained_variants_train_and_run(tiny_mu0, tmp_pat
 
 
 def test_oracle_reproduces_a_demo_future(tiny_mu0):
-    """The expert oracle, rolled forward from a demo's state, predicts the demo's own recorded future."""
+    """The expert oracle, rolled forward from a demo's state, predicts the demo's own recorded future: mid-episode,
+    and past the demo's end (the demo stops on success and its future holds the last pose)."""
     from mu0sim.datasets.hdf5 import demo_names, make_env_from_dataset, open_dataset
     from mu0sim.policies.oracle_traces import ExpertTraceOracle, RecordedFutureOracle
     from mu0sim.traces.keypoints import gripper_keypoints
@@ -147,13 +148,17 @@ def test_oracle_reproduces_a_demo_future(tiny_mu0):
     for oracle in (expert, recorded):
         oracle.reset(base, int(seed))
     keypoints = gripper_keypoints(base)
-    for t in range(12):
+    checked = 0
+    for t, action in enumerate(actions):
         for oracle in (expert, recorded):
             oracle.observe(obs)
-        obs, *_ = env.step(actions[t])
-    futures = [oracle.future(base, keypoints, 16) for oracle in (expert, recorded)]
-    assert np.abs(futures[1][:, -1] - futures[1][:, 0]).max() > 0.01  # the gripper moves
-    np.testing.assert_allclose(futures[0], futures[1], atol=1e-3)  # < 1 mm: solver warm start differs
+        obs, *_ = env.step(action)
+        if t + 1 in (12, len(actions) - 6):  # mid-episode; and 16 steps ahead reach past the end
+            futures = [oracle.future(base, keypoints, 16) for oracle in (expert, recorded)]
+            assert np.abs(futures[1][:, -1] - futures[1][:, 0]).max() > 0.01  # the gripper moves
+            np.testing.assert_allclose(futures[0], futures[1], atol=1e-3)  # < 1 mm: solver warm start differs
+            checked += 1
+    assert checked == 2
     expert.close()
     env.close()
 

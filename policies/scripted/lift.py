@@ -34,20 +34,25 @@ class LiftExpert:
         self._hover_offset = np.append(self._rng.normal(0.0, self.approach_jitter_m, 2), self.hover_m)
 
     def resume(self, obs: dict[str, np.ndarray]) -> None:
-        """Set the phase from the state alone, as far as the task has progressed (for continuing from a state this
+        """Set the phase from the state, as far as the task has progressed (for continuing from a state this
         expert did not produce, e.g. the ground-truth oracle in a learned policy's episode): holding the cube ->
-        lift; fingers at the cube -> close; below the hover height over the cube -> descend; else hover."""
+        lift; fingers at the cube -> close; below the hover height over the cube -> descend; else hover. A phase
+        this expert reached by following the episode is kept while the state agrees with it (closing at the cube:
+        its count of closing steps; descending over the cube), so that on a demo's own states the future is the
+        demo's, closing pause included."""
         eef = obs["robot0_eef_pos"].astype(np.float64)
         cube = obs["object"][self._cube_pos].astype(np.float64)
         offset = cube - eef
         near_xy = np.linalg.norm(offset[:2]) < 0.02
         at_grasp = near_xy and abs(offset[2]) < 0.012
         closed = float(obs["robot0_gripper_width"][0]) < 0.07
+        if at_grasp and self._phase == "close":
+            return
         if at_grasp and closed:
             self._phase, self._closing = "lift", self.close_steps
         elif at_grasp:
             self._phase, self._closing = "close", 0
-        elif near_xy and eef[2] < cube[2] + self.hover_m - 0.01:
+        elif near_xy and (self._phase == "descend" or eef[2] < cube[2] + self.hover_m - 0.01):
             self._phase = "descend"
         else:
             self._phase = "hover"
