@@ -4,7 +4,8 @@
 
 A query is what a policy does at each μ0 step: encode one 128 px RGB image and its depth with the frozen backbone,
 then the trace expert (encoder + 4 Euler steps of the flow head) for ``--keypoints`` query points. Reports the median
-and p90 over ``--queries`` (after 5 warm-ups), split into backbone and expert. Training throughput: samples/s of the
+and p90 over ``--queries`` (after 5 warm-ups), split into backbone and expert, and the same query with one keypoint
+padded (attention then needs its mask; interleaved with the unpadded one). Training throughput: samples/s of the
 trace expert's optimizer steps (batch 32 anchors x 64 keypoints) on backbone features of the same shape.
 """
 
@@ -55,9 +56,20 @@ def main() -> None:
     def backbone():
         mu0.encode_images(rgb, depth)
 
+    one_padded = np.ones((1, k), bool)
+    one_padded[0, -1] = False
+
+    def padded():  # the masked-attention path, taken only when some query point is padding
+        mu0.predict_traces(rgb, depth, query, instruction, query_mask=one_padded, seed=0)
+
     for _ in range(5):
         full()
-    times = {"query (backbone + expert)": _timed(full, args.queries), "backbone only": _timed(backbone, args.queries)}
+        padded()
+    times = {"query (backbone + expert)": [], f"query, 1 of {k} keypoints padded": []}
+    for _ in range(args.queries):  # interleaved: the two differ only in the attention mask
+        times["query (backbone + expert)"] += _timed(full, 1)
+        times[f"query, 1 of {k} keypoints padded"] += _timed(padded, 1)
+    times["backbone only"] = _timed(backbone, args.queries)
 
     # training throughput of the trace expert on features of the real shapes
     model = TraceModel(mu0.model.config, mu0.model.normalizer)

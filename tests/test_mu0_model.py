@@ -111,6 +111,21 @@ def test_keypoints_are_permutation_equivariant():
                                atol=1e-5, rtol=1e-5)
 
 
+def test_unpadded_batches_skip_the_attention_mask_with_the_same_result(monkeypatch):
+    """Every query point valid: attention runs without a padding mask (torch's fused kernel, the fast path) and
+    predicts what the masked path predicts."""
+    from mu0sim.model import networks
+
+    samples = synthetic_samples()
+    samples.keypoint_mask[:] = True
+    model = _model("mu0", samples).eval()
+    batch, _ = make_batch(samples, np.arange(4), np.zeros((1, 384), np.float32), model.normalizer)
+    fast = model.predict(batch, 1, torch.Generator().manual_seed(0))["uvz"]
+    monkeypatch.setattr(networks, "_padding_or_none", lambda pad: pad)  # always pass the (all-False) mask
+    masked = model.predict(batch, 1, torch.Generator().manual_seed(0))["uvz"]
+    torch.testing.assert_close(fast, masked, atol=1e-5, rtol=1e-5)
+
+
 def test_token_quantization_round_trips_within_half_a_bin():
     samples = synthetic_samples()
     head = _model("token-ar", samples).head

@@ -93,8 +93,14 @@ class TraceEncoder(nn.Module):
         tokens = torch.cat([img, depth, text, kp_tokens], 1)
         pad = torch.cat([torch.zeros(b, tokens.shape[1] - k, dtype=torch.bool, device=tokens.device),
                          ~batch.keypoint_mask], 1)
-        out = self.transformer(tokens, src_key_padding_mask=pad)
+        out = self.transformer(tokens, src_key_padding_mask=_padding_or_none(pad))
         return self.norm(out[:, -k:])
+
+
+def _padding_or_none(pad: torch.Tensor) -> torch.Tensor | None:
+    """``pad`` if it pads any token, else None: unmasked attention takes torch's fused kernel, ~2 ms less per μ0
+    query at 64 keypoints on one CPU thread (bench/mu0_latency.py), with the same result."""
+    return pad if bool(pad.any()) else None
 
 
 def _timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -124,7 +130,7 @@ class FlowMatchingHead(nn.Module):
         """cond (B, K, d), x_t (B, K, D, 3), t (B,) in [0, 1] -> velocity (B, K, D, 3)."""
         temb = self.t_in(_timestep_embedding(t, self.dim))[:, None]
         h = cond + self.x_in(x_t.flatten(2)) + temb
-        h = self.denoiser(h, src_key_padding_mask=~mask)
+        h = self.denoiser(h, src_key_padding_mask=_padding_or_none(~mask))
         return self.out(h).view(x_t.shape)
 
     def validity_logits(self, cond: torch.Tensor) -> torch.Tensor:
