@@ -39,8 +39,9 @@ PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
 TRACE_STEPS = (2, 4, 8, 12, 16, 24, 32)  # future steps of each trace the expert reads (of μ0's H = 32)
 LABEL_SLOTS = 5  # one-hot of a query point's label: background, robot, first, second, any further task object
 # Version of the expert's inputs: checkpoints record it and one trained on other inputs is refused, not misread.
-# 1: no query-point labels; 2: + the label one-hot.
-EXPERT_INPUTS = 2
+# 1: no query-point labels; 2: + the label one-hot; 3: the gripper's query points at the gripper's depth (they took
+# the depth of whatever surface their pixel showed) and, for gt-trace, moving with the gripper.
+EXPERT_INPUTS = 3
 
 
 @dataclass

@@ -111,17 +111,18 @@ class RecordedFutureOracle:
         pass
 
 
-def attach_query_points(base_env, camera: str, params: CameraParams, uv_px: np.ndarray) -> tuple[Keypoints,
-                                                                                                   np.ndarray]:
-    """Query pixels -> keypoints on the bodies seen there (background: the static world body) and their (K, 3)
-    world positions (metres) from the rendered depth."""
-    frame = base_env.render_frame(camera, depth=True, segmentation=True)
-    h, w = frame.depth_m.shape
-    rows = np.clip(uv_px[:, 1].astype(int), 0, h - 1)
-    cols = np.clip(uv_px[:, 0].astype(int), 0, w - 1)
-    world = unproject_points(uv_px, frame.depth_m[rows, cols], params)
+def attach_query_points(base_env, params: CameraParams, uv_px: np.ndarray, depth_m: np.ndarray,
+                        gripper_points: int = 0) -> tuple[Keypoints, np.ndarray]:
+    """Query pixels at their depths (K,) metres -> keypoints and their (K, 3) world positions (metres). The first
+    ``gripper_points`` move with the gripper (the body of its grip site); every other point with the body that its
+    pixel shows (background: the static world body)."""
+    world = unproject_points(uv_px, depth_m, params)
+    rows = np.clip(uv_px[:, 1].astype(int), 0, params.height_px - 1)
+    cols = np.clip(uv_px[:, 0].astype(int), 0, params.width_px - 1)
+    frame = base_env.render_frame(params.name, depth=False, segmentation=True)
     geoms = frame.geom_ids[rows, cols]
     bodies = np.where(geoms >= 0, base_env.mj_model.geom_bodyid[np.maximum(geoms, 0)], 0).astype(np.int32)
+    bodies[:gripper_points] = base_env.mj_model.site_bodyid[base_env.eef_site_id]
     keypoints = Keypoints()
     keypoints.extend(bodies, body_offsets(base_env.mj_data, bodies, world), "object", "query")
     return keypoints, world

@@ -186,27 +186,33 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         rgb, depth = images[f"{self.camera}_image"], images[f"{self.camera}_depth"][..., 0]
         size = self.mu0.image_size
         segmentation = images.get(f"{self.camera}_segmentation")
+        params = base.camera_params(self.camera)
+        gripper_points = 0
         if self.query == "grid":
             points, mask = grid_query_points(size, self.grid), np.ones(self.num_points, np.float32)
         else:
-            eef_uv, _ = project_points(obs["robot0_eef_pos"][None].astype(np.float64), base.camera_params(self.camera))
+            eef_uv, eef_depth = project_points(obs["robot0_eef_pos"][None].astype(np.float64), params)
             points, mask = keypoint_query_points(segmentation, eef_uv[0], self.num_points, self._rng)
-        labels = query_point_labels(segmentation, points,
-                                    gripper_points=GRIPPER_KEYPOINTS if self.query == "keypoints" else 0)
+            gripper_points = GRIPPER_KEYPOINTS
+        # the gripper's points lie at the gripper's depth (proprioception), not at the surface seen through the gap
+        # between its fingers: μ0 learned gripper keypoints at their own depth, and the oracle tracks the gripper
+        rows = np.clip(points[:, 1].astype(int), 0, size - 1)
+        cols = np.clip(points[:, 0].astype(int), 0, size - 1)
+        point_depth = depth[rows, cols].astype(np.float32)
+        if gripper_points:
+            point_depth[:gripper_points] = eef_depth[0]
+        labels = query_point_labels(segmentation, points, gripper_points=gripper_points)
         pred = self.mu0.predict_traces(rgb[None], depth[None], points[None], base.instruction,
-                                       query_mask=mask[None] > 0, seed=int(self._rng.integers(2**31)))
-        current = np.concatenate([points / size * 2 - 1, depth[np.clip(points[:, 1].astype(int), 0, size - 1),
-                                                               np.clip(points[:, 0].astype(int), 0, size - 1)][:, None]],
-                                 -1).astype(np.float32)
+                                       query_mask=mask[None] > 0, seed=int(self._rng.integers(2**31)),
+                                       query_depth_m=point_depth[None])
+        current = np.concatenate([points / size * 2 - 1, point_depth[:, None]], -1).astype(np.float32)
         scale = self.mu0.model.normalizer.scale
-        params = base.camera_params(self.camera)
         query_world = unproject_points(points, current[:, 2], params).astype(np.float32)
         future_world = pred.world(params)[0, 0]
         if self.oracle is not None:
             from mu0sim.policies.oracle_traces import attach_query_points
 
-            keypoints, query_world = attach_query_points(base, self.camera, params, points)
-            query_world = query_world.astype(np.float32)
+            keypoints, _ = attach_query_points(base, params, points, point_depth, gripper_points)
             future_world = self.oracle.future(base, keypoints, self.mu0.config.horizon)
             uv_px, depth_m = project_points(future_world, params)
             pred_uvz = np.concatenate([uv_px / size * 2 - 1, depth_m[..., None]], -1)

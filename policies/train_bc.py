@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from mu0sim.io import checkpoint_fingerprint
-from mu0sim.policies.action_expert import (TRACE_STEPS, ActionExpert, ActionExpertConfig, ActionExpertNet,
-                                           Normalization, chunk_loss, point_features, proprio_features)
+from mu0sim.policies.action_expert import (EXPERT_INPUTS, TRACE_STEPS, ActionExpert, ActionExpertConfig,
+                                           ActionExpertNet, Normalization, chunk_loss, point_features,
+                                           proprio_features)
 
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
 TRAINABLE_VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained")
@@ -94,12 +95,13 @@ def _demo_ids(dataset: Path, episodes: int | None) -> list[int]:
 
 
 def _cache_covers(cache: Path, demo_ids: set[int]) -> bool:
-    """Whether ``cache`` holds every feature of this mu0sim for each of ``demo_ids`` (reads only the keys and the
-    ``episode`` column; an older mu0sim's cache lacks some feature and is replayed)."""
+    """Whether ``cache`` holds every feature of this mu0sim's inputs (``EXPERT_INPUTS``) for each of ``demo_ids``
+    (reads only the keys and two columns; an older mu0sim's cache is replayed)."""
     if not cache.exists():
         return False
     with np.load(cache) as data:
-        return {"action_chunk", *FEATURE_KEYS} <= set(data.files) and set(np.unique(data["episode"])) >= demo_ids
+        return ({"action_chunk", "inputs", *FEATURE_KEYS} <= set(data.files) and int(data["inputs"]) == EXPERT_INPUTS
+                and set(np.unique(data["episode"])) >= demo_ids)
 
 
 def _from_cache(cache: Path, demo_ids: set[int]) -> dict[str, np.ndarray] | None:
@@ -107,6 +109,7 @@ def _from_cache(cache: Path, demo_ids: set[int]) -> dict[str, np.ndarray] | None
     if not _cache_covers(cache, demo_ids):
         return None
     data = dict(np.load(cache))
+    del data["inputs"]
     keep = np.isin(data["episode"], sorted(demo_ids))
     return {k: v[keep] for k, v in data.items()}
 
@@ -132,7 +135,7 @@ def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_point
 def _write_cache(cache: Path, data: dict[str, np.ndarray]) -> None:
     fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=cache.name, suffix=".tmp.npz")
     os.close(fd)
-    np.savez(tmp, **data)
+    np.savez(tmp, **data, inputs=np.array(EXPERT_INPUTS))  # what these features are (see _cache_covers)
     os.replace(tmp, cache)
 
 

@@ -54,6 +54,22 @@ def test_query_point_labels_are_one_hot_and_unknown_is_zero():
         point_features(stale, "trace")
 
 
+def test_feature_caches_of_other_inputs_are_replayed(tmp_path):
+    """A feature cache records the EXPERT_INPUTS it was made with; one made for other inputs does not count as
+    cached (it is replayed and overwritten, never read as this version's features)."""
+    from mu0sim.policies.action_expert import EXPERT_INPUTS
+    from mu0sim.policies.train_bc import FEATURE_KEYS, _cache_covers, _from_cache, _write_cache
+
+    rows = {k: np.zeros((4, 2), np.float32) for k in ("action_chunk", *FEATURE_KEYS)}
+    rows["episode"] = np.array([0, 0, 1, 1])
+    cache = tmp_path / "demo.bc-x-keypoints32.npz"
+    _write_cache(cache, rows)
+    assert _cache_covers(cache, {0, 1}) and not _cache_covers(cache, {0, 2})
+    assert set(_from_cache(cache, {1})) == set(rows) and len(_from_cache(cache, {1})["episode"]) == 2
+    np.savez(cache, **rows, inputs=np.array(EXPERT_INPUTS - 1))
+    assert not _cache_covers(cache, {0, 1}) and _from_cache(cache, {0, 1}) is None
+
+
 def test_points_are_also_seen_from_the_gripper():
     """A point 2 cm along the gripper's x axis reads (0.02, 0, 0) in the gripper frame, whatever the gripper yaw."""
     yaw = 0.7

@@ -85,7 +85,8 @@ class Mu0:
     def predict_traces(self, rgb: np.ndarray, depth_m: np.ndarray, query_uv_px: np.ndarray,
                        instruction: str | list[str], history_uvz: np.ndarray | None = None,
                        history_valid: np.ndarray | None = None, num_samples: int = 1, seed: int = 0,
-                       query_mask: np.ndarray | None = None) -> TracePrediction:
+                       query_mask: np.ndarray | None = None,
+                       query_depth_m: np.ndarray | None = None) -> TracePrediction:
         """Batched, deterministic for a given ``seed``.
 
         Args:
@@ -94,6 +95,9 @@ class Mu0:
             instruction: one text, or one per image.
             history_uvz: optional (B, K, Hh, 3) past uvz of each point, oldest first; ``history_valid`` (B, K, Hh).
             query_mask: optional (B, K) bool, False for padding points.
+            query_depth_m: optional (B, K) metres; where finite, a point's depth instead of the depth image's at its
+                pixel (a point known from elsewhere, e.g. the gripper from proprioception, may not be the surface
+                seen there).
         """
         rgb_f, depth_f = self.encode_images(rgb, depth_m)
         depth_m = np.asarray(depth_m, np.float32)
@@ -106,6 +110,11 @@ class Mu0:
         cols = np.clip(query[..., 0].astype(int), 0, size - 1)
         rows = np.clip(query[..., 1].astype(int), 0, size - 1)
         z = depth_m[np.arange(b)[:, None], rows, cols]
+        if query_depth_m is not None:
+            query_depth_m = np.asarray(query_depth_m, np.float32)
+            if query_depth_m.shape != (b, k):
+                raise ValueError(f"query_depth_m must be (B={b}, K={k}) metres, got {query_depth_m.shape}")
+            z = np.where(np.isfinite(query_depth_m), query_depth_m, z)
         current = np.concatenate([query / size * 2.0 - 1.0, z[..., None]], -1).astype(np.float32)
         hh = self.config.history
         if history_uvz is None:
