@@ -19,7 +19,7 @@ import copy
 import mujoco
 import numpy as np
 
-from mu0sim.camera import CameraParams, unproject_points
+from mu0sim.camera import CameraParams
 from mu0sim.traces.keypoints import Keypoints, body_offsets
 
 
@@ -111,21 +111,20 @@ class RecordedFutureOracle:
         pass
 
 
-def attach_query_points(base_env, params: CameraParams, uv_px: np.ndarray, depth_m: np.ndarray,
-                        gripper_points: int = 0) -> tuple[Keypoints, np.ndarray]:
-    """Query pixels at their depths (K,) metres -> keypoints and their (K, 3) world positions (metres). The first
-    ``gripper_points`` move with the gripper (the body of its grip site); every other point with the body that its
+def attach_query_points(base_env, params: CameraParams, uv_px: np.ndarray, world_m: np.ndarray,
+                        gripper_points: int = 0) -> Keypoints:
+    """Query pixels and their (K, 3) world positions (metres) -> keypoints that move with the bodies they lie on:
+    the first ``gripper_points`` with the gripper (the body of its grip site), every other point with the body its
     pixel shows (background: the static world body)."""
-    world = unproject_points(uv_px, depth_m, params)
     rows = np.clip(uv_px[:, 1].astype(int), 0, params.height_px - 1)
     cols = np.clip(uv_px[:, 0].astype(int), 0, params.width_px - 1)
-    frame = base_env.render_frame(params.name, depth=False, segmentation=True)
+    frame = base_env.render_frame(params.name, depth=False, segmentation=True)  # geom ids, not the env's labels
     geoms = frame.geom_ids[rows, cols]
     bodies = np.where(geoms >= 0, base_env.mj_model.geom_bodyid[np.maximum(geoms, 0)], 0).astype(np.int32)
     bodies[:gripper_points] = base_env.mj_model.site_bodyid[base_env.eef_site_id]
     keypoints = Keypoints()
-    keypoints.extend(bodies, body_offsets(base_env.mj_data, bodies, world), "object", "query")
-    return keypoints, world
+    keypoints.extend(bodies, body_offsets(base_env.mj_data, bodies, world_m), "object", "query")
+    return keypoints
 
 
 __all__ = ["ExpertTraceOracle", "RecordedFutureOracle", "attach_query_points"]
