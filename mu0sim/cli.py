@@ -409,8 +409,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mu0sim {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"mu0sim {args.command}: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
-        return 130
+        return _interrupted(args.command)
+    except SystemError as err:
+        # a Ctrl-C that lands inside a numba-compiled function (robosuite's OSC controller) surfaces as a SystemError
+        # whose cause is the KeyboardInterrupt; it is the same interruption and the same finished work is kept
+        if isinstance(err.__cause__, KeyboardInterrupt):
+            return _interrupted(args.command)
+        raise
+
+
+def _interrupted(command: str) -> int:
+    print(f"mu0sim {command}: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -133,6 +133,29 @@ def test_interrupted_collect_leaves_a_valid_file_and_resumes(tmp_path):
     assert seeds == list(range(interrupted_demos + 2))
 
 
+def test_ctrl_c_inside_numba_code_counts_as_an_interruption(monkeypatch, tmp_path, capsys):
+    # CI caught it: SIGINT during robosuite's numba-compiled OSC step surfaces as SystemError caused by the interrupt
+    from mu0sim import cli
+
+    def interrupted_in_numba(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as err:
+            raise SystemError("CPUDispatcher(...) returned a result with an exception set") from err
+
+    monkeypatch.setattr(cli, "_cmd_collect", interrupted_in_numba)
+    argv = ["collect", "--task", "Lift", "--robot", "Panda", "--episodes", "1", "--out", str(tmp_path / "x.hdf5")]
+    assert cli.main(argv) == 130
+    assert "interrupted; finished work is kept" in capsys.readouterr().err
+
+    def unrelated_system_error(args):
+        raise SystemError("a real bug")
+
+    monkeypatch.setattr(cli, "_cmd_collect", unrelated_system_error)
+    with pytest.raises(SystemError, match="a real bug"):
+        cli.main(argv)
+
+
 def test_appending_a_different_env_is_refused(lift_dataset):
     with pytest.raises(DatasetError, match="refusing to append.*'robot': \\('Panda', 'Sawyer'\\)"):
         collect(CollectConfig(task="Lift", robot="Sawyer", episodes=5, out=lift_dataset, **CAMERA_KWARGS),
