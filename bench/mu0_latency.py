@@ -5,7 +5,8 @@
 A query is what a policy does at each μ0 step: encode one 128 px RGB image and its depth with the frozen backbone,
 then the trace expert (encoder + 4 Euler steps of the flow head) for ``--keypoints`` query points. Reports the median
 and p90 over ``--queries`` (after 5 warm-ups), split into backbone and expert, and the same query with one keypoint
-padded (attention then needs its mask; interleaved with the unpadded one). Training throughput: samples/s of the
+padded (attention then needs its mask), and the same query run eagerly (no inference graphs), all three
+interleaved query by query. Training throughput: samples/s of the
 trace expert's optimizer steps (batch 32 anchors x 64 keypoints) on backbone features of the same shape.
 """
 
@@ -43,6 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     mu0 = Mu0.from_pretrained(args.ckpt)
+    eager = Mu0.from_pretrained(args.ckpt, inference_graphs=False)
     size, k = mu0.image_size, args.keypoints
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (1, size, size, 3), dtype=np.uint8)
@@ -62,14 +64,25 @@ def main() -> None:
     def padded():  # the masked-attention path, taken only when some query point is padding
         mu0.predict_traces(rgb, depth, query, instruction, query_mask=one_padded, seed=0)
 
+    def eager_query():  # the same query without inference graphs (mu0sim.model.inference_graph)
+        eager.predict_traces(rgb, depth, query, instruction, seed=0)
+
+    def eager_backbone():
+        eager.encode_images(rgb, depth)
+
+    variants = {"query (backbone + expert)": full, f"query, 1 of {k} keypoints padded": padded,
+                "query, eager (no inference graphs)": eager_query}
     for _ in range(5):
-        full()
-        padded()
-    times = {"query (backbone + expert)": [], f"query, 1 of {k} keypoints padded": []}
-    for _ in range(args.queries):  # interleaved: the two differ only in the attention mask
-        times["query (backbone + expert)"] += _timed(full, 1)
-        times[f"query, 1 of {k} keypoints padded"] += _timed(padded, 1)
-    times["backbone only"] = _timed(backbone, args.queries)
+        for fn in variants.values():
+            fn()
+    times = {name: [] for name in variants}
+    for _ in range(args.queries):  # interleaved, so that the machine's drift hits every variant alike
+        for name, fn in variants.items():
+            times[name] += _timed(fn, 1)
+    times["backbone only"], times["backbone only, eager"] = [], []
+    for _ in range(args.queries):
+        times["backbone only"] += _timed(backbone, 1)
+        times["backbone only, eager"] += _timed(eager_backbone, 1)
 
     # training throughput of the trace expert on features of the real shapes
     model = TraceModel(mu0.model.config, mu0.model.normalizer)
@@ -108,6 +121,9 @@ def main() -> None:
         print(f"| {name} | {result[name]['median_ms']} | {result[name]['p90_ms']} |")
     print(f"| trace expert only (difference of medians) | {result['expert only (median difference)']['median_ms']} "
           "| |")
+    speedup = result["query, eager (no inference graphs)"]["median_ms"] / result["query (backbone + expert)"]["median_ms"]
+    result["inference graphs speed-up"] = round(speedup, 2)
+    print(f"\ninference graphs vs eager, whole query: {speedup:.2f}x")
     print(f"\ntraining ({args.train_threads} threads): {result['training']['step_ms_median']} ms per step of {b} anchors x {k} keypoints = "
           f"{result['training']['samples_per_s']} anchor samples/s")
     print(json.dumps(result))

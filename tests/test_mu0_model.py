@@ -126,6 +126,46 @@ def test_unpadded_batches_skip_the_attention_mask_with_the_same_result(monkeypat
     torch.testing.assert_close(fast, masked, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_frozen_inference_graphs_predict_exactly_what_the_eager_model_does(padded):
+    """A frozen μ0 runs its encoder and velocity as traced graphs (unpadded queries) or eagerly (padded ones);
+    either way the same kernels in the same order: bit-identical futures, for any batch size."""
+    samples = synthetic_samples()
+    samples.keypoint_mask[:] = True
+    if padded:
+        samples.keypoint_mask[:, 2] = False  # a gap: make_batch trims only trailing padding
+    eager = _model("mu0", samples).eval()
+    frozen = _model("mu0", samples)
+    frozen.load_state_dict(eager.state_dict())
+    frozen.freeze()
+    for rows in (np.arange(1), np.arange(3), np.arange(1)):  # a new shape traces a new graph; a known one reuses it
+        batch, _ = make_batch(samples, rows, np.zeros((1, 384), np.float32), eager.normalizer)
+        want = eager.predict(batch, 2, torch.Generator().manual_seed(0))
+        got = frozen.predict(batch, 2, torch.Generator().manual_seed(0))
+        for key in ("uvz", "controls", "valid_prob"):
+            assert torch.equal(want[key], got[key]), key
+    assert [len(g) for g in frozen._graphs] == ([0, 0] if padded else [2, 2])
+    with pytest.raises(RuntimeError, match="frozen for inference"):
+        frozen.train()
+
+
+def test_inference_graphs_keep_the_most_recent_shapes_and_match_the_backbone():
+    from mu0sim.model.backbone import FrozenVisionEncoder
+    from mu0sim.model.inference_graph import InferenceGraphs
+
+    linear = torch.nn.Linear(4, 2)
+    graphs = InferenceGraphs(linear, lambda module, x: module(x).relu(), max_graphs=2)
+    for n in (1, 2, 3, 2):
+        x = torch.randn(n, 4)
+        assert torch.equal(graphs(x), linear(x).relu().detach())
+    assert len(graphs) == 2
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    fast, slow = FrozenVisionEncoder(), FrozenVisionEncoder(inference_graphs=False)
+    for a, b in zip(fast.encode_rgb(rgb).__dict__.values(), slow.encode_rgb(rgb).__dict__.values()):
+        assert torch.equal(a, b)
+
+
 def test_token_quantization_round_trips_within_half_a_bin():
     samples = synthetic_samples()
     head = _model("token-ar", samples).head

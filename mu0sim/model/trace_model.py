@@ -17,6 +17,7 @@ from torch import nn
 
 from mu0sim.bspline import SUPPORTED_NUM_CONTROL, basis_matrix, fit_bspline
 from mu0sim.config import from_dict
+from mu0sim.model.inference_graph import InferenceGraphs
 from mu0sim.model.networks import (FlowMatchingHead, TokenARHead, TraceBatch, TraceEncoder, WaypointHead)
 
 MODEL_KINDS = ("mu0", "waypoint", "token-ar")
@@ -101,6 +102,24 @@ class TraceModel(nn.Module):
             self.head = TokenARHead(config.dim, config.horizon, config.token_bins, normalizer.step_limit,
                                     config.head_layers, config.heads)
         self.register_buffer("scale", torch.as_tensor(normalizer.scale, dtype=torch.float32), persistent=False)
+        self._graphs: tuple[InferenceGraphs, InferenceGraphs] | None = None  # (encoder, velocity) once frozen
+
+    def freeze(self, inference_graphs: bool = True) -> "TraceModel":
+        """For inference only from here on (frozen μ0): eval mode, no gradients, and (``inference_graphs``) μ0's
+        queries without padded keypoints run the encoder and the flow's velocity as frozen inference graphs
+        (identical outputs, :mod:`mu0sim.model.inference_graph`). A model frozen with graphs refuses to train:
+        the graphs hold its weights."""
+        self.eval().requires_grad_(False)
+        if inference_graphs and self.config.kind == "mu0" and self._graphs is None:
+            self._graphs = (InferenceGraphs(self.encoder, lambda encoder, *tensors: encoder(TraceBatch(*tensors))),
+                            InferenceGraphs(self.head, FlowMatchingHead.velocity))
+        return self
+
+    def train(self, mode: bool = True) -> "TraceModel":
+        if mode and self._graphs is not None:
+            raise RuntimeError("this trace model was frozen for inference (TraceModel.freeze); load the checkpoint "
+                               "again to train it")
+        return super().train(mode)
 
     # ------------------------------------------------------------------------------------------------ training
     def loss(self, batch: TraceBatch, future: torch.Tensor, future_valid: torch.Tensor,
@@ -172,7 +191,9 @@ class TraceModel(nn.Module):
         (B, K, H). ``greedy`` (token model, sample 0 only): argmax decoding for the point estimate. ``noise_scale``
         (μ0): initial noise scale of the flow; None = the config's ``point_noise_scale`` (chosen on validation)."""
         scale = self.config.point_noise_scale if noise_scale is None else noise_scale
-        cond = self.encoder(batch)
+        # the graphs trace the unpadded attention path; a padded query takes the eager one
+        graphs = self._graphs if self._graphs is not None and bool(batch.keypoint_mask.all()) else None
+        cond = graphs[0](*batch.tensors()) if graphs else self.encoder(batch)
         b, k = cond.shape[:2]
         cur = batch.current[:, None, :, None]
         if self.config.kind == "waypoint":
@@ -185,7 +206,8 @@ class TraceModel(nn.Module):
             delta = steps.cumsum(-2).view(b, k, num_samples, -1, 3).transpose(1, 2)
             return {"uvz": delta * self.scale + cur}
         controls = torch.stack([self.head.sample(cond, batch.keypoint_mask, self.config.flow_steps, generator,
-                                                 scale) for _ in range(num_samples)], 1)  # (B, S, K, D, 3) normalized
+                                                 scale, velocity=graphs[1] if graphs else None)
+                                for _ in range(num_samples)], 1)  # (B, S, K, D, 3) normalized
         delta = torch.einsum("hd,bskdc->bskhc", self.basis, controls)
         return {"uvz": delta * self.scale + cur, "controls": controls * self.scale + cur,
                 "valid_prob": torch.sigmoid(self.head.validity_logits(cond))}
