@@ -136,7 +136,8 @@ def make_env_from_dataset(path: str | os.PathLike, **overrides):
 
 
 def iter_episodes(path: str | os.PathLike, obs_keys: list[str] | None = None) -> Iterator[tuple[str, dict]]:
-    """Yield ``(demo name, {states, actions, rewards, dones, obs, model_file, instruction, seed})`` per demo."""
+    """Yield ``(demo name, {states, actions, rewards, dones, obs, model_file, instruction, seed, expert_actions})``
+    per demo; ``expert_actions`` is None unless the demos were collected with DART noise."""
     with open_dataset(path) as f:
         for name in demo_names(f):
             group = f["data"][name]
