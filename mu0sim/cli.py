@@ -52,7 +52,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         task=args.task, robot=args.robot, episodes=args.episodes, out=Path(args.out), cameras=_csv(args.cameras),
         image_size=args.image_size, depth=args.depth, segmentation=args.segmentation, seed=args.seed,
         workers=args.workers, video_dir=Path(args.video_dir) if args.video_dir else None,
-        keep_failures=args.keep_failures, max_attempts=args.max_attempts, expert=expert)
+        keep_failures=args.keep_failures, max_attempts=args.max_attempts, expert=expert,
+        execution_noise_std=args.execution_noise_std)
     summary = collect(config)
     print(json.dumps(summary.to_dict()))
     return 0
@@ -218,6 +219,10 @@ def _commands() -> list[Command]:
         p.add_argument("--video-dir", default=None, help="write an MP4 of the first camera per kept episode")
         p.add_argument("--noise-std", type=float, default=0.0, help="expert action noise std (action units)")
         p.add_argument("--approach-jitter-m", type=float, default=0.0, help="expert approach randomization (m)")
+        p.add_argument("--execution-noise-std", type=float, default=0.0,
+                       help="DART: Gaussian noise std (action units, arm) added to each executed action; the "
+                            "expert's clean commands are stored as expert_actions, the labels behaviour cloning "
+                            "trains on (default 0: execute the expert's actions)")
         p.add_argument("--keep-failures", action="store_true", help="also keep unsuccessful episodes")
         p.add_argument("--max-attempts", type=int, default=None, help="stop when the file holds this many attempts"
                                                                        ", all runs (default 5 x episodes + 20)")
@@ -412,10 +417,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _interrupted(args.command)
     except SystemError as err:
         # a Ctrl-C that lands inside a numba-compiled function (robosuite's OSC controller) surfaces as a SystemError
-        # whose cause is the KeyboardInterrupt; it is the same interruption and the same finished work is kept
-        if isinstance(err.__cause__, KeyboardInterrupt):
+        # caused (through one or more SystemErrors) by the KeyboardInterrupt: the same interruption, the same
+        # finished work kept
+        if _caused_by_interrupt(err):
             return _interrupted(args.command)
         raise
+
+
+def _caused_by_interrupt(err: BaseException | None) -> bool:
+    while err is not None:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        err = err.__cause__
+    return False
 
 
 def _interrupted(command: str) -> int:

@@ -78,13 +78,16 @@ def feature_cache_path(dataset: str | Path, mu0_id: str, query: str, num_points:
 
 def _read_demos(dataset: Path, episodes: int | None,
                 only: list[int] | None = None) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
-    """(index, seed, actions, states) of the first ``episodes`` demos (of those, only the indices ``only``)."""
+    """(index, seed, actions, states) of the first ``episodes`` demos (of those, only the indices ``only``). The
+    actions are the labels: the expert's own commands where the demos were collected with DART noise
+    (``expert_actions``), else the executed ones."""
     from mu0sim.datasets.hdf5 import demo_names, open_dataset
 
     with open_dataset(dataset) as f:
         names = [n for n in demo_names(f)[:episodes] if only is None or int(n[5:]) in only]
-        return [(int(n[5:]), int(f[f"data/{n}"].attrs["seed"]), f[f"data/{n}/actions"][()],
-                 f[f"data/{n}/states"][()]) for n in names]
+        groups = [(n, f[f"data/{n}"]) for n in names]
+        return [(int(n[5:]), int(g.attrs["seed"]), g["expert_actions" if "expert_actions" in g else "actions"][()],
+                 g["states"][()]) for n, g in groups]
 
 
 def _demo_ids(dataset: Path, episodes: int | None) -> list[int]:

@@ -39,6 +39,20 @@ class CollectConfig:
     max_attempts: int | None = None
     checkpoint_s: float = 60.0
     expert: dict[str, Any] = field(default_factory=dict)
+    execution_noise_std: float = 0.0
+
+    def collection(self) -> dict[str, Any]:
+        """What the dataset records about how its demos were produced (appending must match it): the scripted
+        expert with every one of its options (defaults included) and the execution noise."""
+        from dataclasses import fields
+
+        from mu0sim.policies.scripted import make_expert
+
+        expert = make_expert(self.task, **self.expert)
+        return {"expert": type(expert).__name__,
+                "expert_options": {f.name: getattr(expert, f.name) for f in fields(expert)
+                                   if f.init and not f.name.startswith("_")},
+                "execution_noise_std": float(self.execution_noise_std)}
 
     def env_kwargs(self) -> dict[str, Any]:
         return dict(cameras=tuple(self.cameras), image_size=self.image_size, depth=self.depth,
@@ -68,18 +82,29 @@ class CollectSummary:
 
 
 # ---------------------------------------------------------------------------------------------------- one episode
-def record_episode(env, expert, seed: int) -> EpisodeRecord:
-    """Run ``expert`` for one episode of ``env`` (a gym.make'd Mu0SimEnv) and record everything a dataset needs."""
+def record_episode(env, expert, seed: int, execution_noise_std: float = 0.0) -> EpisodeRecord:
+    """Run ``expert`` for one episode of ``env`` (a gym.make'd Mu0SimEnv) and record everything a dataset needs.
+
+    ``execution_noise_std`` > 0 is DART (Laskey et al., 2017): each executed action is the expert's plus Gaussian
+    noise of that std on the arm (action units), so the demos visit the states a slightly wrong policy reaches,
+    while the expert's own command there, the recovery, is recorded as ``expert_actions`` to imitate."""
+    from mu0sim.policies.scripted.common import add_noise
+
     base = env.unwrapped
     obs, _ = env.reset(seed=seed)
     expert.reset(base, seed=seed)
+    noise_rng = np.random.default_rng([seed, 0xDA27])  # its own stream: the expert's draws do not shift
     states, actions, rewards, observations = [base.get_state()], [], [], [obs]
+    expert_actions = []
     cam_to_world = {cam: [base.camera_params(cam).cam_to_world] for cam in base.cameras}
     intrinsics = {cam: base.camera_params(cam).intrinsics for cam in base.cameras}
     terminated = truncated = False
     info: dict[str, Any] = {}
     while not (terminated or truncated):
         action = np.asarray(expert.select_action(obs), dtype=np.float32)
+        expert_actions.append(action)
+        if execution_noise_std > 0:
+            action = add_noise(action, noise_rng, execution_noise_std)
         obs, reward, terminated, truncated, info = env.step(action)
         actions.append(action)
         rewards.append(reward)
@@ -92,6 +117,7 @@ def record_episode(env, expert, seed: int) -> EpisodeRecord:
         success=bool(info.get("is_success", False)),
         states=np.array(states[:-1]),
         actions=np.array(actions),
+        expert_actions=np.array(expert_actions) if execution_noise_std > 0 else None,
         rewards=np.array(rewards, dtype=np.float64),
         obs={key: np.stack([o[key] for o in observations]) for key in observations[0]},
         intrinsics=intrinsics,
@@ -106,7 +132,7 @@ def record_episode(env, expert, seed: int) -> EpisodeRecord:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(task: str, robot: str, env_kwargs: dict, expert_kwargs: dict) -> None:
+def _init_worker(task: str, robot: str, env_kwargs: dict, expert_kwargs: dict, execution_noise_std: float) -> None:
     # one core per worker: Mesa's software rasterizer would otherwise start a thread per core in every worker
     os.environ.setdefault("LP_NUM_THREADS", "1")  # read when the first GL context is made, below
     from mu0sim.envs import make_env
@@ -114,10 +140,11 @@ def _init_worker(task: str, robot: str, env_kwargs: dict, expert_kwargs: dict) -
 
     _WORKER["env"] = make_env(task, robot, **env_kwargs)
     _WORKER["expert"] = make_expert(task, **expert_kwargs)
+    _WORKER["execution_noise_std"] = execution_noise_std
 
 
 def _attempt(seed: int) -> EpisodeRecord:
-    return record_episode(_WORKER["env"], _WORKER["expert"], seed)
+    return record_episode(_WORKER["env"], _WORKER["expert"], seed, _WORKER["execution_noise_std"])
 
 
 class _InlinePool:
@@ -157,14 +184,17 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
     config.out.parent.mkdir(parents=True, exist_ok=True)
     summary = CollectSummary(out=str(config.out))
     start = time.perf_counter()
-    initargs = (config.task, config.robot, config.env_kwargs(), config.expert)
+    if config.execution_noise_std < 0:
+        raise ValueError(f"--execution-noise-std must be >= 0, got {config.execution_noise_std}")
+    initargs = (config.task, config.robot, config.env_kwargs(), config.expert, config.execution_noise_std)
     pool = (_InlinePool(*initargs) if config.workers == 1 else
             ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
                                 initializer=_init_worker, initargs=initargs))
     writer: DatasetWriter | None = None
     bar = None
     try:
-        writer = DatasetWriter(config.out, pool.submit(_env_args).result())  # a worker's env describes itself
+        writer = DatasetWriter(config.out, pool.submit(_env_args).result(),  # a worker's env describes itself
+                               collection=config.collection())
         attempted = {seed for seed, _ in writer.attempts}
         next_seed = max([config.seed, *[s + 1 for s in attempted]])
         max_attempts = config.max_attempts or 5 * config.episodes + 20

@@ -137,10 +137,13 @@ def test_ctrl_c_inside_numba_code_counts_as_an_interruption(monkeypatch, tmp_pat
     # CI caught it: SIGINT during robosuite's numba-compiled OSC step surfaces as SystemError caused by the interrupt
     from mu0sim import cli
 
-    def interrupted_in_numba(args):
+    def interrupted_in_numba(args):  # as seen: the interrupt, wrapped by numba's unpickler, then by the dispatcher
         try:
-            raise KeyboardInterrupt
-        except KeyboardInterrupt as err:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as err:
+                raise SystemError("<function _numba_unpickle> returned a result with an exception set") from err
+        except SystemError as err:
             raise SystemError("CPUDispatcher(...) returned a result with an exception set") from err
 
     monkeypatch.setattr(cli, "_cmd_collect", interrupted_in_numba)
@@ -154,6 +157,24 @@ def test_ctrl_c_inside_numba_code_counts_as_an_interruption(monkeypatch, tmp_pat
     monkeypatch.setattr(cli, "_cmd_collect", unrelated_system_error)
     with pytest.raises(SystemError, match="a real bug"):
         cli.main(argv)
+
+
+def test_dart_collection_executes_noisy_actions_and_labels_the_experts(tmp_path):
+    from mu0sim.policies.train_bc import _read_demos
+
+    out = tmp_path / "dart.hdf5"
+    collect(CollectConfig(task="Lift", robot="Panda", episodes=2, out=out, execution_noise_std=0.2), progress=False)
+    with open_dataset(out) as f:
+        executed, expert = f["data/demo_0/actions"][()], f["data/demo_0/expert_actions"][()]
+        collection = json.loads(f["data"].attrs["collection"])
+    assert executed.shape == expert.shape
+    assert np.abs(executed[:, :3] - expert[:, :3]).mean() > 0.05  # the arm was perturbed ...
+    np.testing.assert_array_equal(executed[:, 6], expert[:, 6])  # ... the gripper command was not
+    assert collection["execution_noise_std"] == 0.2 and collection["expert"] == "LiftExpert"
+    assert replay_dataset(out, progress=False).success_reproduced == 2  # the executed actions replay the states
+    np.testing.assert_array_equal(_read_demos(out, 1)[0][2], expert)  # behaviour cloning imitates the expert
+    with pytest.raises(DatasetError, match="refusing to append: its demos were collected with"):
+        collect(CollectConfig(task="Lift", robot="Panda", episodes=3, out=out), progress=False)
 
 
 def test_appending_a_different_env_is_refused(lift_dataset):

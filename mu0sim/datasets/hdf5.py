@@ -45,13 +45,16 @@ VALID_EVERY = 10  # demo_i with i % VALID_EVERY == VALID_EVERY - 1 goes to mask/
 
 @dataclass
 class EpisodeRecord:
-    """One attempted episode. Arrays have one row per action (N); ``obs`` holds N + 1 observations."""
+    """One attempted episode. Arrays have one row per action (N); ``obs`` holds N + 1 observations.
+    ``actions`` are what was executed (replaying them reproduces ``states``); ``expert_actions``, when the
+    collector perturbed the execution (DART), what the expert commanded at each step: the label to imitate."""
 
     seed: int
     success: bool
     kept: bool = False
     states: np.ndarray | None = None
     actions: np.ndarray | None = None
+    expert_actions: np.ndarray | None = None
     rewards: np.ndarray | None = None
     obs: dict[str, np.ndarray] = field(default_factory=dict)
     intrinsics: dict[str, np.ndarray] = field(default_factory=dict)
@@ -133,7 +136,8 @@ def make_env_from_dataset(path: str | os.PathLike, **overrides):
 
 
 def iter_episodes(path: str | os.PathLike, obs_keys: list[str] | None = None) -> Iterator[tuple[str, dict]]:
-    """Yield ``(demo name, {states, actions, rewards, dones, obs, model_file, instruction, seed})`` per demo."""
+    """Yield ``(demo name, {states, actions, rewards, dones, obs, model_file, instruction, seed, expert_actions})``
+    per demo; ``expert_actions`` is None unless the demos were collected with DART noise."""
     with open_dataset(path) as f:
         for name in demo_names(f):
             group = f["data"][name]
@@ -143,6 +147,7 @@ def iter_episodes(path: str | os.PathLike, obs_keys: list[str] | None = None) ->
                 "dones": group["dones"][()], "obs": {k: group["obs"][k][()] for k in keys},
                 "model_file": group.attrs["model_file"], "instruction": group.attrs.get("instruction", ""),
                 "seed": int(group.attrs.get("seed", -1)),
+                "expert_actions": group["expert_actions"][()] if "expert_actions" in group else None,
             }
 
 
@@ -156,6 +161,8 @@ def _write_demo(group: h5py.Group, record: EpisodeRecord) -> None:
     group.attrs["ep_meta"] = json.dumps({"lang": record.instruction, "seed": record.seed, "success": record.success})
     group.create_dataset("states", data=record.states.astype(np.float64))
     group.create_dataset("actions", data=record.actions.astype(np.float32))
+    if record.expert_actions is not None:
+        group.create_dataset("expert_actions", data=record.expert_actions.astype(np.float32))
     group.create_dataset("rewards", data=record.rewards.astype(np.float64))
     dones = np.zeros(n, dtype=np.uint8)
     dones[-1] = int(record.success)
@@ -178,11 +185,15 @@ class DatasetWriter:
     Args:
         path: the HDF5 file. If it exists it must have been recorded with the same environment (``env_args``).
         env_args: this run's :func:`env_args_for`.
+        collection: how the demos were produced (e.g. the expert's options and execution noise), stored as the
+            JSON attribute ``data.attrs["collection"]``; appending with different settings is refused. A file
+            written before this attribute existed keeps no record (its provenance stays unknown).
     """
 
-    def __init__(self, path: str | os.PathLike, env_args: dict[str, Any]):
+    def __init__(self, path: str | os.PathLike, env_args: dict[str, Any], collection: dict[str, Any] | None = None):
         self.path = Path(path)
         self.env_args = env_args
+        self.collection = json.loads(json.dumps(collection)) if collection is not None else None  # as stored
         self.journal_dir = self.path.with_name(self.path.name + ".journal")
         self._committed_attempts: list[tuple[int, int]] = []
         self._committed_demos = 0
@@ -191,6 +202,7 @@ class DatasetWriter:
             with open_dataset(self.path) as f:
                 stored = json.loads(f["data"].attrs["env_args"])
                 self._check_same_env(stored)
+                self._check_same_collection(f["data"].attrs.get("collection"))
                 self._committed_demos = len(f["data"])
                 self._committed_samples = int(f["data"].attrs.get("total", 0))
                 if "mu0sim/attempts" in f:
@@ -206,6 +218,15 @@ class DatasetWriter:
                     if not theirs or theirs.get(k) != v}
             raise DatasetError(f"{self.path}: refusing to append: the file was recorded with a different environment "
                                f"(setting: (in file, requested)) {diff}; choose another --out or matching options")
+
+    def _check_same_collection(self, stored_json: str | None) -> None:
+        if stored_json is None:  # written before collections were recorded: nothing to compare, nothing to claim
+            self.collection = None
+            return
+        stored = json.loads(stored_json)
+        if self.collection != stored:
+            raise DatasetError(f"{self.path}: refusing to append: its demos were collected with {stored}, this run "
+                               f"with {self.collection}; choose another --out or matching options")
 
     @staticmethod
     def _load(path: Path) -> EpisodeRecord:
@@ -260,6 +281,8 @@ class DatasetWriter:
                 names = [f"demo_{i}" for i in range(index)]
                 data.attrs["total"] = int(sum(data[n].attrs["num_samples"] for n in names))
                 data.attrs["env_args"] = json.dumps(self.env_args)
+                if self.collection is not None:
+                    data.attrs["collection"] = json.dumps(self.collection, sort_keys=True)
                 valid = [n for i, n in enumerate(names) if i % VALID_EVERY == VALID_EVERY - 1]
                 train = [n for n in names if n not in set(valid)]
                 out.create_dataset("mask/train", data=np.array(train, dtype="S"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,9 +75,10 @@ def rerender_dataset(path: str | os.PathLike, out: str | os.PathLike, progress: 
         raise FileExistsError(f"{out} exists; re-rendering writes a new file (remove it or choose another --out)")
     env = make_env_from_dataset(path, **env_overrides)
     base = env.unwrapped
-    writer = DatasetWriter(out, env_args_for(base))
     with open_dataset(path) as f:
         total = len(f["data"])
+        collection = f["data"].attrs.get("collection")
+    writer = DatasetWriter(out, env_args_for(base), collection=json.loads(collection) if collection else None)
     for _, episode in tqdm(iter_episodes(path, obs_keys=[]), total=total, desc="re-render", unit="demo",
                            disable=not progress, dynamic_ncols=True):
         states, actions = episode["states"], episode["actions"]
@@ -93,6 +95,7 @@ def rerender_dataset(path: str | os.PathLike, out: str | os.PathLike, progress: 
             poses[cam].append(base.camera_params(cam).cam_to_world)
         writer.add(EpisodeRecord(
             seed=episode["seed"], success=bool(episode["dones"][-1]), kept=True, states=states, actions=actions,
+            expert_actions=episode["expert_actions"],
             rewards=episode["rewards"], obs={k: np.stack([o[k] for o in observations]) for k in observations[0]},
             intrinsics={cam: base.camera_params(cam).intrinsics for cam in base.cameras},
             cam_to_world={cam: np.array(p) for cam, p in poses.items()}, model_file=episode["model_file"],
