@@ -74,7 +74,9 @@ class AblationConfig:
     """An ablation study. ``episodes``: evaluation episodes per cell (seeds ``seed_start``..); ``steps``: behaviour-
     cloning steps per expert; ``pretrain_robots``/``pretrain_demos``/``pretrain_steps``: the ``action-pretrained``
     baseline's pooled corpus (that many demos of the task from each of these robots but the target) and its length
-    before fine-tuning; ``train``: TrainPolicyConfig settings for every expert (a block's ``train`` adds to it)."""
+    before fine-tuning; ``train``: TrainPolicyConfig settings for every expert (a block's ``train`` adds to it);
+    ``execution_noise_std``: the demos are DART-collected with this noise (``mu0sim collect
+    --execution-noise-std``), both those collected here and the files already in ``data_dir``."""
 
     name: str
     matrix: list[AblationBlock]
@@ -87,6 +89,7 @@ class AblationConfig:
     feature_every: int = 1
     pretrain_demos: int = 50
     pretrain_steps: int = 3000
+    execution_noise_std: float = 0.0
     pretrain_robots: list[str] = field(default_factory=lambda: ["Panda", "Sawyer", "IIWA", "UR5e", "Kinova3",
                                                                 "XArm7"])
     workers: int = 1
@@ -196,11 +199,14 @@ def dataset_path(data_dir: str | Path, task: str, robot: str) -> Path:
     return Path(data_dir) / f"{task}_{robot}.hdf5"
 
 
-def ensure_dataset(path: Path, task: str, robot: str, demos: int, progress: bool = True) -> Path:
-    """``path`` holds at least ``demos`` successful scripted demos (collects the missing ones; resumable)."""
+def ensure_dataset(path: Path, task: str, robot: str, demos: int, progress: bool = True,
+                   execution_noise_std: float = 0.0) -> Path:
+    """``path`` holds at least ``demos`` successful scripted demos (collects the missing ones; resumable). A file
+    collected otherwise (e.g. another ``execution_noise_std``, DART) is refused, not mixed."""
     from mu0sim.rollouts.collect import CollectConfig, collect
 
-    summary = collect(CollectConfig(task=task, robot=robot, episodes=demos, out=path), progress=progress)
+    summary = collect(CollectConfig(task=task, robot=robot, episodes=demos, out=path,
+                                    execution_noise_std=execution_noise_std), progress=progress)
     print(f"{task}/{robot}: {summary.kept} new demos kept of {summary.attempted} attempted "
           f"({summary.total_demos} in {path})", flush=True)
     return path
@@ -282,7 +288,8 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
                         if other != cell.robot:
                             needed[other] = max(needed.get(other, 0), config.pretrain_demos)
             for robot, demos in needed.items():
-                ensure_dataset(dataset_path(config.data_dir, task, robot), task, robot, demos, progress)
+                ensure_dataset(dataset_path(config.data_dir, task, robot), task, robot, demos, progress,
+                               config.execution_noise_std)
             trains = {f"{task}/{cell.robot}/{cell.column}": train_config_for(config, cell) for cell in task_cells}
             policies = [str(p) for p in ensure_policies(trains, config.workers, progress).values()]
             evaluate(EvalConfig(policies=policies, task=task, robots=list(block.robots), episodes=config.episodes,
