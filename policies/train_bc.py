@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -76,18 +77,31 @@ def feature_cache_path(dataset: str | Path, mu0_id: str, query: str, num_points:
     return dataset.with_name(f"{dataset.stem}.bc-{mu0_id}-{query}{num_points}{suffix}.npz")
 
 
-def _read_demos(dataset: Path, episodes: int | None,
-                only: list[int] | None = None) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
-    """(index, seed, actions, states) of the first ``episodes`` demos (of those, only the indices ``only``). The
-    actions are the labels: the expert's own commands where the demos were collected with DART noise
-    (``expert_actions``), else the executed ones."""
+class RecordedDemo(NamedTuple):
+    """One demo as feature replay needs it: ``executed`` actions replay ``states`` from the seed's reset;
+    ``labels`` are what behaviour cloning imitates (the expert's own commands where the demo was collected with
+    DART noise, ``expert_actions``; else the executed actions)."""
+
+    index: int
+    seed: int
+    executed: np.ndarray
+    labels: np.ndarray
+    states: np.ndarray
+
+
+def _read_demos(dataset: Path, episodes: int | None, only: list[int] | None = None) -> list[RecordedDemo]:
+    """The first ``episodes`` demos (of those, only the indices ``only``)."""
     from mu0sim.datasets.hdf5 import demo_names, open_dataset
 
     with open_dataset(dataset) as f:
         names = [n for n in demo_names(f)[:episodes] if only is None or int(n[5:]) in only]
-        groups = [(n, f[f"data/{n}"]) for n in names]
-        return [(int(n[5:]), int(g.attrs["seed"]), g["expert_actions" if "expert_actions" in g else "actions"][()],
-                 g["states"][()]) for n, g in groups]
+        demos = []
+        for name in names:
+            group = f[f"data/{name}"]
+            executed = group["actions"][()]
+            labels = group["expert_actions"][()] if "expert_actions" in group else executed
+            demos.append(RecordedDemo(int(name[5:]), int(group.attrs["seed"]), executed, labels, group["states"][()]))
+        return demos
 
 
 def _demo_ids(dataset: Path, episodes: int | None) -> list[int]:
@@ -142,7 +156,7 @@ def _write_cache(cache: Path, data: dict[str, np.ndarray]) -> None:
     os.replace(tmp, cache)
 
 
-def _replay_rows(dataset: Path, demos: list[tuple[int, int, np.ndarray, np.ndarray]], mu0, query: str,
+def _replay_rows(dataset: Path, demos: list[RecordedDemo], mu0, query: str,
                  num_points: int, traces: str, wrist_camera: str | None, every: int, progress: bool = False,
                  on_demo: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
     """The feature rows of ``demos`` (see :func:`replay_features`); a demo's rows depend on that demo only (the
@@ -165,12 +179,12 @@ def _replay_rows(dataset: Path, demos: list[tuple[int, int, np.ndarray, np.ndarr
     rows: dict[str, list] = {k: [] for k in (*keys, "action_chunk", "episode", "step", "episode_length")}
     worst = 0.0
     try:
-        for index, seed, actions, states in tqdm(demos, desc=f"μ0 features {dataset.name}", unit="demo",
-                                                 disable=not progress, dynamic_ncols=True):
+        for index, seed, executed, labels, states in tqdm(demos, desc=f"μ0 features {dataset.name}", unit="demo",
+                                                          disable=not progress, dynamic_ncols=True):
             if oracle is not None:
                 oracle.load(states)
             obs, _ = env.reset(seed=seed)
-            for t, action in enumerate(actions):
+            for t, action in enumerate(executed):
                 worst = max(worst, float(np.abs(env.unwrapped.get_state() - states[t]).max()))
                 if t % every:
                     obs, *_ = env.step(action)
@@ -179,10 +193,10 @@ def _replay_rows(dataset: Path, demos: list[tuple[int, int, np.ndarray, np.ndarr
                     value = obs[k].astype(np.float16) if k == "wrist_tokens" else obs[k]
                     rows[k].append(value[:, np.array(TRACE_STEPS) - 1] if k in ("mu0_traces", "mu0_traces_world")
                                    else value)
-                rows["action_chunk"].append(next_actions(actions, t, MAX_CHUNK))
+                rows["action_chunk"].append(next_actions(labels, t, MAX_CHUNK))
                 rows["episode"].append(index)
                 rows["step"].append(t)
-                rows["episode_length"].append(len(actions))
+                rows["episode_length"].append(len(labels))
                 obs, *_ = env.step(action)
             if on_demo is not None:
                 on_demo()

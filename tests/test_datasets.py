@@ -172,7 +172,15 @@ def test_dart_collection_executes_noisy_actions_and_labels_the_experts(tmp_path)
     np.testing.assert_array_equal(executed[:, 6], expert[:, 6])  # ... the gripper command was not
     assert collection["execution_noise_std"] == 0.2 and collection["expert"] == "LiftExpert"
     assert replay_dataset(out, progress=False).success_reproduced == 2  # the executed actions replay the states
-    np.testing.assert_array_equal(_read_demos(out, 1)[0][2], expert)  # behaviour cloning imitates the expert
+    demo = _read_demos(out, 1)[0]
+    np.testing.assert_array_equal(demo.labels, expert)  # behaviour cloning imitates the expert ...
+    np.testing.assert_array_equal(demo.executed, executed)  # ... in the states the executed actions reach
+    from mu0sim.model import Mu0
+    from mu0sim.policies.train_bc import MAX_CHUNK, replay_features
+
+    mu0 = Mu0.from_pretrained(Path(__file__).resolve().parents[1] / "checkpoints" / "mu0-sim")
+    rows = replay_features(out, mu0, "test", "keypoints", 8, episodes=1, progress=False, every=8)  # replays exactly
+    np.testing.assert_array_equal(rows["action_chunk"][0], expert[:MAX_CHUNK])
     with pytest.raises(DatasetError, match="refusing to append: its demos were collected with"):
         collect(CollectConfig(task="Lift", robot="Panda", episodes=3, out=out), progress=False)
 
