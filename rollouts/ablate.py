@@ -145,6 +145,8 @@ class AblationConfig:
         for name in ("episodes", "steps", "feature_every", "pretrain_demos", "pretrain_steps", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.execution_noise_std < 0:
+            raise ValueError(f"execution_noise_std must be >= 0 (0: clean demos), got {self.execution_noise_std}")
         bad = sorted(set(self.train) - set(free))
         if bad:
             raise ValueError(f"train settings {bad} cannot be set per ablation; valid: {', '.join(free)}")

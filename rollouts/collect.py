@@ -172,15 +172,13 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
     """Collect until the dataset at ``config.out`` holds ``config.episodes`` demos (appending/resuming)."""
     from tqdm import tqdm
 
-    from mu0sim.policies.scripted import make_expert
-
     if config.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {config.episodes}")
     if config.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {config.workers}")
     if config.video_dir is not None and not config.cameras:
         raise ValueError("--video-dir needs at least one camera (--cameras agentview)")
-    make_expert(config.task, **config.expert)  # validates task and expert options before any env is built
+    collection = config.collection()  # builds the expert: validates task and options before any env is built
     config.out.parent.mkdir(parents=True, exist_ok=True)
     summary = CollectSummary(out=str(config.out))
     start = time.perf_counter()
@@ -194,7 +192,7 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
     bar = None
     try:
         writer = DatasetWriter(config.out, pool.submit(_env_args).result(),  # a worker's env describes itself
-                               collection=config.collection())
+                               collection=collection)
         attempted = {seed for seed, _ in writer.attempts}
         next_seed = max([config.seed, *[s + 1 for s in attempted]])
         max_attempts = config.max_attempts or 5 * config.episodes + 20

@@ -82,6 +82,7 @@ def test_action_pretrained_cell_pools_the_other_robots():
     ({"epsiodes": 5}, "unknown keys ['epsiodes']"),
     ({"train": {"variant": "trace"}}, "train settings ['variant'] cannot be set per ablation"),
     ({"mu0": "nowhere"}, "μ0 checkpoint nowhere not found"),
+    ({"execution_noise_std": -0.1}, "execution_noise_std must be >= 0 (0: clean demos), got -0.1"),
     ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10],
                   "train": {"head": "flow"}}]}, "without a tag naming the change"),
     ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10], "tag": "f",

@@ -5,9 +5,10 @@ Python: ~100 module calls in the backbone and the checks that ``nn.TransformerEn
 TorchScript trace frozen with ``torch.jit.freeze`` replays the same aten kernels in the same order, so its outputs
 are bit-identical (tests/test_mu0_model.py) and only the interpreter overhead goes (bench/mu0_latency.py).
 
-Why TorchScript, deprecated in favour of ``torch.compile``: on this machine ``torch.compile`` spends ~80 s compiling
-the backbone in every new process (each evaluation worker), and a trace takes ~1 s. ``torch.export`` keeps Python
-in the loop and measured only 1.07x. Only ever use a graph for a module whose weights no longer change: the weights
+Why TorchScript, deprecated in favour of ``torch.compile``: on this machine ``torch.compile`` spent 77 s compiling
+the backbone in a new process (each evaluation worker would pay it), while tracing backbone and expert costs ~0.7 s
+on the first query. ``torch.export`` keeps Python in the loop: 1.07x on the backbone vs 1.28x for the trace (one
+probe script, run while another job shared the machine). Only ever use a graph for a module whose weights no longer change: the weights
 are baked into it as constants.
 """
 
