@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	rm -f $(VENV)/.installed-* && touch $@
 
+# two pytest workers (pytest-xdist): 10 min instead of 16.5 on 2 cores; a single test file runs fine without -n
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "slow or not slow"
 
 # The main job: frozen μ0 + per-robot action experts on Lift, collect -> train -> closed-loop eval -> report.
 demo: $(STAMP)

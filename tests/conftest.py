@@ -1,6 +1,10 @@
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # `make test` runs two pytest workers on this 2-core machine: one torch thread each. Two processes whose
+    # OpenMP threads spin-wait for a core slow each other down by more than 10x (BENCHMARKS.md).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
