@@ -45,9 +45,16 @@ def _csv(text: str) -> tuple[str, ...]:
 def _cmd_collect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import yaml
+
     from mu0sim.rollouts.collect import CollectConfig, collect
 
     expert = {"noise_std": args.noise_std, "approach_jitter_m": args.approach_jitter_m}
+    for option in args.expert_option:
+        name, sep, value = option.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--expert-option takes NAME=VALUE (e.g. settle_steps=6), got {option!r}")
+        expert[name] = yaml.safe_load(value)
     config = CollectConfig(
         task=args.task, robot=args.robot, episodes=args.episodes, out=Path(args.out), cameras=_csv(args.cameras),
         image_size=args.image_size, depth=args.depth, segmentation=args.segmentation, seed=args.seed,
@@ -219,6 +226,9 @@ def _commands() -> list[Command]:
         p.add_argument("--video-dir", default=None, help="write an MP4 of the first camera per kept episode")
         p.add_argument("--noise-std", type=float, default=0.0, help="expert action noise std (action units)")
         p.add_argument("--approach-jitter-m", type=float, default=0.0, help="expert approach randomization (m)")
+        p.add_argument("--expert-option", action="append", default=[], metavar="NAME=VALUE",
+                       help="any other option of the task's scripted expert, e.g. settle_steps=6 for Stack "
+                            "(repeatable)")
         p.add_argument("--execution-noise-std", type=float, default=0.0,
                        help="DART: Gaussian noise std (action units, arm) added to each executed action; the "
                             "expert's clean commands are stored as expert_actions, the labels behaviour cloning "

@@ -76,7 +76,9 @@ class AblationConfig:
     baseline's pooled corpus (that many demos of the task from each of these robots but the target) and its length
     before fine-tuning; ``train``: TrainPolicyConfig settings for every expert (a block's ``train`` adds to it);
     ``execution_noise_std``: the demos are DART-collected with this noise (``mu0sim collect
-    --execution-noise-std``), both those collected here and the files already in ``data_dir``."""
+    --execution-noise-std``), both those collected here and the files already in ``data_dir``; ``expert``: options
+    of a task's scripted expert (task -> {option: value}, e.g. ``{Stack: {settle_steps: 6}}``), likewise for the
+    demos collected here and those already in ``data_dir``."""
 
     name: str
     matrix: list[AblationBlock]
@@ -95,6 +97,7 @@ class AblationConfig:
     workers: int = 1
     videos: int = 1
     train: dict = field(default_factory=dict)
+    expert: dict[str, dict] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
         """Every cell once, in run order."""
@@ -147,11 +150,26 @@ class AblationConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.execution_noise_std < 0:
             raise ValueError(f"execution_noise_std must be >= 0 (0: clean demos), got {self.execution_noise_std}")
+        self.check_expert_options()
         bad = sorted(set(self.train) - set(free))
         if bad:
             raise ValueError(f"train settings {bad} cannot be set per ablation; valid: {', '.join(free)}")
         if not (Path(self.mu0) / "config.json").exists():
             raise FileNotFoundError(f"μ0 checkpoint {self.mu0} not found (expected {self.mu0}/config.json)")
+
+
+    def check_expert_options(self) -> None:
+        """``expert`` names tasks of the study, and each task's scripted expert accepts its options."""
+        from mu0sim.policies.scripted import make_expert
+
+        tasks = list(dict.fromkeys(task for block in self.matrix for task in block.tasks))
+        for task, options in self.expert.items():
+            if task not in tasks:
+                raise ValueError(f"expert options given for task {task!r}, which no matrix block runs; tasks of "
+                                 f"this study: {', '.join(tasks)}")
+            if not isinstance(options, dict):
+                raise ValueError(f"expert options of {task} must be a mapping option -> value, got {options!r}")
+            make_expert(task, **options)  # an unknown option is refused with the valid ones
 
 
 def check_collectable(tasks: list[str], robots: list[str]) -> None:
@@ -202,12 +220,12 @@ def dataset_path(data_dir: str | Path, task: str, robot: str) -> Path:
 
 
 def ensure_dataset(path: Path, task: str, robot: str, demos: int, progress: bool = True,
-                   execution_noise_std: float = 0.0) -> Path:
+                   execution_noise_std: float = 0.0, expert: dict | None = None) -> Path:
     """``path`` holds at least ``demos`` successful scripted demos (collects the missing ones; resumable). A file
-    collected otherwise (e.g. another ``execution_noise_std``, DART) is refused, not mixed."""
+    collected otherwise (another ``execution_noise_std`` or ``expert`` options) is refused, not mixed."""
     from mu0sim.rollouts.collect import CollectConfig, collect
 
-    summary = collect(CollectConfig(task=task, robot=robot, episodes=demos, out=path,
+    summary = collect(CollectConfig(task=task, robot=robot, episodes=demos, out=path, expert=dict(expert or {}),
                                     execution_noise_std=execution_noise_std), progress=progress)
     print(f"{task}/{robot}: {summary.kept} new demos kept of {summary.attempted} attempted "
           f"({summary.total_demos} in {path})", flush=True)
@@ -291,7 +309,7 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
                             needed[other] = max(needed.get(other, 0), config.pretrain_demos)
             for robot, demos in needed.items():
                 ensure_dataset(dataset_path(config.data_dir, task, robot), task, robot, demos, progress,
-                               config.execution_noise_std)
+                               config.execution_noise_std, config.expert.get(task))
             trains = {f"{task}/{cell.robot}/{cell.column}": train_config_for(config, cell) for cell in task_cells}
             policies = [str(p) for p in ensure_policies(trains, config.workers, progress).values()]
             evaluate(EvalConfig(policies=policies, task=task, robots=list(block.robots), episodes=config.episodes,

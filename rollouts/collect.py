@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +192,8 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
     bar = None
     try:
         writer = DatasetWriter(config.out, pool.submit(_env_args).result(),  # a worker's env describes itself
-                               collection=collection)
+                               collection=collection,
+                               legacy_collection=replace(config, expert={}, execution_noise_std=0.0).collection())
         attempted = {seed for seed, _ in writer.attempts}
         next_seed = max([config.seed, *[s + 1 for s in attempted]])
         max_attempts = config.max_attempts or 5 * config.episodes + 20

@@ -84,6 +84,8 @@ def test_action_pretrained_cell_pools_the_other_robots():
     ({"train": {"variant": "trace"}}, "train settings ['variant'] cannot be set per ablation"),
     ({"mu0": "nowhere"}, "μ0 checkpoint nowhere not found"),
     ({"execution_noise_std": -0.1}, "execution_noise_std must be >= 0 (0: clean demos), got -0.1"),
+    ({"expert": {"Stack": {"settle_steps": 6}}}, "expert options given for task 'Stack', which no matrix block runs"),
+    ({"expert": {"Lift": {"settle": 6}}}, "unknown Lift expert option 'settle'; valid Lift expert options"),
     ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10],
                   "train": {"head": "flow"}}]}, "without a tag naming the change"),
     ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10], "tag": "f",

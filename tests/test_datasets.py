@@ -159,6 +159,28 @@ def test_ctrl_c_inside_numba_code_counts_as_an_interruption(monkeypatch, tmp_pat
         cli.main(argv)
 
 
+def test_collect_passes_expert_options_and_records_them(tmp_path, capsys):
+    from mu0sim import cli
+
+    out = tmp_path / "stack.hdf5"
+    base = ["collect", "--task", "Stack", "--robot", "Panda", "--episodes", "1", "--out", str(out)]
+    assert cli.main(base + ["--expert-option", "settle_steps=4", "--expert-option", "hover_m=0.07"]) == 0
+    with open_dataset(out) as f:
+        options = json.loads(f["data"].attrs["collection"])["expert_options"]
+    assert options["settle_steps"] == 4 and options["hover_m"] == 0.07
+    assert cli.main(base + ["--expert-option", "settle=4"]) == 2
+    assert "unknown Stack expert option 'settle'; valid Stack expert options: hover_m, settle_steps" in \
+        capsys.readouterr().err
+    assert cli.main(base + ["--expert-option", "settle_steps"]) == 2
+    assert "--expert-option takes NAME=VALUE" in capsys.readouterr().err
+    with h5py.File(out, "r+") as f:  # as written before collections were recorded
+        del f["data"].attrs["collection"]
+    more = ["--episodes", "2"]
+    assert cli.main(base + more + ["--expert-option", "settle_steps=4"]) == 2  # cannot be told apart: refused
+    assert "predates mu0sim's record of how demos were collected" in capsys.readouterr().err
+    assert cli.main(base + more) == 0  # the expert's defaults: what such a file was collected with
+
+
 def test_dart_collection_executes_noisy_actions_and_labels_the_experts(tmp_path):
     from mu0sim.policies.train_bc import _read_demos
 

@@ -23,6 +23,12 @@ def test_unknown_task_has_a_clear_error():
         make_expert("Lfit")
 
 
+def test_unknown_expert_option_names_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown Lift expert option 'settle_steps'; valid Lift expert options: "
+                                         "hover_m, close_steps"):
+        make_expert("Lift", settle_steps=6)
+
+
 def test_angle_folding():
     angles = np.linspace(-7, 7, 101)
     folded = np.array([wrap_angle(a, np.pi / 2) for a in angles])

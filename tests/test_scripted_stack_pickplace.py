@@ -19,6 +19,29 @@ def test_expert_solves_the_task(task, expert_cls, robot):
     env.close()
 
 
+def test_settle_pauses_open_and_still_at_the_cube_before_closing():
+    env = make_env("Stack", "Panda", cameras=())
+    grips = {}
+    for settle in (0, 6):
+        obs, _ = env.reset(seed=4)
+        expert = StackExpert(settle_steps=settle)
+        expert.reset(env.unwrapped, seed=4)
+        phases, actions = [], []
+        while expert._phase != "lift" and len(actions) < 200:
+            actions.append(expert.select_action(obs))
+            phases.append(expert._phase)
+            obs, *_ = env.step(actions[-1])
+        grips[settle] = [a[6] for a in actions]
+        if settle:
+            paused = [a for a, p in zip(actions, phases) if p == "settle"]
+            assert len(paused) >= settle - 1 and all(a[6] < 0 for a in paused)  # open
+            assert max(np.abs(a[:3]).max() for a in paused) < 0.1  # at the cube: barely moving
+    first_close = {k: g.index(max(g)) for k, g in grips.items()}
+    assert first_close[6] == first_close[0] + 6  # the same approach, closing 6 steps later
+    assert run_expert(env, StackExpert(settle_steps=6), 5)
+    env.close()
+
+
 def test_same_seed_same_actions():
     env = make_env("Stack", "Panda", cameras=())
     runs = []

@@ -188,12 +188,17 @@ class DatasetWriter:
         collection: how the demos were produced (e.g. the expert's options and execution noise), stored as the
             JSON attribute ``data.attrs["collection"]``; appending with different settings is refused. A file
             written before this attribute existed keeps no record (its provenance stays unknown).
+        legacy_collection: the only settings a file without a record may be appended with (its provenance is
+            unknown; ``collect`` passes the expert's defaults, what such files were collected with unless the user
+            said otherwise). None: any.
     """
 
-    def __init__(self, path: str | os.PathLike, env_args: dict[str, Any], collection: dict[str, Any] | None = None):
+    def __init__(self, path: str | os.PathLike, env_args: dict[str, Any], collection: dict[str, Any] | None = None,
+                 legacy_collection: dict[str, Any] | None = None):
         self.path = Path(path)
         self.env_args = env_args
         self.collection = json.loads(json.dumps(collection)) if collection is not None else None  # as stored
+        self.legacy_collection = json.loads(json.dumps(legacy_collection)) if legacy_collection is not None else None
         self.journal_dir = self.path.with_name(self.path.name + ".journal")
         self._committed_attempts: list[tuple[int, int]] = []
         self._committed_demos = 0
@@ -221,6 +226,10 @@ class DatasetWriter:
 
     def _check_same_collection(self, stored_json: str | None) -> None:
         if stored_json is None:  # written before collections were recorded: nothing to compare, nothing to claim
+            if self.legacy_collection is not None and self.collection != self.legacy_collection:
+                raise DatasetError(f"{self.path}: refusing to append demos collected with {self.collection}: the file "
+                                   "predates mu0sim's record of how demos were collected, so they could not be told "
+                                   "apart; choose another --out")
             self.collection = None
             return
         stored = json.loads(stored_json)

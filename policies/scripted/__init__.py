@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from mu0sim.envs.catalog import TASKS, check_choice
 from mu0sim.policies.scripted.common import ScriptedExpert
 from mu0sim.policies.scripted.door import DoorExpert
@@ -19,6 +21,9 @@ def make_expert(task: str, **kwargs) -> ScriptedExpert:
     check_choice("task", task, TASKS)
     if task not in EXPERTS:
         raise ValueError(f"no scripted expert for task {task!r} yet; experts exist for: {', '.join(EXPERTS)}")
+    options = [f.name for f in fields(EXPERTS[task]) if not f.name.startswith("_")]
+    for name in kwargs:
+        check_choice(f"{task} expert option", name, options)
     return EXPERTS[task](**kwargs)
 
 

@@ -72,13 +72,17 @@ class StackExpert:
     """Scripted Stack expert (cube poses from the ``object`` observation).
 
     Phases: hover over the red cube and turn the gripper to the cube's yaw (choosing, of the two finger
-    directions that fit the cube, the one that keeps the fingers off a nearby green cube), descend, close, lift
+    directions that fit the cube, the one that keeps the fingers off a nearby green cube), descend, settle (open,
+    holding the grasp pose), close, lift
     straight up, carry the cube (as measured in the hand, so an off-centre grasp is compensated) over the green
     cube, lower it until it nearly touches, open, and move up out of the way. Every phase ends on a position
     threshold or a step timeout; a cube that slips out of the hand is grasped again.
 
     Args:
         hover_m: height above the red cube's centre to align at (metres).
+        settle_steps: steps spent still and open at the grasp pose before closing. A pause makes "close now" a
+            function of the state (at the cube, not moving) rather than of the time since the descent began, which a
+            cloned policy that descends a little slower than its demos gets wrong (it closes above the cube).
         close_steps: steps spent closing before lifting.
         carry_clearance_m: gap between the carried cube's bottom and the green cube's top while carrying (metres).
         release_gap_m: gap between the cubes at which the gripper opens (metres).
@@ -90,6 +94,7 @@ class StackExpert:
     """
 
     hover_m: float = 0.08
+    settle_steps: int = 0
     close_steps: int = 12
     carry_clearance_m: float = 0.03
     release_gap_m: float = 0.006
@@ -160,11 +165,16 @@ class StackExpert:
         if self._phase == "descend":
             target = cube_a
             if abs(eef[2] - cube_a[2]) < 0.008 and np.linalg.norm((cube_a - eef)[:2]) < 0.01:
-                self._to("close")
+                self._to("settle" if self.settle_steps > 0 else "close")
             elif self._phase_steps > 50:
                 self._to("hover")  # blocked: realign from above
                 self._hover_offset[:2] = 0.0
                 yaw_error = 0.0
+        if self._phase == "settle":
+            self._count += 1
+            if self._count >= self.settle_steps:
+                self._to("close")
+            return add_noise(move_action(eef, cube_a, OPEN), self._rng, 0.0)
         if self._phase == "close":
             self._count += 1
             if self._count >= self.close_steps:
