@@ -85,3 +85,21 @@ def test_export_refuses_an_existing_folder(exported):
     dataset, out, _ = exported
     with pytest.raises(FileExistsError, match="exists"):
         export_lerobot(dataset, out, progress=False)
+
+
+def test_dart_export_labels_with_the_experts_actions_and_keeps_the_executed(tmp_path):
+    dataset = tmp_path / "dart.hdf5"
+    collect(CollectConfig(task="Lift", robot="Panda", episodes=2, out=dataset, execution_noise_std=0.2),
+            progress=False)
+    out = tmp_path / "dart_lerobot"
+    export_lerobot(dataset, out, progress=False)
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["features"]["action.executed"]["shape"] == [7] and info["video_path"] is None
+    frames = pd.read_parquet(out / info["data_path"].format(chunk_index=0, file_index=0))
+    with h5py.File(dataset, "r") as f:
+        n = f["data/demo_0"].attrs["num_samples"]
+        rows = frames[frames["episode_index"] == 0]
+        np.testing.assert_array_equal(np.stack(rows["action"]), f["data/demo_0/expert_actions"][()])
+        np.testing.assert_array_equal(np.stack(rows["action.executed"]), f["data/demo_0/actions"][()])
+        assert len(rows) == n
+    assert "action.executed" in json.loads((out / "meta/stats.json").read_text())

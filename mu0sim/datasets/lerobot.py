@@ -13,6 +13,10 @@
 
 Each episode contributes its N recorded frames (the observations before each action). Depth and segmentation
 are not exported (LeRobot has no standard encoding for metric depth); RGB cameras become videos.
+
+DART files (collected with ``--execution-noise-std``): ``action`` is the expert's clean command
+(``expert_actions``), what a policy trained on the export should imitate, as mu0sim's own behaviour cloning does;
+the executed (noisy) actions, which replay the states, are the extra feature ``action.executed``.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def export_lerobot(dataset: str | os.PathLike, out: str | os.PathLike, episodes_
         state_names = [n for k in state_keys for n in _state_names(first_obs, k)]
         video_keys = {cam: f"observation.images.{cam}" for cam in cameras}
         tasks: dict[str, int] = {}
-        episode_rows, state_all, env_all, action_all = [], [], [], []
+        episode_rows, state_all, env_all, action_all, executed_all = [], [], [], [], []
         image_acc = {cam: [np.zeros(3), np.zeros(3), np.full(3, np.inf), np.full(3, -np.inf), 0] for cam in cameras}
         global_index, file_index = 0, -1
         writers: dict[str, object] = {}
@@ -119,13 +123,17 @@ def export_lerobot(dataset: str | os.PathLike, out: str | os.PathLike, episodes_
                 task_index = tasks.setdefault(instruction, len(tasks))
                 state = np.concatenate([group[f"obs/{k}"][()].reshape(n, -1) for k in state_keys], axis=1)
                 env_state = group["obs/object"][()].reshape(n, -1) if "object" in group["obs"] else np.zeros((n, 0))
-                actions = group["actions"][()].astype(np.float32)
+                executed = group["actions"][()].astype(np.float32)
+                dart = "expert_actions" in group  # the labels to imitate differ from what was executed
+                actions = group["expert_actions"][()].astype(np.float32) if dart else executed
                 rewards = group["rewards"][()].astype(np.float32)
                 dones = group["dones"][()].astype(bool)
                 success = bool(group.attrs.get("success", dones[-1]))
                 state_all.append(state)
                 env_all.append(env_state)
                 action_all.append(actions)
+                if dart:
+                    executed_all.append(executed)
                 row = {"episode_index": episode_index, "tasks": [instruction], "length": n,
                        "data/chunk_index": 0, "data/file_index": file_index,
                        "dataset_from_index": global_index, "dataset_to_index": global_index + n,
@@ -154,6 +162,8 @@ def export_lerobot(dataset: str | os.PathLike, out: str | os.PathLike, episodes_
                         "next.success": bool(success and t == n - 1), "timestamp": np.float32(t / fps).item(),
                         "frame_index": t, "episode_index": episode_index, "index": global_index + t,
                         "task_index": task_index})
+                    if dart:
+                        data_rows[-1]["action.executed"] = executed[t].tolist()
                 global_index += n
             flush_data()
         finally:
@@ -162,11 +172,11 @@ def export_lerobot(dataset: str | os.PathLike, out: str | os.PathLike, episodes_
 
     states, env_states, actions = (np.concatenate(a) for a in (state_all, env_all, action_all))
     total_frames = global_index
+    action_names = ["dx", "dy", "dz", "ax", "ay", "az", "grip"]
     features = {
         "observation.state": {"dtype": "float32", "shape": [states.shape[1]], "names": state_names},
         "observation.environment_state": {"dtype": "float32", "shape": [env_states.shape[1]], "names": None},
-        "action": {"dtype": "float32", "shape": [actions.shape[1]],
-                   "names": ["dx", "dy", "dz", "ax", "ay", "az", "grip"]},
+        "action": {"dtype": "float32", "shape": [actions.shape[1]], "names": action_names},
         "next.reward": {"dtype": "float32", "shape": [1], "names": None},
         "next.done": {"dtype": "bool", "shape": [1], "names": None},
         "next.success": {"dtype": "bool", "shape": [1], "names": None},
@@ -189,6 +199,12 @@ def export_lerobot(dataset: str | os.PathLike, out: str | os.PathLike, episodes_
     }
     stats = {"observation.state": _stats(states), "observation.environment_state": _stats(env_states),
              "action": _stats(actions)}
+    if executed_all:
+        if len(executed_all) != len(names):
+            raise ValueError(f"{dataset}: only some demos hold expert_actions (DART labels); cannot export one "
+                             "action feature for all")
+        features["action.executed"] = {"dtype": "float32", "shape": [actions.shape[1]], "names": action_names}
+        stats["action.executed"] = _stats(np.concatenate(executed_all))
     for cam, key in video_keys.items():
         sum_c, sq_c, min_c, max_c, pixels = image_acc[cam]
         stats[key] = _image_stats(sum_c, sq_c, min_c, max_c, pixels, total_frames)
