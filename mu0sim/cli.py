@@ -301,7 +301,7 @@ def _commands() -> list[Command]:
 
         p.add_argument("--data", nargs="+", required=True, help="demos of one robot (mu0sim collect)")
         p.add_argument("--mu0", required=True, help="frozen μ0 checkpoint folder")
-        p.add_argument("--out", required=True, help="policy checkpoint folder")
+        p.add_argument("--out", required=True, help="policy checkpoint folder (resumes if it holds unfinished training)")
         p.add_argument("--variant", default="trace", choices=VARIANTS)
         p.add_argument("--robot", default=None, help="check that the data is this robot's")
         p.add_argument("--head", default="regression", choices=HEADS)

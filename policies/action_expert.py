@@ -24,6 +24,7 @@ flow matching (``head="flow"``).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from mu0sim.config import from_dict
+from mu0sim.io import atomic_write_text
 
 VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained")
 HEADS = ("regression", "flow")
@@ -258,10 +260,13 @@ class ActionExpert:
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(directory / "model.safetensors"))
-        (directory / "config.json").write_text(json.dumps({"policy": asdict(self.config), **(extra or {})},
-                                                          indent=1))
-        (directory / "normalization.json").write_text(json.dumps(self.norm.to_dict()))
+        # config.json last: it marks a finished checkpoint (`mu0sim ablate` reuses a folder that has one)
+        weights = directory / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(weights.with_suffix(".tmp")))
+        os.replace(weights.with_suffix(".tmp"), weights)
+        atomic_write_text(directory / "normalization.json", json.dumps(self.norm.to_dict()))
+        atomic_write_text(directory / "config.json", json.dumps({"policy": asdict(self.config), **(extra or {})},
+                                                                indent=1))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, robot: str | None = None, mu0_id: str | None = None,

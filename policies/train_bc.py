@@ -7,9 +7,13 @@ cached next to the dataset (``<dataset>.bc-<μ0 id>-<query>.npz``). Training the
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -388,14 +392,20 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
                           tens["wrist"][rows] if "wrist" in tens else None)
         return chunk_loss(net, ctx, tens["target"][rows], tens["valid"][rows])
 
-    start = time.perf_counter()
-    history: list[dict] = []
     stages = [("fine-tune" if config.pretrain_data else "train", np.flatnonzero(train & data["target"]),
                config.steps)]
     if config.pretrain_data:
         stages.insert(0, ("pretrain", np.flatnonzero(train), config.pretrain_steps))  # pooled robots
-    for stage, rows, steps in stages:
-        _optimize(net, loss_of, rows, val_rows, steps, config, rng, history, stage, progress)
+    resume = TrainingResume(Path(config.out) / ".resume" / "state.pt", asdict(config))
+    state = resume.load()
+    history: list[dict] = state["history"] if state else []
+    start = time.perf_counter() - (state["elapsed_s"] if state else 0.0)
+    for index, (stage, rows, steps) in enumerate(stages):
+        if state and index < state["stage_index"]:
+            continue  # finished before the interruption
+        _optimize(net, loss_of, rows, val_rows, steps, config, rng, history, stage, progress,
+                  resume=resume, stage_index=index, state=state if state and index == state["stage_index"] else None,
+                  start=start)
     wall = time.perf_counter() - start
     policy = ActionExpert(net, norm)
     total_steps = sum(s for _, _, s in stages)
@@ -405,30 +415,105 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
                "samples_per_s": round(total_steps * config.batch_size / wall, 1),
                "val_loss": history[-1]["val_loss"] if history else None}
     policy.save(config.out, {"training": {**summary, "history": history}, "train_config": asdict(config)})
+    resume.clear()
     return summary
 
 
+class TrainingResume:
+    """Where an interrupted ``train_policy`` keeps its place: ``OUT/.resume/state.pt`` holds the stage and step, the
+    network, optimizer, schedule and both random generators, and the validation history, written atomically every
+    ``every_s`` seconds and on Ctrl-C. A state saved for another training configuration is ignored (and replaced),
+    never mixed in. Resuming continues the same sequence of batches, so the result equals an uninterrupted run."""
+
+    def __init__(self, path: Path, train_config: dict, every_s: float = 60.0) -> None:
+        self.path, self.train_config, self.every_s = path, json.loads(json.dumps(train_config)), every_s
+        self._last = time.monotonic()
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        state = torch.load(self.path, weights_only=False)
+        return state if state.get("train_config") == self.train_config else None
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last > self.every_s
+
+    def save(self, state: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({**state, "train_config": self.train_config}, tmp)
+        os.replace(tmp, self.path)
+        self._last = time.monotonic()
+
+    def clear(self) -> None:
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
 def _optimize(net, loss_of, rows: np.ndarray, val_rows: np.ndarray, steps: int, config: TrainPolicyConfig,
-              rng: np.random.Generator, history: list[dict], stage: str, progress: bool) -> None:
-    """AdamW + cosine schedule over ``steps`` batches of ``rows``; validation every 500 steps into ``history``."""
+              rng: np.random.Generator, history: list[dict], stage: str, progress: bool,
+              resume: TrainingResume | None = None, stage_index: int = 0, state: dict | None = None,
+              start: float = 0.0) -> None:
+    """AdamW + cosine schedule over ``steps`` batches of ``rows``; validation every 500 steps into ``history``.
+    ``state``: where an interrupted run of this stage stopped (:class:`TrainingResume`); ``resume`` saves it."""
     from tqdm import tqdm
 
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for step in tqdm(range(steps), desc=f"train-policy {config.variant} ({stage})", disable=not progress,
-                     dynamic_ncols=True):
-        net.train()
-        loss = loss_of(rng.choice(rows, config.batch_size))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if (step + 1) % 500 == 0 or step + 1 == steps:
-            net.eval()
-            with torch.no_grad():
-                torch.manual_seed(1234)
-                val = float(loss_of(val_rows)) if len(val_rows) else float("nan")
-            history.append({"stage": stage, "step": step + 1, "train_loss": float(loss.detach()), "val_loss": val})
+    first = 0
+    if state is not None:
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        first = state["step"]
+
+    def snapshot(step: int) -> dict:
+        return {"stage_index": stage_index, "step": step, "net": net.state_dict(), "optimizer": opt.state_dict(),
+                "schedule": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "history": history, "elapsed_s": time.perf_counter() - start}
+
+    with _InterruptBetweenSteps() as interrupt:
+        for step in tqdm(range(first, steps), initial=first, total=steps, disable=not progress,
+                         desc=f"train-policy {config.variant} ({stage})", dynamic_ncols=True):
+            net.train()
+            loss = loss_of(rng.choice(rows, config.batch_size))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if (step + 1) % 500 == 0 or step + 1 == steps:
+                net.eval()
+                with torch.no_grad():
+                    torch.manual_seed(1234)
+                    val = float(loss_of(val_rows)) if len(val_rows) else float("nan")
+                history.append({"stage": stage, "step": step + 1, "train_loss": float(loss.detach()),
+                                "val_loss": val})
+            if resume is not None and (interrupt.requested or resume.due()):
+                resume.save(snapshot(step + 1))
+            if interrupt.requested:
+                raise KeyboardInterrupt
+
+
+class _InterruptBetweenSteps:
+    """Ctrl-C during training stops after the current step (so that the saved state is one the uninterrupted run
+    also passes through), instead of wherever the signal lands (e.g. between the optimizer's and the schedule's
+    update). A second Ctrl-C stops at once. Only in the main thread, where Python delivers signals."""
+
+    def __enter__(self) -> "_InterruptBetweenSteps":
+        self.requested, self._previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 __all__ = ["TrainPolicyConfig", "train_policy", "replay_features", "prepare_features", "feature_jobs",

@@ -122,6 +122,46 @@ def test_behaviour_cloning_end_to_end_and_checkpoint_refusals(tiny_mu0, tmp_path
         ActionExpert.from_pretrained(out)
 
 
+def test_interrupted_training_resumes_to_the_uninterrupted_result(tiny_mu0, tmp_path, monkeypatch):
+    """Ctrl-C in the fine-tune stage of action-pretrained (flow head: torch's generator is in play too) stops after
+    that step with its state saved; the rerun continues it and ends with the weights of a run never interrupted."""
+    import os
+    import signal
+
+    import torch
+    from safetensors.torch import load_file
+
+    ckpt, (panda, sawyer) = tiny_mu0
+
+    def config(out):
+        return TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(out), variant="action-pretrained",
+                                 pretrain_data=[str(sawyer)], head="flow", steps=6, pretrain_steps=6, batch_size=16,
+                                 num_points=16)
+
+    train_policy(config(tmp_path / "whole"), progress=False)
+    step, calls = torch.optim.AdamW.step, []
+
+    def ctrl_c_at_the_ninth_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 9:  # the third fine-tune step
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", ctrl_c_at_the_ninth_step)
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train_policy(config(out), progress=False)
+    saved = torch.load(out / ".resume" / "state.pt", weights_only=False)
+    assert (saved["stage_index"], saved["step"]) == (1, 3) and not (out / "config.json").exists()
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    train_policy(config(out), progress=False)
+    whole, resumed = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert not (out / ".resume").exists()
+    history = json.loads((out / "config.json").read_text())["training"]["history"]
+    assert [h["stage"] for h in history] == ["pretrain", "fine-tune"]
+
+
 def test_gt_trace_and_action_pretrained_variants_train_and_run(tiny_mu0, tmp_path):
     """gt-trace: oracle futures in training (the demo's recording) and in closed loop (the expert rolled forward);
     action-pretrained: pooled robots first, then the target robot alone."""
