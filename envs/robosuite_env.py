@@ -82,6 +82,10 @@ def _exclude_contacts_processor(pairs: Sequence[tuple[str, str]]):
 class Mu0SimEnv(gym.Env):
     """A robosuite task behind Gymnasium semantics. Create it with ``gym.make("mu0sim/<Task>-v0", ...)``.
 
+    ``info`` of every reset and step: ``is_success`` (bool), ``grasping`` (bool: both finger pads touch the task's
+    first object, e.g. the red cube of Stack; where an unsuccessful episode got to), ``sim_error`` after a
+    simulation instability, ``images_fresh`` when the env renders cameras.
+
     Args:
         task: task name, one of ``mu0sim.envs.TASKS``.
         robot: robot name, one of ``mu0sim.envs.ROBOTS``.
@@ -222,6 +226,8 @@ class Mu0SimEnv(gym.Env):
             body_label[body] = roots.get(body, body_label[model.body_parentid[body]])
         # index geom_id + 1 so that -1 (no geom) maps to background
         self._geom_label = np.concatenate([[BACKGROUND_LABEL], body_label[model.geom_bodyid]]).astype(np.uint8)
+        # the geoms of the task's first object (the one picked up, pushed or pulled): info["grasping"]
+        self._target_geoms = np.flatnonzero(body_label[model.geom_bodyid] == ROBOT_LABEL + 1)
         self._instability_count = 0
         if self.cameras or self.render_mode is not None:
             h, w = self.image_hw
@@ -272,7 +278,7 @@ class Mu0SimEnv(gym.Env):
         self._ended_by_sim_error = False
         self._instability_count = 0
         obs = self._observe(rs_obs, render=bool(self.cameras))
-        info = {"is_success": self._success(), "instruction": self.instruction}
+        info = {"is_success": self._success(), "grasping": self._grasping(), "instruction": self.instruction}
         if self.cameras:
             info["images_fresh"] = True
         return obs, info
@@ -289,7 +295,7 @@ class Mu0SimEnv(gym.Env):
         fresh = bool(self.cameras) and self.image_period > 0 and self._steps % self.image_period == 0
         success = False if sim_error else self._success()
         obs = self._observe(rs_obs, render=fresh and not sim_error)
-        info: dict[str, Any] = {"is_success": success}
+        info: dict[str, Any] = {"is_success": success, "grasping": False if sim_error else self._grasping()}
         if self.cameras:
             info["images_fresh"] = fresh and not sim_error
         terminated = bool(success and self.terminate_on_success)
@@ -359,6 +365,18 @@ class Mu0SimEnv(gym.Env):
         if not np.all(np.isfinite(action)):
             raise ValueError(f"action contains NaN or inf: {action.tolist()}")
         return np.clip(action, -1.0, 1.0)
+
+    def _grasping(self) -> bool:
+        """Both finger pads touch the task's first object (the grasp check of robosuite's ``_check_grasp``, on the
+        pads this env measures the opening with: robosuite's own are wrong for some grippers)."""
+        n = self._data.ncon
+        if n == 0:
+            return False
+        g1, g2 = self._data.contact.geom1[:n], self._data.contact.geom2[:n]
+        on_target = np.isin(g1, self._target_geoms), np.isin(g2, self._target_geoms)
+        touching = np.concatenate([g2[on_target[0]], g1[on_target[1]]])
+        left, right = self._pad_geoms
+        return bool(np.isin(left, touching).any() and np.isin(right, touching).any())
 
     def _success(self) -> bool:
         return bool(self._rs._check_success())

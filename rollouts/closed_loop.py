@@ -12,11 +12,15 @@ import numpy as np
 
 @dataclass
 class EpisodeOutcome:
+    """One closed-loop episode. ``first_grasp_step``: the first step after which the gripper held the task's first
+    object (``info["grasping"]``), None if it never did: where a failed episode got to."""
+
     seed: int
     success: bool
     length: int
     sim_error: str | None = None
     wall_s: float = 0.0
+    first_grasp_step: int | None = None
 
 
 def run_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str, seeds: list[int],
@@ -48,15 +52,17 @@ class EpisodeRunner:
         obs, info = env.reset(seed=seed)
         policy.reset(seed=seed)
         frames = [] if video_dir is not None else None
-        done, steps = False, 0
+        done, steps, first_grasp = False, 0, None
         while not done:
             if frames is not None:
                 frames.append(trace_frame(env, obs))
             obs, _, terminated, truncated, info = env.step(policy.select_action(obs))
             steps += 1
+            if first_grasp is None and info["grasping"]:
+                first_grasp = steps
             done = terminated or truncated
         outcome = EpisodeOutcome(seed, bool(info["is_success"]), steps, info.get("sim_error"),
-                                 round(time.perf_counter() - start, 3))
+                                 round(time.perf_counter() - start, 3), first_grasp)
         if frames is not None:
             frames.append(trace_frame(env, obs))
             policy_name = self.policy_dir.name

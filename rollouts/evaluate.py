@@ -146,7 +146,8 @@ def _run_row(config: EvalConfig, pool, policy: str, robot: str, mu0: str, seeds:
     for outcome in outcomes:
         record = {"policy": policy, "policy_id": policy_id, "task": config.task, "robot": robot,
                   "seed": outcome.seed, "success": outcome.success, "length": outcome.length,
-                  "sim_error": outcome.sim_error, "wall_s": outcome.wall_s}
+                  "sim_error": outcome.sim_error, "wall_s": outcome.wall_s,
+                  "first_grasp_step": outcome.first_grasp_step}
         with open(log, "a") as f:  # at once: Ctrl-C or a crash keeps every finished episode
             f.write(json.dumps(record) + "\n")
         yield record

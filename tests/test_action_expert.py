@@ -243,6 +243,7 @@ def test_eval_writes_rows_and_resumes_without_redoing_episodes(tiny_mu0, tmp_pat
     assert (out / "results.png").stat().st_size > 0
     episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert [e["seed"] for e in episodes] == [50, 51]
+    assert all(e["first_grasp_step"] is None or 0 < e["first_grasp_step"] <= e["length"] for e in episodes)
     row = json.loads((out / "results.json").read_text())[0]
     assert row["episodes"] == 2 and row["robot"] == "Panda" and 0 <= row["wilson_low"] <= row["wilson_high"] <= 1
     assert set(row) == {"task", "robot", "policy", "episodes", "successes", "success_rate", "wilson_low",

@@ -7,7 +7,7 @@ from robosuite.utils import camera_utils
 from mu0sim.envs import ROBOTS, make_env
 from mu0sim.envs.rendering import RenderSettings
 from mu0sim.envs.robosuite_env import Mu0SimEnv
-from tests.conftest import TASKS
+from tests.conftest import SIX_ROBOTS, TASKS
 
 ZERO = np.zeros(7, dtype=np.float32)
 
@@ -201,3 +201,25 @@ def test_interleaved_envs_in_one_process_render_their_own_scenes():
         np.testing.assert_array_equal(obs["agentview_depth"], reference["agentview_depth"])
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize("robot", SIX_ROBOTS)
+def test_grasping_is_reported_while_the_gripper_holds_the_object(robot):
+    """info["grasping"]: never while the hand approaches, always while the scripted expert lifts the cube (each
+    robot's own finger pads)."""
+    from mu0sim.policies.scripted import make_expert
+
+    env = make_env("Lift", robot, cameras=())
+    obs, info = env.reset(seed=1)
+    expert = make_expert("Lift")
+    expert.reset(env.unwrapped, seed=1)
+    grasping = [info["grasping"]]
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(expert.select_action(obs))
+        grasping.append(info["grasping"])
+        done = terminated or truncated
+    env.close()
+    assert info["is_success"] and grasping[-1]
+    first = grasping.index(True)
+    assert first > 10 and all(grasping[first + 5:])  # held from shortly after the close until the cube is up
