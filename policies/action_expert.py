@@ -307,13 +307,21 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
 
     mu0 = Mu0.from_pretrained(mu0_ckpt)
     policy = ActionExpert.from_pretrained(policy_dir, robot=robot, mu0_id=mu0_fingerprint(mu0_ckpt))
-    train_config = json.loads((Path(policy_dir) / "config.json").read_text())["train_config"]
+    meta = json.loads((Path(policy_dir) / "config.json").read_text())
+    train_config = meta["train_config"]
     limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     env = make_env(task, policy.config.robot, cameras=(mu0.config.camera,), image_size=mu0.image_size, depth=True,
                    segmentation=True, image_period=0, **limit)
+    oracle = None
+    if trace_source(policy.config.variant) == "oracle":  # the expert the demos were collected with, rolled forward
+        from mu0sim.policies.oracle_traces import ExpertTraceOracle
+
+        collection = meta.get("data_collection") or {}
+        oracle = ExpertTraceOracle(task, policy.config.robot, collection.get("expert_options"))
     env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
                               query_every=policy.config.execute, camera=mu0.config.camera,
-                              traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera)
+                              traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera,
+                              oracle=oracle)
     return env, policy
 
 

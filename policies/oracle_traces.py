@@ -30,14 +30,16 @@ class ExpertTraceOracle:
     and :meth:`future` (before :meth:`observe` of the same observation) to get the next ``horizon`` positions.
     """
 
-    def __init__(self, task: str, robot: str) -> None:
+    def __init__(self, task: str, robot: str, expert_options: dict | None = None) -> None:
+        """``expert_options``: the scripted expert's options, those the training demos were collected with (the
+        oracle's futures must be the demos' kind of motion)."""
         from mu0sim.envs import make_env
         from mu0sim.policies.scripted import make_expert
 
         # state only, no success termination, no time limit: the shadow only moves bodies
         self._shadow = make_env(task, robot, cameras=(), image_period=0, terminate_on_success=False,
                                 max_episode_steps=10**9).unwrapped
-        self._expert = make_expert(task)
+        self._expert = make_expert(task, **(expert_options or {}))
         self._model_xml: str | None = None
         self._shadow_xml: str | None = None
 

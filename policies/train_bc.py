@@ -335,7 +335,7 @@ def chunk_validity(steps: np.ndarray, episode_lengths: np.ndarray, length: int) 
 
 
 def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
-    from mu0sim.datasets.hdf5 import read_env_args
+    from mu0sim.datasets.hdf5 import read_collection, read_env_args
     from mu0sim.model import Mu0
 
     if config.variant not in TRAINABLE_VARIANTS:
@@ -414,7 +414,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
                "val_samples": int(is_val.sum()), "steps": total_steps, "wall_s": round(wall, 1),
                "samples_per_s": round(total_steps * config.batch_size / wall, 1),
                "val_loss": history[-1]["val_loss"] if history else None}
-    policy.save(config.out, {"training": {**summary, "history": history}, "train_config": asdict(config)})
+    policy.save(config.out, {"training": {**summary, "history": history}, "train_config": asdict(config),
+                             "data_collection": read_collection(config.data[0])})
     resume.clear()
     return summary
 

@@ -9,7 +9,7 @@ import pytest
 
 from mu0sim.cli import main
 from mu0sim.policies.action_expert import (LABEL_SLOTS, POINT_DIM, TRACE_STEPS, VARIANTS, ActionExpert,
-                                           ActionExpertConfig, label_one_hot, point_features)
+                                           ActionExpertConfig, expert_env, label_one_hot, point_features)
 from mu0sim.policies.train_bc import TrainPolicyConfig, chunk_validity, next_actions, train_policy
 from mu0sim.rollouts.closed_loop import run_episodes, summarize
 
@@ -173,6 +173,15 @@ def test_gt_trace_and_action_pretrained_variants_train_and_run(tiny_mu0, tmp_pat
     traces = np.load(cache)["mu0_traces_world"]
     assert np.abs(traces).max() > 0.01  # something moves more than 1 cm in the recorded futures
     assert run_episodes(tmp_path / "gt", ckpt, "Lift", "Panda", seeds=[100], progress=False)[0].length > 0
+    # the closed-loop oracle rolls forward the expert the demos were collected with, options included
+    meta_path = tmp_path / "gt" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["data_collection"]["expert"] == "LiftExpert"
+    meta["data_collection"]["expert_options"]["hover_m"] = 0.07
+    meta_path.write_text(json.dumps(meta))
+    env, _ = expert_env(tmp_path / "gt", ckpt, "Lift")
+    assert env.oracle._expert.hover_m == 0.07
+    env.close()
     pre = train_policy(TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "pre"),
                                          variant="action-pretrained", pretrain_data=[str(sawyer)], steps=10,
                                          pretrain_steps=10, batch_size=16, num_points=16), progress=False)

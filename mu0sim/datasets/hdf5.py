@@ -114,6 +114,14 @@ def read_env_args(path: str | os.PathLike) -> dict[str, Any]:
         return json.loads(f["data"].attrs["env_args"])
 
 
+def read_collection(path: str | os.PathLike) -> dict[str, Any] | None:
+    """How the file's demos were collected (``data.attrs["collection"]``: expert, its options, execution noise);
+    None for files written before that was recorded."""
+    with open_dataset(path) as f:
+        stored = f["data"].attrs.get("collection")
+    return None if stored is None else json.loads(stored)
+
+
 def demo_names(f: h5py.File) -> list[str]:
     """Demo group names in index order (robomimic sorts by the integer after ``demo_``)."""
     return sorted(f["data"].keys(), key=lambda name: int(name[5:]))
