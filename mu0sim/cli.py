@@ -60,7 +60,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         image_size=args.image_size, depth=args.depth, segmentation=args.segmentation, seed=args.seed,
         workers=args.workers, video_dir=Path(args.video_dir) if args.video_dir else None,
         keep_failures=args.keep_failures, max_attempts=args.max_attempts, expert=expert,
-        execution_noise_std=args.execution_noise_std)
+        execution_noise_std=args.execution_noise_std, grip_flip_rate=args.grip_flip_rate)
     summary = collect(config)
     print(json.dumps(summary.to_dict()))
     return 0
@@ -233,6 +233,9 @@ def _commands() -> list[Command]:
                        help="DART: Gaussian noise std (action units, arm) added to each executed action; the "
                             "expert's clean commands are stored as expert_actions, the labels behaviour cloning "
                             "trains on (default 0: execute the expert's actions)")
+        p.add_argument("--grip-flip-rate", type=float, default=0.0,
+                       help="DART for the gripper: per-step probability of inverting the executed gripper command "
+                            "for 6 steps (the expert's own commands stay the labels; default 0)")
         p.add_argument("--keep-failures", action="store_true", help="also keep unsuccessful episodes")
         p.add_argument("--max-attempts", type=int, default=None, help="stop when the file holds this many attempts"
                                                                        ", all runs (default 5 x episodes + 20)")

@@ -76,7 +76,8 @@ class AblationConfig:
     baseline's pooled corpus (that many demos of the task from each of these robots but the target) and its length
     before fine-tuning; ``train``: TrainPolicyConfig settings for every expert (a block's ``train`` adds to it);
     ``execution_noise_std``: the demos are DART-collected with this noise (``mu0sim collect
-    --execution-noise-std``), both those collected here and the files already in ``data_dir``; ``expert``: options
+    --execution-noise-std``; ``grip_flip_rate``: gripper inversions, ``--grip-flip-rate``), both those collected
+    here and the files already in ``data_dir``; ``expert``: options
     of a task's scripted expert (task -> {option: value}, e.g. ``{Stack: {settle_steps: 6}}``), likewise for the
     demos collected here and those already in ``data_dir``."""
 
@@ -92,6 +93,7 @@ class AblationConfig:
     pretrain_demos: int = 50
     pretrain_steps: int = 3000
     execution_noise_std: float = 0.0
+    grip_flip_rate: float = 0.0
     pretrain_robots: list[str] = field(default_factory=lambda: ["Panda", "Sawyer", "IIWA", "UR5e", "Kinova3",
                                                                 "XArm7"])
     workers: int = 1
@@ -150,6 +152,8 @@ class AblationConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.execution_noise_std < 0:
             raise ValueError(f"execution_noise_std must be >= 0 (0: clean demos), got {self.execution_noise_std}")
+        if not 0 <= self.grip_flip_rate < 1:
+            raise ValueError(f"grip_flip_rate must be in [0, 1) (0: clean demos), got {self.grip_flip_rate}")
         self.check_expert_options()
         bad = sorted(set(self.train) - set(free))
         if bad:
@@ -220,13 +224,15 @@ def dataset_path(data_dir: str | Path, task: str, robot: str) -> Path:
 
 
 def ensure_dataset(path: Path, task: str, robot: str, demos: int, progress: bool = True,
-                   execution_noise_std: float = 0.0, expert: dict | None = None) -> Path:
+                   execution_noise_std: float = 0.0, expert: dict | None = None,
+                   grip_flip_rate: float = 0.0) -> Path:
     """``path`` holds at least ``demos`` successful scripted demos (collects the missing ones; resumable). A file
     collected otherwise (another ``execution_noise_std`` or ``expert`` options) is refused, not mixed."""
     from mu0sim.rollouts.collect import CollectConfig, collect
 
     summary = collect(CollectConfig(task=task, robot=robot, episodes=demos, out=path, expert=dict(expert or {}),
-                                    execution_noise_std=execution_noise_std), progress=progress)
+                                    execution_noise_std=execution_noise_std, grip_flip_rate=grip_flip_rate),
+                      progress=progress)
     print(f"{task}/{robot}: {summary.kept} new demos kept of {summary.attempted} attempted "
           f"({summary.total_demos} in {path})", flush=True)
     return path
@@ -309,7 +315,7 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
                             needed[other] = max(needed.get(other, 0), config.pretrain_demos)
             for robot, demos in needed.items():
                 ensure_dataset(dataset_path(config.data_dir, task, robot), task, robot, demos, progress,
-                               config.execution_noise_std, config.expert.get(task))
+                               config.execution_noise_std, config.expert.get(task), config.grip_flip_rate)
             trains = {f"{task}/{cell.robot}/{cell.column}": train_config_for(config, cell) for cell in task_cells}
             policies = [str(p) for p in ensure_policies(trains, config.workers, progress).values()]
             evaluate(EvalConfig(policies=policies, task=task, robots=list(block.robots), episodes=config.episodes,

@@ -40,10 +40,12 @@ class CollectConfig:
     checkpoint_s: float = 60.0
     expert: dict[str, Any] = field(default_factory=dict)
     execution_noise_std: float = 0.0
+    grip_flip_rate: float = 0.0
 
     def collection(self) -> dict[str, Any]:
         """What the dataset records about how its demos were produced (appending must match it): the scripted
-        expert with every one of its options (defaults included) and the execution noise."""
+        expert with every one of its options (defaults included) and the execution perturbations (the gripper
+        flips only where used, so that files recorded before they existed still match)."""
         from dataclasses import fields
 
         from mu0sim.policies.scripted import make_expert
@@ -52,7 +54,8 @@ class CollectConfig:
         return {"expert": type(expert).__name__,
                 "expert_options": {f.name: getattr(expert, f.name) for f in fields(expert)
                                    if f.init and not f.name.startswith("_")},
-                "execution_noise_std": float(self.execution_noise_std)}
+                "execution_noise_std": float(self.execution_noise_std),
+                **({"grip_flip_rate": float(self.grip_flip_rate)} if self.grip_flip_rate else {})}
 
     def env_kwargs(self) -> dict[str, Any]:
         return dict(cameras=tuple(self.cameras), image_size=self.image_size, depth=self.depth,
@@ -82,18 +85,28 @@ class CollectSummary:
 
 
 # ---------------------------------------------------------------------------------------------------- one episode
-def record_episode(env, expert, seed: int, execution_noise_std: float = 0.0) -> EpisodeRecord:
+GRIP_FLIP_STEPS = 6  # length of one executed-gripper inversion (0.3 s: the fingers travel most of the way)
+
+
+def record_episode(env, expert, seed: int, execution_noise_std: float = 0.0,
+                   grip_flip_rate: float = 0.0) -> EpisodeRecord:
     """Run ``expert`` for one episode of ``env`` (a gym.make'd Mu0SimEnv) and record everything a dataset needs.
 
     ``execution_noise_std`` > 0 is DART (Laskey et al., 2017): each executed action is the expert's plus Gaussian
     noise of that std on the arm (action units), so the demos visit the states a slightly wrong policy reaches,
-    while the expert's own command there, the recovery, is recorded as ``expert_actions`` to imitate."""
+    while the expert's own command there, the recovery, is recorded as ``expert_actions`` to imitate.
+    ``grip_flip_rate`` > 0 perturbs the gripper the same way: at each step, with this probability, the executed
+    gripper command is inverted for the next ``GRIP_FLIP_STEPS`` steps (a grasp closed too early, a cube let go),
+    and what the expert does about it is what gets imitated."""
     from mu0sim.policies.scripted.common import add_noise
 
     base = env.unwrapped
     obs, _ = env.reset(seed=seed)
     expert.reset(base, seed=seed)
     noise_rng = np.random.default_rng([seed, 0xDA27])  # its own stream: the expert's draws do not shift
+    flip_rng = np.random.default_rng([seed, 0xF11B])
+    flip_left = 0
+    perturbed = execution_noise_std > 0 or grip_flip_rate > 0
     states, actions, rewards, observations = [base.get_state()], [], [], [obs]
     expert_actions = []
     cam_to_world = {cam: [base.camera_params(cam).cam_to_world] for cam in base.cameras}
@@ -105,6 +118,13 @@ def record_episode(env, expert, seed: int, execution_noise_std: float = 0.0) -> 
         expert_actions.append(action)
         if execution_noise_std > 0:
             action = add_noise(action, noise_rng, execution_noise_std)
+        if grip_flip_rate > 0:
+            if flip_left == 0 and flip_rng.random() < grip_flip_rate:
+                flip_left = GRIP_FLIP_STEPS
+            if flip_left > 0:
+                action = action.copy()
+                action[6] = -action[6]
+                flip_left -= 1
         obs, reward, terminated, truncated, info = env.step(action)
         actions.append(action)
         rewards.append(reward)
@@ -117,7 +137,7 @@ def record_episode(env, expert, seed: int, execution_noise_std: float = 0.0) -> 
         success=bool(info.get("is_success", False)),
         states=np.array(states[:-1]),
         actions=np.array(actions),
-        expert_actions=np.array(expert_actions) if execution_noise_std > 0 else None,
+        expert_actions=np.array(expert_actions) if perturbed else None,
         rewards=np.array(rewards, dtype=np.float64),
         obs={key: np.stack([o[key] for o in observations]) for key in observations[0]},
         intrinsics=intrinsics,
@@ -132,7 +152,8 @@ def record_episode(env, expert, seed: int, execution_noise_std: float = 0.0) -> 
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(task: str, robot: str, env_kwargs: dict, expert_kwargs: dict, execution_noise_std: float) -> None:
+def _init_worker(task: str, robot: str, env_kwargs: dict, expert_kwargs: dict, execution_noise_std: float,
+                 grip_flip_rate: float = 0.0) -> None:
     # one core per worker: Mesa's software rasterizer would otherwise start a thread per core in every worker
     os.environ.setdefault("LP_NUM_THREADS", "1")  # read when the first GL context is made, below
     from mu0sim.envs import make_env
@@ -141,10 +162,12 @@ def _init_worker(task: str, robot: str, env_kwargs: dict, expert_kwargs: dict, e
     _WORKER["env"] = make_env(task, robot, **env_kwargs)
     _WORKER["expert"] = make_expert(task, **expert_kwargs)
     _WORKER["execution_noise_std"] = execution_noise_std
+    _WORKER["grip_flip_rate"] = grip_flip_rate
 
 
 def _attempt(seed: int) -> EpisodeRecord:
-    return record_episode(_WORKER["env"], _WORKER["expert"], seed, _WORKER["execution_noise_std"])
+    return record_episode(_WORKER["env"], _WORKER["expert"], seed, _WORKER["execution_noise_std"],
+                          _WORKER["grip_flip_rate"])
 
 
 class _InlinePool:
@@ -184,7 +207,10 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
     start = time.perf_counter()
     if config.execution_noise_std < 0:
         raise ValueError(f"--execution-noise-std must be >= 0, got {config.execution_noise_std}")
-    initargs = (config.task, config.robot, config.env_kwargs(), config.expert, config.execution_noise_std)
+    if not 0 <= config.grip_flip_rate < 1:
+        raise ValueError(f"--grip-flip-rate must be in [0, 1) (a probability per step), got {config.grip_flip_rate}")
+    initargs = (config.task, config.robot, config.env_kwargs(), config.expert, config.execution_noise_std,
+                config.grip_flip_rate)
     pool = (_InlinePool(*initargs) if config.workers == 1 else
             ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
                                 initializer=_init_worker, initargs=initargs))
@@ -193,7 +219,8 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
     try:
         writer = DatasetWriter(config.out, pool.submit(_env_args).result(),  # a worker's env describes itself
                                collection=collection,
-                               legacy_collection=replace(config, expert={}, execution_noise_std=0.0).collection())
+                               legacy_collection=replace(config, expert={}, execution_noise_std=0.0,
+                                                         grip_flip_rate=0.0).collection())
         attempted = {seed for seed, _ in writer.attempts}
         next_seed = max([config.seed, *[s + 1 for s in attempted]])
         max_attempts = config.max_attempts or 5 * config.episodes + 20

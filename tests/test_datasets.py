@@ -207,6 +207,26 @@ def test_dart_collection_executes_noisy_actions_and_labels_the_experts(tmp_path)
         collect(CollectConfig(task="Lift", robot="Panda", episodes=3, out=out), progress=False)
 
 
+def test_grip_flips_invert_the_executed_gripper_and_label_with_the_experts(tmp_path):
+    from mu0sim.rollouts.collect import GRIP_FLIP_STEPS
+
+    out = tmp_path / "flips.hdf5"
+    collect(CollectConfig(task="Stack", robot="Panda", episodes=2, out=out, grip_flip_rate=0.05), progress=False)
+    with open_dataset(out) as f:
+        executed, expert = f["data/demo_0/actions"][()], f["data/demo_0/expert_actions"][()]
+        collection = json.loads(f["data"].attrs["collection"])
+    flipped = executed[:, 6] != expert[:, 6]
+    assert flipped.sum() >= GRIP_FLIP_STEPS and np.array_equal(executed[flipped, 6], -expert[flipped, 6])
+    np.testing.assert_array_equal(executed[:, :6], expert[:, :6])  # the arm is not perturbed
+    assert collection["grip_flip_rate"] == 0.05
+    assert replay_dataset(out, progress=False).success_reproduced == 2
+    with pytest.raises(ValueError, match="grip-flip-rate must be in"):
+        collect(CollectConfig(task="Stack", robot="Panda", episodes=2, out=tmp_path / "x.hdf5", grip_flip_rate=1.5),
+                progress=False)
+    # clean collections record no grip_flip_rate: files written before it existed still take appends
+    assert "grip_flip_rate" not in CollectConfig(task="Stack", robot="Panda", episodes=1, out=out).collection()
+
+
 def test_appending_a_different_env_is_refused(lift_dataset):
     with pytest.raises(DatasetError, match="refusing to append.*'robot': \\('Panda', 'Sawyer'\\)"):
         collect(CollectConfig(task="Lift", robot="Sawyer", episodes=5, out=lift_dataset, **CAMERA_KWARGS),
