@@ -14,6 +14,12 @@ twice is trained and evaluated once). Within a block, for each task:
 then one table (``OUT/ablation.md``: rows task x robot, a column per variant x demo count) and one grouped bar chart
 (``OUT/ablation.png``) over every cell of the config; ``OUT/ablation.json`` holds the rows.
 
+A cell whose evaluation is complete is finished for good: ``OUT/cells.json`` records each cell's training
+configuration and its checkpoint's fingerprint, so a rerun skips a finished cell even where its checkpoint and
+datasets are gone (the study's record is ``OUT/eval/episodes.jsonl`` + ``OUT/cells.json``, a few hundred bytes per
+episode, and can be kept under version control while checkpoints and datasets cannot). A cell whose training
+configuration changed is trained and evaluated again.
+
 Example (``configs/ablation_cross_embodiment.yaml`` is the study of RESULTS.md)::
 
     name: lift-smoke
@@ -276,6 +282,58 @@ def ensure_policies(trains: dict[str, object], workers: int = 1, progress: bool 
     return {label: ensure_policy(train, label, progress) for label, train in trains.items()}
 
 
+def _manifest_path(config: AblationConfig) -> Path:
+    return Path(config.out) / "cells.json"
+
+
+def read_manifest(config: AblationConfig) -> dict[str, dict]:
+    """``OUT/cells.json``: cell name -> ``{train_config, inputs, policy_id}`` of the checkpoint it was evaluated with."""
+    path = _manifest_path(config)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def record_cells(config: AblationConfig, cells: dict[Cell, object]) -> None:
+    """Record each cell's training configuration and its trained checkpoint's fingerprint in ``OUT/cells.json``."""
+    from mu0sim.io import checkpoint_fingerprint
+    from mu0sim.policies.action_expert import EXPERT_INPUTS
+
+    manifest = read_manifest(config)
+    for cell, train in cells.items():
+        manifest[cell.name] = {"train_config": json.loads(json.dumps(asdict(train))), "inputs": EXPERT_INPUTS,
+                               "policy_id": checkpoint_fingerprint(train.out)}
+    atomic_write_text(_manifest_path(config), json.dumps(dict(sorted(manifest.items())), indent=1))
+
+
+def finished_cells(config: AblationConfig, episodes: list[dict]) -> set[Cell]:
+    """Cells evaluated on every seed by the checkpoint ``OUT/cells.json`` records for them, trained with the
+    configuration the cell asks for now (``episodes``: the evaluation log's current records)."""
+    from mu0sim.policies.action_expert import EXPERT_INPUTS
+
+    manifest = read_manifest(config)
+    seeds = set(range(config.seed_start, config.seed_start + config.episodes))
+    played: dict[tuple[str, str, str], set[int]] = {}
+    for e in episodes:
+        if e["seed"] in seeds:
+            played.setdefault((e["policy"], e["task"], e.get("policy_id")), set()).add(e["seed"])
+    finished = set()
+    for cell in config.cells():
+        entry = manifest.get(cell.name)
+        if (entry is None or entry.get("inputs") != EXPERT_INPUTS
+                or entry["train_config"] != json.loads(json.dumps(asdict(train_config_for(config, cell))))):
+            continue
+        if played.get((str(policy_dir(config, cell)), cell.task, entry["policy_id"]), set()) == seeds:
+            finished.add(cell)
+    return finished
+
+
+def _evaluation_log(config: AblationConfig) -> list[dict]:
+    from mu0sim.rollouts.evaluate import current_episodes
+
+    log = Path(config.out) / "eval" / "episodes.jsonl"
+    return current_episodes([json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+                            if log.exists() else [])
+
+
 def policy_dir(config: AblationConfig, cell: Cell) -> Path:
     return Path(config.out) / "policies" / cell.name
 
@@ -304,8 +362,13 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
     atomic_write_text(out / "ablation_config.json", json.dumps(asdict(config), indent=1))
     for index, block in enumerate(config.matrix):
         for task in block.tasks:
-            task_cells = [c for c in block_cells(block) if c.task == task]
-            print(f"\n== block {index + 1}/{len(config.matrix)}, {task}: {len(task_cells)} experts ==", flush=True)
+            finished = finished_cells(config, _evaluation_log(config))
+            block_task_cells = [c for c in block_cells(block) if c.task == task]
+            task_cells = [c for c in block_task_cells if c not in finished]
+            print(f"\n== block {index + 1}/{len(config.matrix)}, {task}: {len(block_task_cells)} experts, "
+                  f"{len(block_task_cells) - len(task_cells)} finished ==", flush=True)
+            if not task_cells:
+                continue
             needed: dict[str, int] = {}
             for cell in task_cells:
                 needed[cell.robot] = max(needed.get(cell.robot, 0), cell.demos)
@@ -316,23 +379,24 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
             for robot, demos in needed.items():
                 ensure_dataset(dataset_path(config.data_dir, task, robot), task, robot, demos, progress,
                                config.execution_noise_std, config.expert.get(task), config.grip_flip_rate)
-            trains = {f"{task}/{cell.robot}/{cell.column}": train_config_for(config, cell) for cell in task_cells}
-            policies = [str(p) for p in ensure_policies(trains, config.workers, progress).values()]
-            evaluate(EvalConfig(policies=policies, task=task, robots=list(block.robots), episodes=config.episodes,
-                                seed_start=config.seed_start, out=str(out / "eval"), videos=config.videos,
-                                workers=config.workers), progress=progress)
+            trains = {cell: train_config_for(config, cell) for cell in task_cells}
+            policies = ensure_policies({f"{task}/{c.robot}/{c.column}": t for c, t in trains.items()},
+                                       config.workers, progress)
+            record_cells(config, trains)
+            robots = [r for r in block.robots if any(c.robot == r for c in task_cells)]
+            evaluate(EvalConfig(policies=[str(p) for p in policies.values()], task=task, robots=robots,
+                                episodes=config.episodes, seed_start=config.seed_start, out=str(out / "eval"),
+                                videos=config.videos, workers=config.workers), progress=progress)
             write_report(config, echo=False)  # the table so far, after every block
     return write_report(config)
 
 
 def write_report(config: AblationConfig, echo: bool = True) -> dict:
     """``ablation.{json,md,png}`` over the config's cells, from the evaluation log (partial cells marked)."""
-    from mu0sim.rollouts.evaluate import current_episodes, wilson_interval
+    from mu0sim.rollouts.evaluate import wilson_interval
 
     out = Path(config.out)
-    log = out / "eval" / "episodes.jsonl"
-    episodes = current_episodes([json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-                                if log.exists() else [])
+    episodes = _evaluation_log(config)
     seeds = set(range(config.seed_start, config.seed_start + config.episodes))
     rows = []
     for cell in config.cells():
@@ -416,4 +480,4 @@ def plot_ablation(rows: list[dict], path: Path) -> None:
 
 
 __all__ = ["AblationBlock", "AblationConfig", "Cell", "load_ablation", "run_ablation", "write_report", "ensure_dataset",
-           "ensure_policy", "trained_with"]
+           "ensure_policy", "trained_with", "finished_cells", "read_manifest", "record_cells"]

@@ -10,7 +10,9 @@ import pytest
 import yaml
 
 from mu0sim.cli import main
-from mu0sim.rollouts.ablate import AblationBlock, AblationConfig, Cell, load_ablation, train_config_for
+from mu0sim.rollouts.ablate import (AblationBlock, AblationConfig, Cell, finished_cells, load_ablation,
+                                    train_config_for)
+from mu0sim.rollouts.evaluate import current_episodes
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,8 +56,23 @@ def test_ablate_end_to_end_then_resumes(tiny_mu0, tmp_path, capsys):
     capsys.readouterr()
 
     assert main(["ablate", str(config)]) == 0  # rerun: nothing trained or evaluated again
-    assert capsys.readouterr().out.count("reusing") == 6
+    rerun = capsys.readouterr().out
+    assert "4 experts, 4 finished" in rerun and rerun.count("1 experts, 1 finished") == 2
+    assert "reusing" not in rerun and "validation loss" not in rerun
     assert len((out / "eval" / "episodes.jsonl").read_text().splitlines()) == 6
+    table = (out / "ablation.md").read_text()
+
+    # the study's record (cells.json + the episode log) outlives its checkpoints and datasets
+    shutil.rmtree(out / "policies")
+    shutil.rmtree(data)
+    assert main(["ablate", str(config)]) == 0
+    assert "validation loss" not in capsys.readouterr().out
+    assert (out / "ablation.md").read_text() == table
+    episodes = current_episodes([json.loads(line) for line in (out / "eval" / "episodes.jsonl").open()])
+    study = load_ablation(config)
+    assert len(finished_cells(study, episodes)) == 6
+    assert finished_cells(load_ablation(config, ["--steps=6"]), episodes) == set()  # another recipe: redo all
+    assert finished_cells(load_ablation(config, ["--episodes=2"]), episodes) == set()  # more seeds: unfinished
     assert main(["ablate", str(config), "--episodes", "2", "--report-only"]) == 0  # more episodes asked: partial
     assert "/1* (" in (out / "ablation.md").read_text()
 
