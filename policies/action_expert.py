@@ -14,6 +14,10 @@ Each query point also carries what it lies on (background, robot, or which task 
 segmentation label). Without it, farthest-point samples over two cubes are one unlabelled cloud, and the expert must
 work out from geometry alone which cube to grasp (Stack).
 
+With ``wrist_points`` the wrapper also samples points of the task objects in the wrist view (no traces: their
+world position, position in the gripper's frame and label), which join the query points in the same pooling through
+their own embedding.
+
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
 in a ~12 px box: too coarse for its yaw, which the grasp must match; the wrist view shows it). Proprioception and
@@ -60,6 +64,7 @@ class ActionExpertConfig:
     inputs: int = EXPERT_INPUTS  # version of the input features (see EXPERT_INPUTS)
     flow_steps: int = 8
     wrist_camera: str | None = "robot0_eye_in_hand"  # None: no wrist view
+    wrist_points: int = 0  # task-object points sampled in the wrist view (0: none; needs wrist_camera)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -68,6 +73,9 @@ class ActionExpertConfig:
             raise ValueError(f"unknown head {self.head!r}; valid heads: {', '.join(HEADS)}")
         if not 1 <= self.execute <= self.chunk:
             raise ValueError(f"execute must be in 1..chunk={self.chunk}, got {self.execute}")
+        if self.wrist_points < 0 or (self.wrist_points and self.wrist_camera is None):
+            raise ValueError(f"wrist_points must be >= 0 and needs a wrist_camera; got {self.wrist_points} with "
+                             f"wrist_camera={self.wrist_camera!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ActionExpertConfig":
@@ -81,9 +89,7 @@ def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:
     the point lies on (one-hot, :func:`label_one_hot`), and the trace."""
     world = obs["mu0_query_world"]
     lead = world.shape[:-1]  # (K,) or (N, K)
-    eef_rot = quat_xyzw_to_matrix(np.asarray(obs["robot0_eef_quat"], np.float64))  # (3, 3) or (N, 3, 3)
-    offset = world - np.asarray(obs["robot0_eef_pos"])[..., None, :]
-    in_gripper = np.einsum("...ji,...kj->...ki", eef_rot, offset)
+    in_gripper = in_gripper_frame(obs, world)
     if variant in ("trace", "gt-trace"):
         motion = trace_steps(obs["mu0_traces_world"]).reshape(*lead, -1)
     elif variant == "trace-2d":
@@ -96,6 +102,21 @@ def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:
                        "older mu0sim; replay them (delete the stale .bc-*.npz cache)")
     labels = label_one_hot(obs["mu0_query_label"])
     return np.concatenate([world, obs["mu0_query_uvz"], in_gripper, labels, motion], -1).astype(np.float32)
+
+
+def wrist_point_features(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """(W, WRIST_POINT_DIM) per wrist-view point: world position (m), position in the gripper's frame (m) and
+    what it lies on (one-hot); padding rows are whatever the wrapper put there (masked)."""
+    world = obs["wrist_query_world"]
+    return np.concatenate([world, in_gripper_frame(obs, world), label_one_hot(obs["wrist_query_label"])],
+                          -1).astype(np.float32)
+
+
+def in_gripper_frame(obs: dict[str, np.ndarray], world: np.ndarray) -> np.ndarray:
+    """(..., K, 3) world points (m) -> the same points in the gripper's frame (m), from the eef pose in ``obs``."""
+    eef_rot = quat_xyzw_to_matrix(np.asarray(obs["robot0_eef_quat"], np.float64))  # (3, 3) or (N, 3, 3)
+    offset = world - np.asarray(obs["robot0_eef_pos"])[..., None, :]
+    return np.einsum("...ji,...kj->...ki", eef_rot, offset)
 
 
 def label_one_hot(labels: np.ndarray) -> np.ndarray:
@@ -129,6 +150,7 @@ def proprio_features(obs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 POINT_DIM = 3 + 3 + 3 + LABEL_SLOTS + 3 * len(TRACE_STEPS)
+WRIST_POINT_DIM = 3 + 3 + LABEL_SLOTS
 PROPRIO_DIM = 3 + 4 + 1
 IMAGE_DIM = 1280
 WRIST_CHANNELS, WRIST_CELLS = 112, 64  # stride-16 cells of a 128 px wrist image
@@ -140,6 +162,8 @@ class ActionExpertNet(nn.Module):
         d = config.dim
         self.config = config
         self.point = nn.Sequential(nn.Linear(POINT_DIM, d), nn.GELU(), nn.Linear(d, d))
+        if config.wrist_points:  # own embedding: the pooling tells them from μ0's query points by it
+            self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM, d), nn.GELU(), nn.Linear(d, d))
         self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM, d), nn.GELU())
@@ -158,8 +182,14 @@ class ActionExpertNet(nn.Module):
                                    nn.GELU(), nn.Linear(4 * d, out))
 
     def context(self, points: torch.Tensor, mask: torch.Tensor, proprio: torch.Tensor,
-                image: torch.Tensor, wrist: torch.Tensor | None = None) -> torch.Tensor:
+                image: torch.Tensor, wrist: torch.Tensor | None = None,
+                wrist_points: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         tokens = self.point(points)
+        if self.config.wrist_points:
+            if wrist_points is None:
+                raise ValueError(f"this expert reads {self.config.wrist_points} wrist_query points")
+            tokens = torch.cat([tokens, self.wrist_point(wrist_points[0])], 1)
+            mask = torch.cat([mask, wrist_points[1]], 1)
         q = self.pool_query.expand(len(points), -1, -1)
         pad = ~mask.bool()
         pad = pad & ~pad.all(-1, keepdim=True)  # nothing visible: attend to the (zero) padding instead of NaN
@@ -193,16 +223,26 @@ class Normalization:
     point_std: np.ndarray
     wrist_mean: np.ndarray | None = None  # per channel
     wrist_std: np.ndarray | None = None
+    wrist_point_mean: np.ndarray | None = None  # per feature of the wrist-view points (``wrist_points``)
+    wrist_point_std: np.ndarray | None = None
 
     @classmethod
     def fit(cls, proprio: np.ndarray, image: np.ndarray, points: np.ndarray, mask: np.ndarray,
-            wrist: np.ndarray | None = None) -> "Normalization":
+            wrist: np.ndarray | None = None,
+            wrist_points: tuple[np.ndarray, np.ndarray] | None = None) -> "Normalization":
+        """``wrist_points``: (features (N, W, F), mask (N, W)) of the wrist-view points."""
         valid = points[mask > 0]
         wrist_stats = (None, None) if wrist is None else (
             wrist.reshape(-1, wrist.shape[-1]).mean(0, dtype=np.float64).astype(np.float32),
             wrist.reshape(-1, wrist.shape[-1]).std(0, dtype=np.float64).astype(np.float32) + 1e-3)
+        point_stats = (None, None)
+        if wrist_points is not None:
+            seen = wrist_points[0][wrist_points[1] > 0]
+            if not len(seen):
+                raise ValueError("no wrist-view point in the training data: the wrist camera never saw a task object")
+            point_stats = (seen.mean(0, dtype=np.float64).astype(np.float32), seen.std(0).astype(np.float32) + 1e-3)
         return cls(proprio.mean(0), proprio.std(0) + 1e-3, image.mean(0), image.std(0) + 1e-3,
-                   valid.mean(0), valid.std(0) + 1e-3, *wrist_stats)
+                   valid.mean(0), valid.std(0) + 1e-3, *wrist_stats, *point_stats)
 
     def to_dict(self) -> dict:
         return {k: np.asarray(v).tolist() for k, v in asdict(self).items() if v is not None}
@@ -321,14 +361,15 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
     env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
                               query_every=policy.config.execute, camera=mu0.config.camera,
                               traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera,
-                              oracle=oracle)
+                              wrist_points=policy.config.wrist_points, oracle=oracle)
     return env, policy
 
 
 def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
-                  norm: Normalization) -> tuple[torch.Tensor | None, ...]:
-    """(points, mask, proprio, image, wrist) normalized tensors for :meth:`ActionExpertNet.context` from a batch
-    of observations (every array with a leading batch dimension); ``wrist`` is None without a wrist camera."""
+                  norm: Normalization) -> tuple:
+    """(points, mask, proprio, image, wrist, wrist_points) normalized tensors for :meth:`ActionExpertNet.context`
+    from a batch of observations (every array with a leading batch dimension); ``wrist`` is None without a wrist
+    camera, ``wrist_points`` ((features, mask) of the wrist-view points) None without ``wrist_points``."""
     points = (point_features(obs, config.variant) - norm.point_mean) / norm.point_std
     wrist = None
     if config.wrist_camera is not None:
@@ -336,9 +377,18 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
             raise ValueError(f"this expert needs wrist_tokens from {config.wrist_camera!r}: wrap the env with "
                              f"Mu0TraceObservation(..., wrist_camera={config.wrist_camera!r})")
         wrist = torch.as_tensor(((obs["wrist_tokens"] - norm.wrist_mean) / norm.wrist_std).astype(np.float32))
+    wrist_points = None
+    if config.wrist_points:
+        if "wrist_query_world" not in obs:
+            raise ValueError(f"this expert needs {config.wrist_points} wrist-view points: wrap the env with "
+                             f"Mu0TraceObservation(..., wrist_points={config.wrist_points})")
+        features = (wrist_point_features(obs) - norm.wrist_point_mean) / norm.wrist_point_std
+        wrist_points = (torch.as_tensor(features.astype(np.float32)),
+                        torch.as_tensor(np.asarray(obs["wrist_query_mask"], np.float32)))
     return (torch.as_tensor(points.astype(np.float32)), torch.as_tensor(np.asarray(obs["mu0_query_mask"])),
             torch.as_tensor(((proprio_features(obs) - norm.proprio_mean) / norm.proprio_std).astype(np.float32)),
-            torch.as_tensor(((obs["mu0_image"] - norm.image_mean) / norm.image_std).astype(np.float32)), wrist)
+            torch.as_tensor(((obs["mu0_image"] - norm.image_mean) / norm.image_std).astype(np.float32)), wrist,
+            wrist_points)
 
 
 def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -355,4 +405,5 @@ def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, va
 
 __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "Normalization", "VARIANTS",
            "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features", "label_one_hot",
+           "wrist_point_features",
            "EXPERT_INPUTS", "LABEL_SLOTS"]

@@ -193,6 +193,38 @@ def test_gt_trace_and_action_pretrained_variants_train_and_run(tiny_mu0, tmp_pat
                                        variant="action-pretrained", steps=1), progress=False)
 
 
+def test_wrist_points_train_run_and_keep_older_configs(tiny_mu0, tmp_path):
+    """wrist_points: an expert that also reads task-object points of the wrist view trains (its own feature cache),
+    acts closed loop through the wrapper built from its checkpoint, and refuses observations without them. A
+    training config saved before the option existed still equals one at its default (finished experts and study
+    cells are kept)."""
+    from dataclasses import asdict
+
+    from mu0sim.policies.train_bc import same_train_config
+
+    ckpt, (panda, _) = tiny_mu0
+    config = TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "wp"), steps=10, batch_size=16,
+                               num_points=16, wrist_points=8)
+    assert np.isfinite(train_policy(config, progress=False)["val_loss"])
+    cache = next(panda.parent.glob(f"{panda.stem}.bc-*-keypoints16-robot0_eye_in_hand-wp8.npz"))
+    with np.load(cache) as rows:
+        assert rows["wrist_query_world"].shape[1:] == (8, 3) and rows["wrist_query_mask"].sum() > 0
+    policy = ActionExpert.from_pretrained(tmp_path / "wp")
+    assert policy.config.wrist_points == 8 and policy.norm.wrist_point_mean.shape == (3 + 3 + LABEL_SLOTS,)
+    env, _ = expert_env(tmp_path / "wp", ckpt, "Lift")
+    obs, _ = env.reset(seed=100)
+    assert policy.predict_action_chunk(obs).shape == (16, 7)
+    env.close()
+    with pytest.raises(ValueError, match="wrist_points=8"):
+        policy.predict_action_chunk({k: v for k, v in obs.items() if not k.startswith("wrist_query")})
+    saved = asdict(TrainPolicyConfig(data=["a.hdf5"], mu0="m", out="o"))
+    del saved["wrist_points"]  # written by a mu0sim without the option
+    assert same_train_config(saved, TrainPolicyConfig(data=["a.hdf5"], mu0="m", out="o"))
+    assert not same_train_config(saved, TrainPolicyConfig(data=["a.hdf5"], mu0="m", out="o", wrist_points=8))
+    with pytest.raises(ValueError, match="needs a wrist_camera"):
+        ActionExpertConfig(wrist_points=4, wrist_camera=None)
+
+
 def test_oracle_reproduces_a_demo_future(tiny_mu0):
     """The expert oracle, rolled forward from a demo's state, predicts the demo's own recorded future: mid-episode,
     and past the demo's end (the demo stops on success and its future holds the last pose)."""
