@@ -41,6 +41,7 @@ from mu0sim.io import atomic_write_text
 
 VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained")
 HEADS = ("regression", "flow")
+POOLINGS = ("attention", "per-label")
 PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
 TRACE_STEPS = (2, 4, 8, 12, 16, 24, 32)  # future steps of each trace the expert reads (of μ0's H = 32)
 LABEL_SLOTS = 5  # one-hot of a query point's label: background, robot, first, second, any further task object
@@ -65,12 +66,17 @@ class ActionExpertConfig:
     flow_steps: int = 8
     wrist_camera: str | None = "robot0_eye_in_hand"  # None: no wrist view
     wrist_points: int = 0  # task-object points sampled in the wrist view (0: none; needs wrist_camera)
+    pooling: str = "attention"  # "per-label": also one attention pool per label slot (see ActionExpertNet)
+    image_feature: bool = True  # read the backbone's pooled agentview feature (a whole-scene summary)
+    wrist_features: bool = True  # read the wrist view's feature cells (when there is a wrist_camera)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; valid variants: {', '.join(VARIANTS)}")
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; valid heads: {', '.join(HEADS)}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; valid poolings: {', '.join(POOLINGS)}")
         if not 1 <= self.execute <= self.chunk:
             raise ValueError(f"execute must be in 1..chunk={self.chunk}, got {self.execute}")
         if self.wrist_points < 0 or (self.wrist_points and self.wrist_camera is None):
@@ -117,6 +123,11 @@ def in_gripper_frame(obs: dict[str, np.ndarray], world: np.ndarray) -> np.ndarra
     eef_rot = quat_xyzw_to_matrix(np.asarray(obs["robot0_eef_quat"], np.float64))  # (3, 3) or (N, 3, 3)
     offset = world - np.asarray(obs["robot0_eef_pos"])[..., None, :]
     return np.einsum("...ji,...kj->...ki", eef_rot, offset)
+
+
+def label_slots(labels: np.ndarray) -> np.ndarray:
+    """(...,) segmentation labels -> (...,) int64 slot of :func:`label_one_hot` (unknown, -1, joins background)."""
+    return np.clip(np.asarray(labels), 0, LABEL_SLOTS - 1).astype(np.int64)
 
 
 def label_one_hot(labels: np.ndarray) -> np.ndarray:
@@ -167,9 +178,16 @@ class ActionExpertNet(nn.Module):
         self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM, d), nn.GELU())
-        self.image = nn.Sequential(nn.Linear(IMAGE_DIM, d), nn.GELU())
-        parts = 3
-        if config.wrist_camera is not None:
+        # whole-image features identify a demo at a glance; without them the expert must act from geometry
+        self.image = nn.Sequential(nn.Linear(IMAGE_DIM, d), nn.GELU()) if config.image_feature else None
+        parts = 2 + config.image_feature
+        if config.pooling == "per-label":
+            # one pool per label slot: a slot's summary (e.g. where the cube to pick is, relative to the fingers)
+            # no longer shifts with how many points the other objects got, which the one shared softmax does
+            self.slot_queries = nn.Parameter(torch.randn(1, LABEL_SLOTS, d) * 0.02)
+            self.slot_pool = nn.MultiheadAttention(d, 4, batch_first=True)
+            parts += LABEL_SLOTS
+        if config.wrist_camera is not None and config.wrist_features:
             self.wrist = nn.Sequential(nn.Linear(WRIST_CHANNELS, d), nn.GELU(), nn.Linear(d, d))
             self.wrist_position = nn.Parameter(torch.randn(1, WRIST_CELLS, d) * 0.02)  # where in the view
             self.wrist_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
@@ -183,19 +201,27 @@ class ActionExpertNet(nn.Module):
 
     def context(self, points: torch.Tensor, mask: torch.Tensor, proprio: torch.Tensor,
                 image: torch.Tensor, wrist: torch.Tensor | None = None,
-                wrist_points: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                wrist_points: tuple[torch.Tensor, ...] | None = None,
+                slots: torch.Tensor | None = None) -> torch.Tensor:
+        """``wrist_points``: (features, mask, slots) of the wrist-view points; ``slots`` (B, K) int64 label slot of
+        each query point (:func:`label_slots`; ``pooling="per-label"`` only)."""
         tokens = self.point(points)
         if self.config.wrist_points:
             if wrist_points is None:
                 raise ValueError(f"this expert reads {self.config.wrist_points} wrist_query points")
             tokens = torch.cat([tokens, self.wrist_point(wrist_points[0])], 1)
             mask = torch.cat([mask, wrist_points[1]], 1)
+            if slots is not None:
+                slots = torch.cat([slots, wrist_points[2]], 1)
         q = self.pool_query.expand(len(points), -1, -1)
         pad = ~mask.bool()
-        pad = pad & ~pad.all(-1, keepdim=True)  # nothing visible: attend to the (zero) padding instead of NaN
-        pooled, _ = self.pool(q, tokens, tokens, key_padding_mask=pad)
-        parts = [pooled[:, 0], self.proprio(proprio), self.image(image)]
-        if self.config.wrist_camera is not None:
+        pooled, _ = self.pool(q, tokens, tokens, key_padding_mask=pad & ~pad.all(-1, keepdim=True))  # none: no NaN
+        parts = [pooled[:, 0], self.proprio(proprio)] + ([self.image(image)] if self.image is not None else [])
+        if self.config.pooling == "per-label":
+            if slots is None:
+                raise ValueError("a per-label pooling expert needs each query point's label slot (slots=)")
+            parts.append(self._pool_per_slot(tokens, pad, slots).flatten(1))
+        if self.config.wrist_camera is not None and self.config.wrist_features:
             if wrist is None or wrist.shape[1:] != (WRIST_CELLS, WRIST_CHANNELS):
                 raise ValueError(f"this expert reads {WRIST_CELLS} x {WRIST_CHANNELS} wrist_tokens from "
                                  f"{self.config.wrist_camera!r} at 128 px; got "
@@ -204,6 +230,16 @@ class ActionExpertNet(nn.Module):
             pooled_wrist, _ = self.wrist_pool(self.wrist_query.expand(len(cells), -1, -1), cells, cells)
             parts.append(pooled_wrist[:, 0])
         return torch.cat(parts, -1)
+
+    def _pool_per_slot(self, tokens: torch.Tensor, pad: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """(B, LABEL_SLOTS, d): each slot's query attends to that slot's points only; a slot with none is zero."""
+        outside = pad[:, None, :] | (slots[:, None, :] != torch.arange(LABEL_SLOTS)[None, :, None])  # (B, S, K)
+        empty = outside.all(-1, keepdim=True)  # (B, S, 1)
+        heads = self.slot_pool.num_heads
+        blocked = (outside & ~empty).repeat_interleave(heads, 0)  # an empty slot attends anywhere (no NaN), then 0
+        pooled, _ = self.slot_pool(self.slot_queries.expand(len(tokens), -1, -1), tokens, tokens,
+                                   attn_mask=blocked)
+        return pooled.masked_fill(empty, 0.0)
 
     def forward(self, ctx: torch.Tensor, x_t: torch.Tensor | None = None, t: torch.Tensor | None = None):
         if self.config.head == "regression":
@@ -367,9 +403,10 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
 
 def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
                   norm: Normalization) -> tuple:
-    """(points, mask, proprio, image, wrist, wrist_points) normalized tensors for :meth:`ActionExpertNet.context`
-    from a batch of observations (every array with a leading batch dimension); ``wrist`` is None without a wrist
-    camera, ``wrist_points`` ((features, mask) of the wrist-view points) None without ``wrist_points``."""
+    """(points, mask, proprio, image, wrist, wrist_points, slots) normalized tensors for
+    :meth:`ActionExpertNet.context` from a batch of observations (every array with a leading batch dimension);
+    ``wrist`` is None without a wrist camera, ``wrist_points`` ((features, mask, slots) of the wrist-view points)
+    None without ``wrist_points``; ``slots``: each query point's label slot."""
     points = (point_features(obs, config.variant) - norm.point_mean) / norm.point_std
     wrist = None
     if config.wrist_camera is not None:
@@ -384,11 +421,12 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
                              f"Mu0TraceObservation(..., wrist_points={config.wrist_points})")
         features = (wrist_point_features(obs) - norm.wrist_point_mean) / norm.wrist_point_std
         wrist_points = (torch.as_tensor(features.astype(np.float32)),
-                        torch.as_tensor(np.asarray(obs["wrist_query_mask"], np.float32)))
+                        torch.as_tensor(np.asarray(obs["wrist_query_mask"], np.float32)),
+                        torch.as_tensor(label_slots(obs["wrist_query_label"])))
     return (torch.as_tensor(points.astype(np.float32)), torch.as_tensor(np.asarray(obs["mu0_query_mask"])),
             torch.as_tensor(((proprio_features(obs) - norm.proprio_mean) / norm.proprio_std).astype(np.float32)),
             torch.as_tensor(((obs["mu0_image"] - norm.image_mean) / norm.image_std).astype(np.float32)), wrist,
-            wrist_points)
+            wrist_points, torch.as_tensor(label_slots(obs["mu0_query_label"])))
 
 
 def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -404,6 +442,7 @@ def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, va
 
 
 __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "Normalization", "VARIANTS",
-           "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features", "label_one_hot",
+           "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features", "label_one_hot", "label_slots",
+           "POOLINGS",
            "wrist_point_features",
            "EXPERT_INPUTS", "LABEL_SLOTS"]

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from mu0sim.io import checkpoint_fingerprint
-from mu0sim.policies.action_expert import (EXPERT_INPUTS, TRACE_STEPS, ActionExpert, ActionExpertConfig,
+from mu0sim.policies.action_expert import (EXPERT_INPUTS, POOLINGS, TRACE_STEPS, ActionExpert, ActionExpertConfig,
                                            ActionExpertNet, Normalization, chunk_loss, point_features,
-                                           proprio_features, wrist_point_features)
+                                           label_slots, proprio_features, wrist_point_features)
 from mu0sim.policies.trace_observation import WRIST_POINT_KEYS
 
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
@@ -61,6 +61,9 @@ class TrainPolicyConfig:
     seed: int = 0
     wrist_camera: str | None = "robot0_eye_in_hand"  # None: the expert sees no wrist view
     wrist_points: int = 0  # task-object points sampled in the wrist view each query (0: none)
+    pooling: str = "attention"  # query points pooled by one attention ("attention") or also per label ("per-label")
+    image_feature: bool = True  # the expert reads the backbone's pooled agentview feature
+    wrist_features: bool = True  # the expert reads the wrist view's feature cells (with a wrist_camera)
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
     # action-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps`` before the
     # ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
@@ -357,6 +360,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
 
     if config.variant not in TRAINABLE_VARIANTS:
         raise ValueError(f"unknown variant {config.variant!r}; trainable: {', '.join(TRAINABLE_VARIANTS)}")
+    if config.pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {config.pooling!r}; valid poolings: {', '.join(POOLINGS)}")
     if (config.variant == "action-pretrained") != bool(config.pretrain_data):
         raise ValueError("pretrain_data (other robots' demos) is required by variant 'action-pretrained' and only "
                          f"used by it; got variant {config.variant!r} with {len(config.pretrain_data)} pretrain files")
@@ -383,7 +388,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     wrist = data.get("wrist_tokens")
     wrist_points = None
     if config.wrist_points:
-        wrist_points = (wrist_point_features(data), data["wrist_query_mask"].astype(np.float32))
+        wrist_points = (wrist_point_features(data), data["wrist_query_mask"].astype(np.float32),
+                        label_slots(data["wrist_query_label"]))
     if config.chunk > MAX_CHUNK:
         raise ValueError(f"chunk must be <= {MAX_CHUNK} (the cached action horizon), got {config.chunk}")
     target = data["action_chunk"][:, :config.chunk].astype(np.float32)
@@ -394,7 +400,9 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
                              None if wrist_points is None else (wrist_points[0][train], wrist_points[1][train]))
     pc = ActionExpertConfig(variant=config.variant, head=config.head, robot=robots.pop(), task=",".join(sorted(tasks)),
                             chunk=config.chunk, execute=config.execute, mu0_id=mu0_id,
-                            wrist_camera=config.wrist_camera, wrist_points=config.wrist_points)
+                            wrist_camera=config.wrist_camera, wrist_points=config.wrist_points,
+                            pooling=config.pooling, image_feature=config.image_feature,
+                            wrist_features=config.wrist_features)
     torch.manual_seed(config.seed)
     net = ActionExpertNet(pc)
     tens = {"points": torch.as_tensor((points - norm.point_mean) / norm.point_std, dtype=torch.float32),
@@ -409,14 +417,16 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
         tens["wrist_points"] = torch.as_tensor(((wrist_points[0] - norm.wrist_point_mean)
                                                 / norm.wrist_point_std).astype(np.float32))
         tens["wrist_point_mask"] = torch.as_tensor(wrist_points[1])
+        tens["wrist_point_slots"] = torch.as_tensor(wrist_points[2])
+    tens["slots"] = torch.as_tensor(label_slots(data["mu0_query_label"]))
     rng = np.random.default_rng(config.seed)
     val_rows = np.flatnonzero(is_val)
 
     def loss_of(rows) -> torch.Tensor:
         ctx = net.context(tens["points"][rows], tens["mask"][rows], tens["proprio"][rows], tens["image"][rows],
                           tens["wrist"][rows] if "wrist" in tens else None,
-                          (tens["wrist_points"][rows], tens["wrist_point_mask"][rows]) if "wrist_points" in tens
-                          else None)
+                          (tens["wrist_points"][rows], tens["wrist_point_mask"][rows], tens["wrist_point_slots"][rows])
+                          if "wrist_points" in tens else None, tens["slots"][rows])
         return chunk_loss(net, ctx, tens["target"][rows], tens["valid"][rows])
 
     stages = [("fine-tune" if config.pretrain_data else "train", np.flatnonzero(train & data["target"]),

@@ -204,13 +204,14 @@ def test_wrist_points_train_run_and_keep_older_configs(tiny_mu0, tmp_path):
 
     ckpt, (panda, _) = tiny_mu0
     config = TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "wp"), steps=10, batch_size=16,
-                               num_points=16, wrist_points=8)
+                               num_points=16, wrist_points=8, pooling="per-label")
     assert np.isfinite(train_policy(config, progress=False)["val_loss"])
     cache = next(panda.parent.glob(f"{panda.stem}.bc-*-keypoints16-robot0_eye_in_hand-wp8.npz"))
     with np.load(cache) as rows:
         assert rows["wrist_query_world"].shape[1:] == (8, 3) and rows["wrist_query_mask"].sum() > 0
     policy = ActionExpert.from_pretrained(tmp_path / "wp")
     assert policy.config.wrist_points == 8 and policy.norm.wrist_point_mean.shape == (3 + 3 + LABEL_SLOTS,)
+    assert policy.config.pooling == "per-label"
     env, _ = expert_env(tmp_path / "wp", ckpt, "Lift")
     obs, _ = env.reset(seed=100)
     assert policy.predict_action_chunk(obs).shape == (16, 7)
@@ -223,6 +224,30 @@ def test_wrist_points_train_run_and_keep_older_configs(tiny_mu0, tmp_path):
     assert not same_train_config(saved, TrainPolicyConfig(data=["a.hdf5"], mu0="m", out="o", wrist_points=8))
     with pytest.raises(ValueError, match="needs a wrist_camera"):
         ActionExpertConfig(wrist_points=4, wrist_camera=None)
+
+
+def test_per_label_pooling_ignores_how_many_points_other_objects_got():
+    """pooling="per-label": a label slot's summary depends on that slot's points only (adding points on another
+    object leaves it unchanged); an empty slot reads zero; the context grows by one pooled vector per slot."""
+    import torch
+
+    from mu0sim.policies.action_expert import ActionExpertNet
+
+    torch.manual_seed(0)
+    net = ActionExpertNet(ActionExpertConfig(pooling="per-label", wrist_camera=None)).eval()
+    points, slots = torch.randn(1, 10, POINT_DIM), torch.tensor([[1, 1, 2, 2, 2, 3, 3, 3, 3, 3]])
+    more = torch.cat([points, torch.randn(1, 6, POINT_DIM)], 1), torch.cat([slots, torch.full((1, 6), 3)], 1)
+    with torch.no_grad():
+        a = net._pool_per_slot(net.point(points), torch.zeros(1, 10, dtype=torch.bool), slots)
+        b = net._pool_per_slot(net.point(more[0]), torch.zeros(1, 16, dtype=torch.bool), more[1])
+        ctx = net.context(points, torch.ones(1, 10), torch.randn(1, 8), torch.randn(1, 1280), slots=slots)
+    torch.testing.assert_close(a[:, 2], b[:, 2])
+    assert not torch.allclose(a[:, 3], b[:, 3]) and not a[:, 0].any() and not a[:, 4].any()
+    assert ctx.shape == (1, (3 + LABEL_SLOTS) * net.config.dim)
+    with pytest.raises(ValueError, match="label slot"):
+        net.context(points, torch.ones(1, 10), torch.randn(1, 8), torch.randn(1, 1280))
+    with pytest.raises(ValueError, match="valid poolings"):
+        ActionExpertConfig(pooling="mean")
 
 
 def test_oracle_reproduces_a_demo_future(tiny_mu0):
