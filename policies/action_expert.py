@@ -16,7 +16,9 @@ work out from geometry alone which cube to grasp (Stack).
 
 With ``wrist_points`` the wrapper also samples points of the task objects in the wrist view (no traces: their
 world position, position in the gripper's frame and label), which join the query points in the same pooling through
-their own embedding.
+their own embedding. ``pooling="per-label"`` adds a pool per label slot; ``image_feature`` / ``wrist_features`` off
+leave the expert geometry alone (points + proprioception), which on Stack stops a 50-demo expert from recalling
+whole training demos by their look (RESULTS.md).
 
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
@@ -69,6 +71,7 @@ class ActionExpertConfig:
     pooling: str = "attention"  # "per-label": also one attention pool per label slot (see ActionExpertNet)
     image_feature: bool = True  # read the backbone's pooled agentview feature (a whole-scene summary)
     wrist_features: bool = True  # read the wrist view's feature cells (when there is a wrist_camera)
+    world_offsets: bool = False  # also each point minus the gripper in world axes (the frame actions move in)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -88,11 +91,13 @@ class ActionExpertConfig:
         return from_dict(cls, data, "action-expert config")
 
 
-def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:
+def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool = False) -> np.ndarray:
     """(K, F) per-query-point input of the expert for ``variant`` (F is the same for every variant): world position
     (m), image position and depth, the position in the gripper's frame (m; where the point is relative to the
     fingers, which is what grasping needs: a per-point feature the attention pooling cannot easily compute), what
-    the point lies on (one-hot, :func:`label_one_hot`), and the trace."""
+    the point lies on (one-hot, :func:`label_one_hot`), and the trace; ``world_offsets`` appends the point minus
+    the gripper in world axes (m): actions move the gripper in world axes, and the gripper's frame turns with its
+    yaw, so reading an action off the in-gripper offset needs a rotation the expert must otherwise learn."""
     world = obs["mu0_query_world"]
     lead = world.shape[:-1]  # (K,) or (N, K)
     in_gripper = in_gripper_frame(obs, world)
@@ -107,14 +112,17 @@ def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:
         raise KeyError("observation lacks 'mu0_query_label' (query-point labels): features cached or recorded by an "
                        "older mu0sim; replay them (delete the stale .bc-*.npz cache)")
     labels = label_one_hot(obs["mu0_query_label"])
-    return np.concatenate([world, obs["mu0_query_uvz"], in_gripper, labels, motion], -1).astype(np.float32)
+    extra = [world - np.asarray(obs["robot0_eef_pos"])[..., None, :]] if world_offsets else []
+    return np.concatenate([world, obs["mu0_query_uvz"], in_gripper, labels, motion, *extra], -1).astype(np.float32)
 
 
-def wrist_point_features(obs: dict[str, np.ndarray]) -> np.ndarray:
-    """(W, WRIST_POINT_DIM) per wrist-view point: world position (m), position in the gripper's frame (m) and
-    what it lies on (one-hot); padding rows are whatever the wrapper put there (masked)."""
+def wrist_point_features(obs: dict[str, np.ndarray], world_offsets: bool = False) -> np.ndarray:
+    """(W, WRIST_POINT_DIM (+ 3)) per wrist-view point: world position (m), position in the gripper's frame (m),
+    what it lies on (one-hot) and, with ``world_offsets``, the point minus the gripper in world axes (m); padding
+    rows are whatever the wrapper put there (masked)."""
     world = obs["wrist_query_world"]
-    return np.concatenate([world, in_gripper_frame(obs, world), label_one_hot(obs["wrist_query_label"])],
+    extra = [world - np.asarray(obs["robot0_eef_pos"])[..., None, :]] if world_offsets else []
+    return np.concatenate([world, in_gripper_frame(obs, world), label_one_hot(obs["wrist_query_label"]), *extra],
                           -1).astype(np.float32)
 
 
@@ -172,9 +180,10 @@ class ActionExpertNet(nn.Module):
         super().__init__()
         d = config.dim
         self.config = config
-        self.point = nn.Sequential(nn.Linear(POINT_DIM, d), nn.GELU(), nn.Linear(d, d))
+        offsets = 3 * config.world_offsets
+        self.point = nn.Sequential(nn.Linear(POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
         if config.wrist_points:  # own embedding: the pooling tells them from μ0's query points by it
-            self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM, d), nn.GELU(), nn.Linear(d, d))
+            self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
         self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM, d), nn.GELU())
@@ -407,7 +416,7 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
     :meth:`ActionExpertNet.context` from a batch of observations (every array with a leading batch dimension);
     ``wrist`` is None without a wrist camera, ``wrist_points`` ((features, mask, slots) of the wrist-view points)
     None without ``wrist_points``; ``slots``: each query point's label slot."""
-    points = (point_features(obs, config.variant) - norm.point_mean) / norm.point_std
+    points = (point_features(obs, config.variant, config.world_offsets) - norm.point_mean) / norm.point_std
     wrist = None
     if config.wrist_camera is not None:
         if "wrist_tokens" not in obs:
@@ -419,7 +428,7 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
         if "wrist_query_world" not in obs:
             raise ValueError(f"this expert needs {config.wrist_points} wrist-view points: wrap the env with "
                              f"Mu0TraceObservation(..., wrist_points={config.wrist_points})")
-        features = (wrist_point_features(obs) - norm.wrist_point_mean) / norm.wrist_point_std
+        features = (wrist_point_features(obs, config.world_offsets) - norm.wrist_point_mean) / norm.wrist_point_std
         wrist_points = (torch.as_tensor(features.astype(np.float32)),
                         torch.as_tensor(np.asarray(obs["wrist_query_mask"], np.float32)),
                         torch.as_tensor(label_slots(obs["wrist_query_label"])))

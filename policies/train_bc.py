@@ -64,6 +64,7 @@ class TrainPolicyConfig:
     pooling: str = "attention"  # query points pooled by one attention ("attention") or also per label ("per-label")
     image_feature: bool = True  # the expert reads the backbone's pooled agentview feature
     wrist_features: bool = True  # the expert reads the wrist view's feature cells (with a wrist_camera)
+    world_offsets: bool = False  # point features also hold the point minus the gripper in world axes
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
     # action-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps`` before the
     # ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
@@ -381,14 +382,14 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     episodes = np.unique(data["episode"][data["target"]])
     n_val = max(1, round(len(episodes) * config.val_fraction)) if len(episodes) > 1 else 0
     is_val = np.isin(data["episode"], episodes[len(episodes) - n_val:])
-    points = point_features(data, config.variant)
+    points = point_features(data, config.variant, config.world_offsets)
     proprio = proprio_features(data)
     image = data["mu0_image"].astype(np.float32)
     mask = data["mu0_query_mask"]
     wrist = data.get("wrist_tokens")
     wrist_points = None
     if config.wrist_points:
-        wrist_points = (wrist_point_features(data), data["wrist_query_mask"].astype(np.float32),
+        wrist_points = (wrist_point_features(data, config.world_offsets), data["wrist_query_mask"].astype(np.float32),
                         label_slots(data["wrist_query_label"]))
     if config.chunk > MAX_CHUNK:
         raise ValueError(f"chunk must be <= {MAX_CHUNK} (the cached action horizon), got {config.chunk}")
@@ -402,7 +403,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
                             chunk=config.chunk, execute=config.execute, mu0_id=mu0_id,
                             wrist_camera=config.wrist_camera, wrist_points=config.wrist_points,
                             pooling=config.pooling, image_feature=config.image_feature,
-                            wrist_features=config.wrist_features)
+                            wrist_features=config.wrist_features, world_offsets=config.world_offsets)
     torch.manual_seed(config.seed)
     net = ActionExpertNet(pc)
     tens = {"points": torch.as_tensor((points - norm.point_mean) / norm.point_std, dtype=torch.float32),

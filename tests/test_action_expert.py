@@ -80,6 +80,16 @@ def test_points_are_also_seen_from_the_gripper():
     np.testing.assert_allclose(point_features(obs, "trace")[0, 6:9], [0.02, 0.0, 0.0], atol=1e-6)
 
 
+def test_world_offsets_append_the_point_minus_the_gripper():
+    """world_offsets: three more features per point, the point minus the gripper in world axes (whatever the yaw);
+    everything before them is the default layout."""
+    obs = _obs()
+    plain, extended = point_features(obs, "trace"), point_features(obs, "trace", world_offsets=True)
+    assert extended.shape == (5, POINT_DIM + 3)
+    np.testing.assert_array_equal(extended[:, :POINT_DIM], plain)
+    np.testing.assert_allclose(extended[:, POINT_DIM:], obs["mu0_query_world"] - obs["robot0_eef_pos"], rtol=1e-6)
+
+
 def test_action_chunks_stop_at_episode_ends():
     actions = np.arange(6, dtype=np.float32)[:, None]
     np.testing.assert_array_equal(next_actions(actions, 0, 4)[:, 0], [0, 1, 2, 3])
