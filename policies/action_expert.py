@@ -14,6 +14,12 @@ Each query point also carries what it lies on (background, robot, or which task 
 segmentation label). Without it, farthest-point samples over two cubes are one unlabelled cloud, and the expert must
 work out from geometry alone which cube to grasp (Stack).
 
+With ``wrist_points`` the wrapper also samples points of the task objects in the wrist view (no traces: their
+world position, position in the gripper's frame and label), which join the query points in the same pooling through
+their own embedding. ``pooling="per-label"`` adds a pool per label slot; ``image_feature`` / ``wrist_features`` off
+leave the expert geometry alone (points + proprioception), which on Stack stops a 50-demo expert from recalling
+whole training demos by their look (RESULTS.md).
+
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
 in a ~12 px box: too coarse for its yaw, which the grasp must match; the wrist view shows it). Proprioception and
@@ -37,6 +43,7 @@ from mu0sim.io import atomic_write_text
 
 VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained")
 HEADS = ("regression", "flow")
+POOLINGS = ("attention", "per-label")
 PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
 TRACE_STEPS = (2, 4, 8, 12, 16, 24, 32)  # future steps of each trace the expert reads (of μ0's H = 32)
 LABEL_SLOTS = 5  # one-hot of a query point's label: background, robot, first, second, any further task object
@@ -60,30 +67,40 @@ class ActionExpertConfig:
     inputs: int = EXPERT_INPUTS  # version of the input features (see EXPERT_INPUTS)
     flow_steps: int = 8
     wrist_camera: str | None = "robot0_eye_in_hand"  # None: no wrist view
+    wrist_points: int = 0  # task-object points sampled in the wrist view (0: none; needs wrist_camera)
+    pooling: str = "attention"  # "per-label": also one attention pool per label slot (see ActionExpertNet)
+    image_feature: bool = True  # read the backbone's pooled agentview feature (a whole-scene summary)
+    wrist_features: bool = True  # read the wrist view's feature cells (when there is a wrist_camera)
+    world_offsets: bool = False  # also each point minus the gripper in world axes (the frame actions move in)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; valid variants: {', '.join(VARIANTS)}")
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; valid heads: {', '.join(HEADS)}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; valid poolings: {', '.join(POOLINGS)}")
         if not 1 <= self.execute <= self.chunk:
             raise ValueError(f"execute must be in 1..chunk={self.chunk}, got {self.execute}")
+        if self.wrist_points < 0 or (self.wrist_points and self.wrist_camera is None):
+            raise ValueError(f"wrist_points must be >= 0 and needs a wrist_camera; got {self.wrist_points} with "
+                             f"wrist_camera={self.wrist_camera!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ActionExpertConfig":
         return from_dict(cls, data, "action-expert config")
 
 
-def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:
+def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool = False) -> np.ndarray:
     """(K, F) per-query-point input of the expert for ``variant`` (F is the same for every variant): world position
     (m), image position and depth, the position in the gripper's frame (m; where the point is relative to the
     fingers, which is what grasping needs: a per-point feature the attention pooling cannot easily compute), what
-    the point lies on (one-hot, :func:`label_one_hot`), and the trace."""
+    the point lies on (one-hot, :func:`label_one_hot`), and the trace; ``world_offsets`` appends the point minus
+    the gripper in world axes (m): actions move the gripper in world axes, and the gripper's frame turns with its
+    yaw, so reading an action off the in-gripper offset needs a rotation the expert must otherwise learn."""
     world = obs["mu0_query_world"]
     lead = world.shape[:-1]  # (K,) or (N, K)
-    eef_rot = quat_xyzw_to_matrix(np.asarray(obs["robot0_eef_quat"], np.float64))  # (3, 3) or (N, 3, 3)
-    offset = world - np.asarray(obs["robot0_eef_pos"])[..., None, :]
-    in_gripper = np.einsum("...ji,...kj->...ki", eef_rot, offset)
+    in_gripper = in_gripper_frame(obs, world)
     if variant in ("trace", "gt-trace"):
         motion = trace_steps(obs["mu0_traces_world"]).reshape(*lead, -1)
     elif variant == "trace-2d":
@@ -95,7 +112,30 @@ def point_features(obs: dict[str, np.ndarray], variant: str) -> np.ndarray:
         raise KeyError("observation lacks 'mu0_query_label' (query-point labels): features cached or recorded by an "
                        "older mu0sim; replay them (delete the stale .bc-*.npz cache)")
     labels = label_one_hot(obs["mu0_query_label"])
-    return np.concatenate([world, obs["mu0_query_uvz"], in_gripper, labels, motion], -1).astype(np.float32)
+    extra = [world - np.asarray(obs["robot0_eef_pos"])[..., None, :]] if world_offsets else []
+    return np.concatenate([world, obs["mu0_query_uvz"], in_gripper, labels, motion, *extra], -1).astype(np.float32)
+
+
+def wrist_point_features(obs: dict[str, np.ndarray], world_offsets: bool = False) -> np.ndarray:
+    """(W, WRIST_POINT_DIM (+ 3)) per wrist-view point: world position (m), position in the gripper's frame (m),
+    what it lies on (one-hot) and, with ``world_offsets``, the point minus the gripper in world axes (m); padding
+    rows are whatever the wrapper put there (masked)."""
+    world = obs["wrist_query_world"]
+    extra = [world - np.asarray(obs["robot0_eef_pos"])[..., None, :]] if world_offsets else []
+    return np.concatenate([world, in_gripper_frame(obs, world), label_one_hot(obs["wrist_query_label"]), *extra],
+                          -1).astype(np.float32)
+
+
+def in_gripper_frame(obs: dict[str, np.ndarray], world: np.ndarray) -> np.ndarray:
+    """(..., K, 3) world points (m) -> the same points in the gripper's frame (m), from the eef pose in ``obs``."""
+    eef_rot = quat_xyzw_to_matrix(np.asarray(obs["robot0_eef_quat"], np.float64))  # (3, 3) or (N, 3, 3)
+    offset = world - np.asarray(obs["robot0_eef_pos"])[..., None, :]
+    return np.einsum("...ji,...kj->...ki", eef_rot, offset)
+
+
+def label_slots(labels: np.ndarray) -> np.ndarray:
+    """(...,) segmentation labels -> (...,) int64 slot of :func:`label_one_hot` (unknown, -1, joins background)."""
+    return np.clip(np.asarray(labels), 0, LABEL_SLOTS - 1).astype(np.int64)
 
 
 def label_one_hot(labels: np.ndarray) -> np.ndarray:
@@ -129,6 +169,7 @@ def proprio_features(obs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 POINT_DIM = 3 + 3 + 3 + LABEL_SLOTS + 3 * len(TRACE_STEPS)
+WRIST_POINT_DIM = 3 + 3 + LABEL_SLOTS
 PROPRIO_DIM = 3 + 4 + 1
 IMAGE_DIM = 1280
 WRIST_CHANNELS, WRIST_CELLS = 112, 64  # stride-16 cells of a 128 px wrist image
@@ -139,13 +180,23 @@ class ActionExpertNet(nn.Module):
         super().__init__()
         d = config.dim
         self.config = config
-        self.point = nn.Sequential(nn.Linear(POINT_DIM, d), nn.GELU(), nn.Linear(d, d))
+        offsets = 3 * config.world_offsets
+        self.point = nn.Sequential(nn.Linear(POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
+        if config.wrist_points:  # own embedding: the pooling tells them from μ0's query points by it
+            self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
         self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM, d), nn.GELU())
-        self.image = nn.Sequential(nn.Linear(IMAGE_DIM, d), nn.GELU())
-        parts = 3
-        if config.wrist_camera is not None:
+        # whole-image features identify a demo at a glance; without them the expert must act from geometry
+        self.image = nn.Sequential(nn.Linear(IMAGE_DIM, d), nn.GELU()) if config.image_feature else None
+        parts = 2 + config.image_feature
+        if config.pooling == "per-label":
+            # one pool per label slot: a slot's summary (e.g. where the cube to pick is, relative to the fingers)
+            # no longer shifts with how many points the other objects got, which the one shared softmax does
+            self.slot_queries = nn.Parameter(torch.randn(1, LABEL_SLOTS, d) * 0.02)
+            self.slot_pool = nn.MultiheadAttention(d, 4, batch_first=True)
+            parts += LABEL_SLOTS
+        if config.wrist_camera is not None and config.wrist_features:
             self.wrist = nn.Sequential(nn.Linear(WRIST_CHANNELS, d), nn.GELU(), nn.Linear(d, d))
             self.wrist_position = nn.Parameter(torch.randn(1, WRIST_CELLS, d) * 0.02)  # where in the view
             self.wrist_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
@@ -158,14 +209,28 @@ class ActionExpertNet(nn.Module):
                                    nn.GELU(), nn.Linear(4 * d, out))
 
     def context(self, points: torch.Tensor, mask: torch.Tensor, proprio: torch.Tensor,
-                image: torch.Tensor, wrist: torch.Tensor | None = None) -> torch.Tensor:
+                image: torch.Tensor, wrist: torch.Tensor | None = None,
+                wrist_points: tuple[torch.Tensor, ...] | None = None,
+                slots: torch.Tensor | None = None) -> torch.Tensor:
+        """``wrist_points``: (features, mask, slots) of the wrist-view points; ``slots`` (B, K) int64 label slot of
+        each query point (:func:`label_slots`; ``pooling="per-label"`` only)."""
         tokens = self.point(points)
+        if self.config.wrist_points:
+            if wrist_points is None:
+                raise ValueError(f"this expert reads {self.config.wrist_points} wrist_query points")
+            tokens = torch.cat([tokens, self.wrist_point(wrist_points[0])], 1)
+            mask = torch.cat([mask, wrist_points[1]], 1)
+            if slots is not None:
+                slots = torch.cat([slots, wrist_points[2]], 1)
         q = self.pool_query.expand(len(points), -1, -1)
         pad = ~mask.bool()
-        pad = pad & ~pad.all(-1, keepdim=True)  # nothing visible: attend to the (zero) padding instead of NaN
-        pooled, _ = self.pool(q, tokens, tokens, key_padding_mask=pad)
-        parts = [pooled[:, 0], self.proprio(proprio), self.image(image)]
-        if self.config.wrist_camera is not None:
+        pooled, _ = self.pool(q, tokens, tokens, key_padding_mask=pad & ~pad.all(-1, keepdim=True))  # none: no NaN
+        parts = [pooled[:, 0], self.proprio(proprio)] + ([self.image(image)] if self.image is not None else [])
+        if self.config.pooling == "per-label":
+            if slots is None:
+                raise ValueError("a per-label pooling expert needs each query point's label slot (slots=)")
+            parts.append(self._pool_per_slot(tokens, pad, slots).flatten(1))
+        if self.config.wrist_camera is not None and self.config.wrist_features:
             if wrist is None or wrist.shape[1:] != (WRIST_CELLS, WRIST_CHANNELS):
                 raise ValueError(f"this expert reads {WRIST_CELLS} x {WRIST_CHANNELS} wrist_tokens from "
                                  f"{self.config.wrist_camera!r} at 128 px; got "
@@ -174,6 +239,16 @@ class ActionExpertNet(nn.Module):
             pooled_wrist, _ = self.wrist_pool(self.wrist_query.expand(len(cells), -1, -1), cells, cells)
             parts.append(pooled_wrist[:, 0])
         return torch.cat(parts, -1)
+
+    def _pool_per_slot(self, tokens: torch.Tensor, pad: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """(B, LABEL_SLOTS, d): each slot's query attends to that slot's points only; a slot with none is zero."""
+        outside = pad[:, None, :] | (slots[:, None, :] != torch.arange(LABEL_SLOTS)[None, :, None])  # (B, S, K)
+        empty = outside.all(-1, keepdim=True)  # (B, S, 1)
+        heads = self.slot_pool.num_heads
+        blocked = (outside & ~empty).repeat_interleave(heads, 0)  # an empty slot attends anywhere (no NaN), then 0
+        pooled, _ = self.slot_pool(self.slot_queries.expand(len(tokens), -1, -1), tokens, tokens,
+                                   attn_mask=blocked)
+        return pooled.masked_fill(empty, 0.0)
 
     def forward(self, ctx: torch.Tensor, x_t: torch.Tensor | None = None, t: torch.Tensor | None = None):
         if self.config.head == "regression":
@@ -193,16 +268,26 @@ class Normalization:
     point_std: np.ndarray
     wrist_mean: np.ndarray | None = None  # per channel
     wrist_std: np.ndarray | None = None
+    wrist_point_mean: np.ndarray | None = None  # per feature of the wrist-view points (``wrist_points``)
+    wrist_point_std: np.ndarray | None = None
 
     @classmethod
     def fit(cls, proprio: np.ndarray, image: np.ndarray, points: np.ndarray, mask: np.ndarray,
-            wrist: np.ndarray | None = None) -> "Normalization":
+            wrist: np.ndarray | None = None,
+            wrist_points: tuple[np.ndarray, np.ndarray] | None = None) -> "Normalization":
+        """``wrist_points``: (features (N, W, F), mask (N, W)) of the wrist-view points."""
         valid = points[mask > 0]
         wrist_stats = (None, None) if wrist is None else (
             wrist.reshape(-1, wrist.shape[-1]).mean(0, dtype=np.float64).astype(np.float32),
             wrist.reshape(-1, wrist.shape[-1]).std(0, dtype=np.float64).astype(np.float32) + 1e-3)
+        point_stats = (None, None)
+        if wrist_points is not None:
+            seen = wrist_points[0][wrist_points[1] > 0]
+            if not len(seen):
+                raise ValueError("no wrist-view point in the training data: the wrist camera never saw a task object")
+            point_stats = (seen.mean(0, dtype=np.float64).astype(np.float32), seen.std(0).astype(np.float32) + 1e-3)
         return cls(proprio.mean(0), proprio.std(0) + 1e-3, image.mean(0), image.std(0) + 1e-3,
-                   valid.mean(0), valid.std(0) + 1e-3, *wrist_stats)
+                   valid.mean(0), valid.std(0) + 1e-3, *wrist_stats, *point_stats)
 
     def to_dict(self) -> dict:
         return {k: np.asarray(v).tolist() for k, v in asdict(self).items() if v is not None}
@@ -321,24 +406,36 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
     env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
                               query_every=policy.config.execute, camera=mu0.config.camera,
                               traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera,
-                              oracle=oracle)
+                              wrist_points=policy.config.wrist_points, oracle=oracle)
     return env, policy
 
 
 def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
-                  norm: Normalization) -> tuple[torch.Tensor | None, ...]:
-    """(points, mask, proprio, image, wrist) normalized tensors for :meth:`ActionExpertNet.context` from a batch
-    of observations (every array with a leading batch dimension); ``wrist`` is None without a wrist camera."""
-    points = (point_features(obs, config.variant) - norm.point_mean) / norm.point_std
+                  norm: Normalization) -> tuple:
+    """(points, mask, proprio, image, wrist, wrist_points, slots) normalized tensors for
+    :meth:`ActionExpertNet.context` from a batch of observations (every array with a leading batch dimension);
+    ``wrist`` is None without a wrist camera, ``wrist_points`` ((features, mask, slots) of the wrist-view points)
+    None without ``wrist_points``; ``slots``: each query point's label slot."""
+    points = (point_features(obs, config.variant, config.world_offsets) - norm.point_mean) / norm.point_std
     wrist = None
     if config.wrist_camera is not None:
         if "wrist_tokens" not in obs:
             raise ValueError(f"this expert needs wrist_tokens from {config.wrist_camera!r}: wrap the env with "
                              f"Mu0TraceObservation(..., wrist_camera={config.wrist_camera!r})")
         wrist = torch.as_tensor(((obs["wrist_tokens"] - norm.wrist_mean) / norm.wrist_std).astype(np.float32))
+    wrist_points = None
+    if config.wrist_points:
+        if "wrist_query_world" not in obs:
+            raise ValueError(f"this expert needs {config.wrist_points} wrist-view points: wrap the env with "
+                             f"Mu0TraceObservation(..., wrist_points={config.wrist_points})")
+        features = (wrist_point_features(obs, config.world_offsets) - norm.wrist_point_mean) / norm.wrist_point_std
+        wrist_points = (torch.as_tensor(features.astype(np.float32)),
+                        torch.as_tensor(np.asarray(obs["wrist_query_mask"], np.float32)),
+                        torch.as_tensor(label_slots(obs["wrist_query_label"])))
     return (torch.as_tensor(points.astype(np.float32)), torch.as_tensor(np.asarray(obs["mu0_query_mask"])),
             torch.as_tensor(((proprio_features(obs) - norm.proprio_mean) / norm.proprio_std).astype(np.float32)),
-            torch.as_tensor(((obs["mu0_image"] - norm.image_mean) / norm.image_std).astype(np.float32)), wrist)
+            torch.as_tensor(((obs["mu0_image"] - norm.image_mean) / norm.image_std).astype(np.float32)), wrist,
+            wrist_points, torch.as_tensor(label_slots(obs["mu0_query_label"])))
 
 
 def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -354,5 +451,7 @@ def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, va
 
 
 __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "Normalization", "VARIANTS",
-           "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features", "label_one_hot",
+           "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features", "label_one_hot", "label_slots",
+           "POOLINGS",
+           "wrist_point_features",
            "EXPERT_INPUTS", "LABEL_SLOTS"]

@@ -21,6 +21,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from mu0sim.policies.action_expert import PROPRIO_KEYS, ActionExpert, expert_inputs
+from mu0sim.policies.trace_observation import WRIST_POINT_KEYS
 
 TRACE_KEYS = ("mu0_query_uvz", "mu0_traces", "mu0_query_mask", "mu0_query_label", "mu0_query_world",
               "mu0_traces_world", "mu0_image")
@@ -64,7 +65,8 @@ class ChunkedActions(gym.Wrapper):
 def expert_observation_keys(expert: ActionExpert) -> tuple[str, ...]:
     """The observation keys an expert reads."""
     wrist = ("wrist_tokens",) if expert.config.wrist_camera is not None else ()
-    return (*TRACE_KEYS, *PROPRIO_KEYS, *wrist)
+    points = WRIST_POINT_KEYS if expert.config.wrist_points else ()
+    return (*TRACE_KEYS, *PROPRIO_KEYS, *wrist, *points)
 
 
 class ExpertFeatures(BaseFeaturesExtractor):

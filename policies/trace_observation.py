@@ -21,6 +21,12 @@ Added observation keys (K query points, H future steps):
     mu0_age         (1,)      steps since the prediction
     wrist_tokens    (T, 112)  with ``wrist_camera``: the frozen backbone's stride-16 feature map of that camera's RGB
                               (T = 64 cells at 128 px), for the fine alignment the third-person view is too coarse for
+    wrist_query_world (W, 3)  with ``wrist_points=W``: farthest-point samples of the task objects' pixels in the wrist
+                              view, in the world frame (metres, through that view's depth and calibration). They
+                              carry no trace: they say precisely where the objects are when the arm hides them from
+                              the third-person camera, which is exactly when a grasp needs it (Stack)
+    wrist_query_label (W,)    their segmentation labels (2.. the task's objects)
+    wrist_query_mask  (W,)    1 for real points, 0 for padding (nothing of the objects in view)
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from mu0sim.camera import project_points, unproject_points
 from mu0sim.envs.catalog import check_choice
 
 QUERY_MODES = ("grid", "keypoints")
+WRIST_POINT_KEYS = ("wrist_query_world", "wrist_query_label", "wrist_query_mask")  # with wrist_points
 TRACE_SOURCES = ("mu0", "oracle")
 
 
@@ -102,10 +109,10 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def __init__(self, env: gym.Env, mu0, query: str = "keypoints", num_points: int = 32, grid: int = 8,
                  query_every: int = 8, camera: str = "agentview", seed: int = 0, traces: str = "mu0",
-                 oracle=None, wrist_camera: str | None = None) -> None:
+                 oracle=None, wrist_camera: str | None = None, wrist_points: int = 0) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, mu0=mu0, query=query, num_points=num_points, grid=grid,
                                                  query_every=query_every, camera=camera, seed=seed, traces=traces,
-                                                 oracle=oracle, wrist_camera=wrist_camera)
+                                                 oracle=oracle, wrist_camera=wrist_camera, wrist_points=wrist_points)
         gym.Wrapper.__init__(self, env)
         if query not in QUERY_MODES:
             raise ValueError(f"unknown query mode {query!r}; valid modes: {', '.join(QUERY_MODES)}")
@@ -121,8 +128,11 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise ValueError(f"μ0 expects {mu0.image_size} px images, the env renders {base.image_hw}")
         if wrist_camera is not None:
             check_choice("wrist camera", wrist_camera, base.available_cameras())
+        if wrist_points < 0 or (wrist_points and wrist_camera is None):
+            raise ValueError(f"wrist_points must be >= 0 and needs a wrist_camera; got wrist_points={wrist_points} "
+                             f"with wrist_camera={wrist_camera!r}")
         self.mu0, self.query, self.camera, self.query_every = mu0, query, camera, query_every
-        self.wrist_camera = wrist_camera
+        self.wrist_camera, self.wrist_points = wrist_camera, wrist_points
         self.num_points = grid * grid if query == "grid" else num_points
         self.grid = grid
         self.oracle = None
@@ -147,6 +157,11 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if wrist_camera is not None:
             cells = (base.image_hw[0] // 16) * (base.image_hw[1] // 16)
             self.observation_space.spaces["wrist_tokens"] = spaces.Box(-np.inf, np.inf, (cells, 112), np.float32)
+        if wrist_points:
+            self.observation_space.spaces.update({
+                "wrist_query_world": spaces.Box(-np.inf, np.inf, (wrist_points, 3), np.float32),
+                "wrist_query_label": spaces.Box(-1.0, 255.0, (wrist_points,), np.float32),
+                "wrist_query_mask": spaces.Box(0.0, 1.0, (wrist_points,), np.float32)})
         self._last: dict[str, np.ndarray] = {}
         self._age = 0
         self.queries = 0
@@ -226,12 +241,31 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
                       "mu0_query_label": labels,
                       "mu0_image": pred.image_feature[0]}
         if self.wrist_camera is not None:
-            wrist = base.render_frame(self.wrist_camera, depth=False, segmentation=False).rgb
-            cells = self.mu0.encoder.encode_rgb(wrist[None]).sample_map[0]  # (112, h/16, w/16)
+            frame = base.render_frame(self.wrist_camera, depth=bool(self.wrist_points),
+                                      segmentation=bool(self.wrist_points))
+            cells = self.mu0.encoder.encode_rgb(frame.rgb[None]).sample_map[0]  # (112, h/16, w/16)
             self._last["wrist_tokens"] = cells.flatten(1).T.contiguous().numpy().astype(np.float32)
+            if self.wrist_points:
+                self._last.update(self._wrist_query_points(frame))
         self._age = 0
         self.queries += 1
         return self._with_last(obs)
+
+    def _wrist_query_points(self, frame) -> dict[str, np.ndarray]:
+        base = self.env.unwrapped
+        labels = base.segmentation_label_of_geoms(frame.geom_ids)
+        rows, cols = np.nonzero(labels >= 2)
+        pixels = np.stack([cols + 0.5, rows + 0.5], -1).astype(np.float32)
+        count = self.wrist_points
+        chosen = _farthest_points(pixels, count, self._rng) if len(pixels) else np.zeros((0, 2), np.float32)
+        n = len(chosen)
+        points = np.zeros((count, 2), np.float32)
+        points[:n] = chosen
+        r, c = points[:, 1].astype(int), points[:, 0].astype(int)
+        world = unproject_points(points, frame.depth_m[r, c], base.camera_params(self.wrist_camera))
+        mask = (np.arange(count) < n).astype(np.float32)
+        return {"wrist_query_world": (world * mask[:, None]).astype(np.float32),
+                "wrist_query_label": (labels[r, c] * mask).astype(np.float32), "wrist_query_mask": mask}
 
     def _with_last(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:
         # copies: users keep observations, and the next steps must not change them

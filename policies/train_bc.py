@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from mu0sim.io import checkpoint_fingerprint
-from mu0sim.policies.action_expert import (EXPERT_INPUTS, TRACE_STEPS, ActionExpert, ActionExpertConfig,
+from mu0sim.policies.action_expert import (EXPERT_INPUTS, POOLINGS, TRACE_STEPS, ActionExpert, ActionExpertConfig,
                                            ActionExpertNet, Normalization, chunk_loss, point_features,
-                                           proprio_features)
+                                           label_slots, proprio_features, wrist_point_features)
+from mu0sim.policies.trace_observation import WRIST_POINT_KEYS
 
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
 TRAINABLE_VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained")
@@ -59,6 +60,11 @@ class TrainPolicyConfig:
     execute: int = 8
     seed: int = 0
     wrist_camera: str | None = "robot0_eye_in_hand"  # None: the expert sees no wrist view
+    wrist_points: int = 0  # task-object points sampled in the wrist view each query (0: none)
+    pooling: str = "attention"  # query points pooled by one attention ("attention") or also per label ("per-label")
+    image_feature: bool = True  # the expert reads the backbone's pooled agentview feature
+    wrist_features: bool = True  # the expert reads the wrist view's feature cells (with a wrist_camera)
+    world_offsets: bool = False  # point features also hold the point minus the gripper in world axes
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
     # action-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps`` before the
     # ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
@@ -67,17 +73,26 @@ class TrainPolicyConfig:
     pretrain_episodes: int | None = None  # first N demos of each pretraining file (None: as many as ``episodes``)
 
 
+def same_train_config(saved: dict, config: TrainPolicyConfig) -> bool:
+    """Whether a training configuration saved as JSON (a checkpoint's, an ablation's cell record) is ``config``. A
+    setting the saved one lacks was added to mu0sim after it was written and counts at its default, so adding an
+    option (at a default that changes nothing) keeps every finished expert and cell."""
+    defaults = {f.name: f.default if f.default_factory is MISSING else f.default_factory()
+                for f in fields(TrainPolicyConfig) if f.default is not MISSING or f.default_factory is not MISSING}
+    return {**json.loads(json.dumps(defaults)), **saved} == json.loads(json.dumps(asdict(config)))
+
+
 def trace_source(variant: str) -> str:
     """Where a variant's traces come from: frozen μ0, or the ground-truth oracle for ``gt-trace``."""
     return "oracle" if variant == "gt-trace" else "mu0"
 
 
 def feature_cache_path(dataset: str | Path, mu0_id: str, query: str, num_points: int, traces: str = "mu0",
-                       wrist_camera: str | None = None, every: int = 1) -> Path:
+                       wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0) -> Path:
     """Where :func:`replay_features` caches a dataset's features for these settings (next to the dataset)."""
     dataset = Path(dataset)
     suffix = (("" if traces == "mu0" else f"-{traces}") + ("" if wrist_camera is None else f"-{wrist_camera}")
-              + ("" if every == 1 else f"-every{every}"))
+              + ("" if not wrist_points else f"-wp{wrist_points}") + ("" if every == 1 else f"-every{every}"))
     return dataset.with_name(f"{dataset.stem}.bc-{mu0_id}-{query}{num_points}{suffix}.npz")
 
 
@@ -115,19 +130,20 @@ def _demo_ids(dataset: Path, episodes: int | None) -> list[int]:
         return [int(n[5:]) for n in demo_names(f)[:episodes]]
 
 
-def _cache_covers(cache: Path, demo_ids: set[int]) -> bool:
+def _cache_covers(cache: Path, demo_ids: set[int], wrist_points: int = 0) -> bool:
     """Whether ``cache`` holds every feature of this mu0sim's inputs (``EXPERT_INPUTS``) for each of ``demo_ids``
     (reads only the keys and two columns; an older mu0sim's cache is replayed)."""
     if not cache.exists():
         return False
+    keys = {"action_chunk", "inputs", *FEATURE_KEYS, *(WRIST_POINT_KEYS if wrist_points else ())}
     with np.load(cache) as data:
-        return ({"action_chunk", "inputs", *FEATURE_KEYS} <= set(data.files) and int(data["inputs"]) == EXPERT_INPUTS
+        return (keys <= set(data.files) and int(data["inputs"]) == EXPERT_INPUTS
                 and set(np.unique(data["episode"])) >= demo_ids)
 
 
-def _from_cache(cache: Path, demo_ids: set[int]) -> dict[str, np.ndarray] | None:
+def _from_cache(cache: Path, demo_ids: set[int], wrist_points: int = 0) -> dict[str, np.ndarray] | None:
     """The cached rows of ``demo_ids``, or None when the cache does not cover them (see :func:`_cache_covers`)."""
-    if not _cache_covers(cache, demo_ids):
+    if not _cache_covers(cache, demo_ids, wrist_points):
         return None
     data = dict(np.load(cache))
     del data["inputs"]
@@ -137,18 +153,19 @@ def _from_cache(cache: Path, demo_ids: set[int]) -> dict[str, np.ndarray] | None
 
 def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_points: int,
                     episodes: int | None = None, progress: bool = True, traces: str = "mu0",
-                    wrist_camera: str | None = None, every: int = 1) -> dict[str, np.ndarray]:
+                    wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0) -> dict[str, np.ndarray]:
     """Per-step μ0 observation features and actions of every demo (cached). Returns arrays over all steps plus
     ``episode`` (N,) and ``step`` (N,). ``traces="oracle"`` stores ground-truth future traces instead of μ0's;
-    ``wrist_camera`` adds ``wrist_tokens`` (stored as float16: they are most of the cache). ``every``: rows for
-    every k-th step only (μ0 runs and the cameras render only there)."""
+    ``wrist_camera`` adds ``wrist_tokens`` (stored as float16: they are most of the cache), ``wrist_points`` the
+    wrist-view points. ``every``: rows for every k-th step only (μ0 runs and the cameras render only there)."""
     dataset = Path(dataset)
-    cache = feature_cache_path(dataset, mu0_id, query, num_points, traces, wrist_camera, every)
+    cache = feature_cache_path(dataset, mu0_id, query, num_points, traces, wrist_camera, every, wrist_points)
     demos = _read_demos(dataset, episodes)
-    cached = _from_cache(cache, {d[0] for d in demos})
+    cached = _from_cache(cache, {d[0] for d in demos}, wrist_points)
     if cached is not None:
         return cached
-    data = _replay_rows(dataset, demos, mu0, query, num_points, traces, wrist_camera, every, progress)
+    data = _replay_rows(dataset, demos, mu0, query, num_points, traces, wrist_camera, every, progress,
+                        wrist_points=wrist_points)
     _write_cache(cache, data)
     return data
 
@@ -162,7 +179,7 @@ def _write_cache(cache: Path, data: dict[str, np.ndarray]) -> None:
 
 def _replay_rows(dataset: Path, demos: list[RecordedDemo], mu0, query: str,
                  num_points: int, traces: str, wrist_camera: str | None, every: int, progress: bool = False,
-                 on_demo: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+                 on_demo: Callable[[], None] | None = None, wrist_points: int = 0) -> dict[str, np.ndarray]:
     """The feature rows of ``demos`` (see :func:`replay_features`); a demo's rows depend on that demo only (the
     wrapper's query-point sampling is reseeded with its seed), so demos can be replayed in any split.
     ``on_demo()`` is called after each demo (progress from worker processes)."""
@@ -178,8 +195,8 @@ def _replay_rows(dataset: Path, demos: list[RecordedDemo], mu0, query: str,
     oracle = RecordedFutureOracle() if traces == "oracle" else None
     env = Mu0TraceObservation(env, mu0, query=query, num_points=num_points, query_every=every,
                               camera=mu0.config.camera,
-                              traces=traces, oracle=oracle, wrist_camera=wrist_camera)
-    keys = (*FEATURE_KEYS, *(("wrist_tokens",) if wrist_camera else ()))
+                              traces=traces, oracle=oracle, wrist_camera=wrist_camera, wrist_points=wrist_points)
+    keys = (*FEATURE_KEYS, *(("wrist_tokens",) if wrist_camera else ()), *(WRIST_POINT_KEYS if wrist_points else ()))
     rows: dict[str, list] = {k: [] for k in (*keys, "action_chunk", "episode", "step", "episode_length")}
     worst = 0.0
     try:
@@ -223,13 +240,15 @@ class FeatureJob:
     traces: str
     wrist_camera: str | None
     every: int
+    wrist_points: int = 0
 
 
 def feature_jobs(config: TrainPolicyConfig) -> list[FeatureJob]:
     """The feature replays :func:`train_policy` runs for ``config`` (its data, then its pretraining data)."""
     pretrain_episodes = config.pretrain_episodes or config.episodes
     return [FeatureJob(str(d), config.episodes if i < len(config.data) else pretrain_episodes, config.query,
-                       config.num_points, trace_source(config.variant), config.wrist_camera, config.feature_every)
+                       config.num_points, trace_source(config.variant), config.wrist_camera, config.feature_every,
+                       config.wrist_points)
             for i, d in enumerate([*config.data, *config.pretrain_data])]
 
 
@@ -248,12 +267,13 @@ def _feature_worker_run(job: FeatureJob, demo_ids: list[int]) -> dict[str, np.nd
     state = _worker_state
     dataset = Path(job.dataset)
     return _replay_rows(dataset, _read_demos(dataset, job.episodes, only=demo_ids), state["mu0"], job.query,
-                        job.num_points, job.traces, job.wrist_camera, job.every, on_demo=lambda: state["done"].put(1))
+                        job.num_points, job.traces, job.wrist_camera, job.every, on_demo=lambda: state["done"].put(1),
+                        wrist_points=job.wrist_points)
 
 
 def _job_cache(job: FeatureJob, mu0_id: str) -> Path:
     return feature_cache_path(job.dataset, mu0_id, job.query, job.num_points, job.traces, job.wrist_camera,
-                              job.every)
+                              job.every, job.wrist_points)
 
 
 def _one_job_per_cache(jobs) -> list[FeatureJob]:
@@ -261,7 +281,7 @@ def _one_job_per_cache(jobs) -> list[FeatureJob]:
     50 demos of a dataset share one cache (two jobs would replay the 10 twice and write the file twice)."""
     merged: dict[tuple, FeatureJob] = {}
     for job in jobs:
-        key = (job.dataset, job.query, job.num_points, job.traces, job.wrist_camera, job.every)
+        key = (job.dataset, job.query, job.num_points, job.traces, job.wrist_camera, job.every, job.wrist_points)
         other = merged.get(key)
         if other is None or other.episodes is not None and (job.episodes is None or job.episodes > other.episodes):
             merged[key] = job
@@ -287,7 +307,8 @@ def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progres
     mu0_id = mu0_fingerprint(mu0_ckpt)
     wanted = {j: _demo_ids(Path(j.dataset), j.episodes)
               for j in _one_job_per_cache(j for c in configs for j in feature_jobs(c))}
-    demo_ids = {j: ids for j, ids in wanted.items() if not _cache_covers(_job_cache(j, mu0_id), set(ids))}
+    demo_ids = {j: ids for j, ids in wanted.items()
+                if not _cache_covers(_job_cache(j, mu0_id), set(ids), j.wrist_points)}
     jobs = list(demo_ids)
     if not jobs:
         return 0
@@ -340,6 +361,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
 
     if config.variant not in TRAINABLE_VARIANTS:
         raise ValueError(f"unknown variant {config.variant!r}; trainable: {', '.join(TRAINABLE_VARIANTS)}")
+    if config.pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {config.pooling!r}; valid poolings: {', '.join(POOLINGS)}")
     if (config.variant == "action-pretrained") != bool(config.pretrain_data):
         raise ValueError("pretrain_data (other robots' demos) is required by variant 'action-pretrained' and only "
                          f"used by it; got variant {config.variant!r} with {len(config.pretrain_data)} pretrain files")
@@ -350,7 +373,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     mu0 = Mu0.from_pretrained(config.mu0)
     mu0_id = mu0_fingerprint(config.mu0)
     parts = [replay_features(j.dataset, mu0, mu0_id, j.query, j.num_points, j.episodes, progress, j.traces,
-                             j.wrist_camera, j.every) for j in feature_jobs(config)]
+                             j.wrist_camera, j.every, j.wrist_points) for j in feature_jobs(config)]
     for i, p in enumerate(parts):
         p["episode"] = p["episode"] + 100000 * i  # distinct episodes across files
         p["target"] = np.full(len(p["episode"]), i < len(config.data))
@@ -359,21 +382,28 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     episodes = np.unique(data["episode"][data["target"]])
     n_val = max(1, round(len(episodes) * config.val_fraction)) if len(episodes) > 1 else 0
     is_val = np.isin(data["episode"], episodes[len(episodes) - n_val:])
-    points = point_features(data, config.variant)
+    points = point_features(data, config.variant, config.world_offsets)
     proprio = proprio_features(data)
     image = data["mu0_image"].astype(np.float32)
     mask = data["mu0_query_mask"]
     wrist = data.get("wrist_tokens")
+    wrist_points = None
+    if config.wrist_points:
+        wrist_points = (wrist_point_features(data, config.world_offsets), data["wrist_query_mask"].astype(np.float32),
+                        label_slots(data["wrist_query_label"]))
     if config.chunk > MAX_CHUNK:
         raise ValueError(f"chunk must be <= {MAX_CHUNK} (the cached action horizon), got {config.chunk}")
     target = data["action_chunk"][:, :config.chunk].astype(np.float32)
     valid = chunk_validity(data["step"], data["episode_length"], config.chunk)
     train = ~is_val
     norm = Normalization.fit(proprio[train], image[train], points[train], mask[train],
-                             None if wrist is None else wrist[train])
+                             None if wrist is None else wrist[train],
+                             None if wrist_points is None else (wrist_points[0][train], wrist_points[1][train]))
     pc = ActionExpertConfig(variant=config.variant, head=config.head, robot=robots.pop(), task=",".join(sorted(tasks)),
                             chunk=config.chunk, execute=config.execute, mu0_id=mu0_id,
-                            wrist_camera=config.wrist_camera)
+                            wrist_camera=config.wrist_camera, wrist_points=config.wrist_points,
+                            pooling=config.pooling, image_feature=config.image_feature,
+                            wrist_features=config.wrist_features, world_offsets=config.world_offsets)
     torch.manual_seed(config.seed)
     net = ActionExpertNet(pc)
     tens = {"points": torch.as_tensor((points - norm.point_mean) / norm.point_std, dtype=torch.float32),
@@ -384,12 +414,20 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
             "valid": torch.as_tensor(np.repeat(valid, pc.action_dim, axis=1).astype(np.float32))}
     if wrist is not None:
         tens["wrist"] = torch.as_tensor(((wrist - norm.wrist_mean) / norm.wrist_std).astype(np.float32))
+    if wrist_points is not None:
+        tens["wrist_points"] = torch.as_tensor(((wrist_points[0] - norm.wrist_point_mean)
+                                                / norm.wrist_point_std).astype(np.float32))
+        tens["wrist_point_mask"] = torch.as_tensor(wrist_points[1])
+        tens["wrist_point_slots"] = torch.as_tensor(wrist_points[2])
+    tens["slots"] = torch.as_tensor(label_slots(data["mu0_query_label"]))
     rng = np.random.default_rng(config.seed)
     val_rows = np.flatnonzero(is_val)
 
     def loss_of(rows) -> torch.Tensor:
         ctx = net.context(tens["points"][rows], tens["mask"][rows], tens["proprio"][rows], tens["image"][rows],
-                          tens["wrist"][rows] if "wrist" in tens else None)
+                          tens["wrist"][rows] if "wrist" in tens else None,
+                          (tens["wrist_points"][rows], tens["wrist_point_mask"][rows], tens["wrist_point_slots"][rows])
+                          if "wrist_points" in tens else None, tens["slots"][rows])
         return chunk_loss(net, ctx, tens["target"][rows], tens["valid"][rows])
 
     stages = [("fine-tune" if config.pretrain_data else "train", np.flatnonzero(train & data["target"]),

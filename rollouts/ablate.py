@@ -250,10 +250,11 @@ def trained_with(policy: Path, train) -> bool:
     if not (meta.exists() and (policy / "model.safetensors").exists()):
         return False
     from mu0sim.policies.action_expert import EXPERT_INPUTS
+    from mu0sim.policies.train_bc import same_train_config
 
     saved = json.loads(meta.read_text())
     return (saved.get("policy", {}).get("inputs", 1) == EXPERT_INPUTS  # an older expert's inputs: retrain
-            and saved.get("train_config") == json.loads(json.dumps(asdict(train))))
+            and "train_config" in saved and same_train_config(saved["train_config"], train))
 
 
 def ensure_policy(train, label: str, progress: bool = True) -> Path:
@@ -308,6 +309,7 @@ def finished_cells(config: AblationConfig, episodes: list[dict]) -> set[Cell]:
     """Cells evaluated on every seed by the checkpoint ``OUT/cells.json`` records for them, trained with the
     configuration the cell asks for now (``episodes``: the evaluation log's current records)."""
     from mu0sim.policies.action_expert import EXPERT_INPUTS
+    from mu0sim.policies.train_bc import same_train_config
 
     manifest = read_manifest(config)
     seeds = set(range(config.seed_start, config.seed_start + config.episodes))
@@ -319,7 +321,7 @@ def finished_cells(config: AblationConfig, episodes: list[dict]) -> set[Cell]:
     for cell in config.cells():
         entry = manifest.get(cell.name)
         if (entry is None or entry.get("inputs") != EXPERT_INPUTS
-                or entry["train_config"] != json.loads(json.dumps(asdict(train_config_for(config, cell))))):
+                or not same_train_config(entry["train_config"], train_config_for(config, cell))):
             continue
         if played.get((str(policy_dir(config, cell)), cell.task, entry["policy_id"]), set()) == seeds:
             finished.add(cell)

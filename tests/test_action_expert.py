@@ -80,6 +80,16 @@ def test_points_are_also_seen_from_the_gripper():
     np.testing.assert_allclose(point_features(obs, "trace")[0, 6:9], [0.02, 0.0, 0.0], atol=1e-6)
 
 
+def test_world_offsets_append_the_point_minus_the_gripper():
+    """world_offsets: three more features per point, the point minus the gripper in world axes (whatever the yaw);
+    everything before them is the default layout."""
+    obs = _obs()
+    plain, extended = point_features(obs, "trace"), point_features(obs, "trace", world_offsets=True)
+    assert extended.shape == (5, POINT_DIM + 3)
+    np.testing.assert_array_equal(extended[:, :POINT_DIM], plain)
+    np.testing.assert_allclose(extended[:, POINT_DIM:], obs["mu0_query_world"] - obs["robot0_eef_pos"], rtol=1e-6)
+
+
 def test_action_chunks_stop_at_episode_ends():
     actions = np.arange(6, dtype=np.float32)[:, None]
     np.testing.assert_array_equal(next_actions(actions, 0, 4)[:, 0], [0, 1, 2, 3])
@@ -191,6 +201,63 @@ def test_gt_trace_and_action_pretrained_variants_train_and_run(tiny_mu0, tmp_pat
     with pytest.raises(ValueError, match="pretrain_data"):
         train_policy(TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "x"),
                                        variant="action-pretrained", steps=1), progress=False)
+
+
+def test_wrist_points_train_run_and_keep_older_configs(tiny_mu0, tmp_path):
+    """wrist_points: an expert that also reads task-object points of the wrist view trains (its own feature cache),
+    acts closed loop through the wrapper built from its checkpoint, and refuses observations without them. A
+    training config saved before the option existed still equals one at its default (finished experts and study
+    cells are kept)."""
+    from dataclasses import asdict
+
+    from mu0sim.policies.train_bc import same_train_config
+
+    ckpt, (panda, _) = tiny_mu0
+    config = TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "wp"), steps=10, batch_size=16,
+                               num_points=16, wrist_points=8, pooling="per-label")
+    assert np.isfinite(train_policy(config, progress=False)["val_loss"])
+    cache = next(panda.parent.glob(f"{panda.stem}.bc-*-keypoints16-robot0_eye_in_hand-wp8.npz"))
+    with np.load(cache) as rows:
+        assert rows["wrist_query_world"].shape[1:] == (8, 3) and rows["wrist_query_mask"].sum() > 0
+    policy = ActionExpert.from_pretrained(tmp_path / "wp")
+    assert policy.config.wrist_points == 8 and policy.norm.wrist_point_mean.shape == (3 + 3 + LABEL_SLOTS,)
+    assert policy.config.pooling == "per-label"
+    env, _ = expert_env(tmp_path / "wp", ckpt, "Lift")
+    obs, _ = env.reset(seed=100)
+    assert policy.predict_action_chunk(obs).shape == (16, 7)
+    env.close()
+    with pytest.raises(ValueError, match="wrist_points=8"):
+        policy.predict_action_chunk({k: v for k, v in obs.items() if not k.startswith("wrist_query")})
+    saved = asdict(TrainPolicyConfig(data=["a.hdf5"], mu0="m", out="o"))
+    del saved["wrist_points"]  # written by a mu0sim without the option
+    assert same_train_config(saved, TrainPolicyConfig(data=["a.hdf5"], mu0="m", out="o"))
+    assert not same_train_config(saved, TrainPolicyConfig(data=["a.hdf5"], mu0="m", out="o", wrist_points=8))
+    with pytest.raises(ValueError, match="needs a wrist_camera"):
+        ActionExpertConfig(wrist_points=4, wrist_camera=None)
+
+
+def test_per_label_pooling_ignores_how_many_points_other_objects_got():
+    """pooling="per-label": a label slot's summary depends on that slot's points only (adding points on another
+    object leaves it unchanged); an empty slot reads zero; the context grows by one pooled vector per slot."""
+    import torch
+
+    from mu0sim.policies.action_expert import ActionExpertNet
+
+    torch.manual_seed(0)
+    net = ActionExpertNet(ActionExpertConfig(pooling="per-label", wrist_camera=None)).eval()
+    points, slots = torch.randn(1, 10, POINT_DIM), torch.tensor([[1, 1, 2, 2, 2, 3, 3, 3, 3, 3]])
+    more = torch.cat([points, torch.randn(1, 6, POINT_DIM)], 1), torch.cat([slots, torch.full((1, 6), 3)], 1)
+    with torch.no_grad():
+        a = net._pool_per_slot(net.point(points), torch.zeros(1, 10, dtype=torch.bool), slots)
+        b = net._pool_per_slot(net.point(more[0]), torch.zeros(1, 16, dtype=torch.bool), more[1])
+        ctx = net.context(points, torch.ones(1, 10), torch.randn(1, 8), torch.randn(1, 1280), slots=slots)
+    torch.testing.assert_close(a[:, 2], b[:, 2])
+    assert not torch.allclose(a[:, 3], b[:, 3]) and not a[:, 0].any() and not a[:, 4].any()
+    assert ctx.shape == (1, (3 + LABEL_SLOTS) * net.config.dim)
+    with pytest.raises(ValueError, match="label slot"):
+        net.context(points, torch.ones(1, 10), torch.randn(1, 8), torch.randn(1, 1280))
+    with pytest.raises(ValueError, match="valid poolings"):
+        ActionExpertConfig(pooling="mean")
 
 
 def test_oracle_reproduces_a_demo_future(tiny_mu0):

@@ -67,6 +67,24 @@ def test_wrist_view_and_oracle_traces(mu0):
     env.close()
 
 
+def test_wrist_points_lie_on_the_objects_in_the_wrist_view(mu0):
+    """``wrist_points`` samples the task objects' pixels of the wrist view: at reset the Panda's wrist camera looks
+    down at Lift's cube, so every point is a cube point (label 2), within the cube's extent of its centre."""
+    env = Mu0TraceObservation(_env(), mu0, num_points=16, wrist_camera="robot0_eye_in_hand", wrist_points=12)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert obs["wrist_query_world"].shape == (12, 3) and obs["wrist_query_mask"].sum() == 12
+    assert (obs["wrist_query_label"] == 2).all()
+    base = env.unwrapped
+    cube = base.mj_data.xpos[base.mj_model.body("cube_main").id]
+    assert np.linalg.norm(obs["wrist_query_world"] - cube, axis=-1).max() < 0.04  # metres: on the cube's surface
+    before = obs["wrist_query_world"].copy()
+    for _ in range(8):
+        obs, *_ = env.step(np.zeros(7, np.float32))
+    assert obs["wrist_query_world"] is not before  # refreshed with every query (copies, never shared)
+    env.close()
+
+
 def test_same_seed_same_observation(mu0):
     outs = []
     for _ in range(2):
@@ -104,3 +122,5 @@ def test_bad_setups_are_refused(mu0):
         Mu0TraceObservation(_env(), mu0, wrist_camera="robot0_wrist")
     with pytest.raises(ValueError, match="valid sources"):
         Mu0TraceObservation(_env(), mu0, traces="future")
+    with pytest.raises(ValueError, match="needs a wrist_camera"):
+        Mu0TraceObservation(_env(), mu0, wrist_points=8)
