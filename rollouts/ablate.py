@@ -18,7 +18,8 @@ A cell whose evaluation is complete is finished for good: ``OUT/cells.json`` rec
 configuration and its checkpoint's fingerprint, so a rerun skips a finished cell even where its checkpoint and
 datasets are gone (the study's record is ``OUT/eval/episodes.jsonl`` + ``OUT/cells.json``, a few hundred bytes per
 episode, and can be kept under version control while checkpoints and datasets cannot). A cell whose training
-configuration changed is trained and evaluated again.
+configuration changed is trained and evaluated again (``task_train`` gives one task's experts, baselines included,
+their own recipe: changing it redoes that task's cells only).
 
 Example (``configs/ablation_cross_embodiment.yaml`` is the study of RESULTS.md)::
 
@@ -80,7 +81,9 @@ class AblationConfig:
     """An ablation study. ``episodes``: evaluation episodes per cell (seeds ``seed_start``..); ``steps``: behaviour-
     cloning steps per expert; ``pretrain_robots``/``pretrain_demos``/``pretrain_steps``: the ``action-pretrained``
     baseline's pooled corpus (that many demos of the task from each of these robots but the target) and its length
-    before fine-tuning; ``train``: TrainPolicyConfig settings for every expert (a block's ``train`` adds to it);
+    before fine-tuning; ``train``: TrainPolicyConfig settings for every expert; ``task_train``: task -> settings for
+    every expert of that task, every variant alike (a task's recipe, e.g. ``{Stack: {image_feature: false}}``);
+    a block's ``train`` adds to both (later wins: ``train`` < ``task_train`` < block);
     ``execution_noise_std``: the demos are DART-collected with this noise (``mu0sim collect
     --execution-noise-std``; ``grip_flip_rate``: gripper inversions, ``--grip-flip-rate``), both those collected
     here and the files already in ``data_dir``; ``expert``: options
@@ -105,6 +108,7 @@ class AblationConfig:
     workers: int = 1
     videos: int = 1
     train: dict = field(default_factory=dict)
+    task_train: dict[str, dict] = field(default_factory=dict)
     expert: dict[str, dict] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
@@ -112,11 +116,15 @@ class AblationConfig:
         return list(dict.fromkeys(cell for block in self.matrix for cell in block_cells(block)))
 
     def train_settings(self, cell: Cell) -> dict:
-        """The extra TrainPolicyConfig settings of ``cell`` (the config's ``train`` + its block's)."""
+        """The extra TrainPolicyConfig settings of ``cell``: the config's ``train``, its task's ``task_train``, its
+        block's ``train``, later ones winning."""
         for block in self.matrix:
             if cell in block_cells(block):
-                return {**self.train, **block.train}
+                return self._merged_train(cell.task, block)
         raise KeyError(f"{cell} is not in ablation {self.name!r}")
+
+    def _merged_train(self, task: str, block: AblationBlock) -> dict:
+        return {**self.train, **self.task_train.get(task, {}), **block.train}
 
     def check(self) -> None:
         from mu0sim.envs.catalog import ROBOTS, check_choice
@@ -125,6 +133,7 @@ class AblationConfig:
         if not self.matrix:
             raise ValueError(f"ablation {self.name!r} has an empty matrix; give at least one block")
         free = sorted(set(TrainPolicyConfig.__dataclass_fields__) - _CELL_SETTINGS)
+        self.check_task_train(free)  # before the blocks merge it into their cells' settings
         settings: dict[Cell, dict] = {}
         for i, block in enumerate(self.matrix):
             for key in ("tasks", "robots", "variants", "demos"):
@@ -143,7 +152,7 @@ class AblationConfig:
             if block.tag and not block.tag.replace("-", "").isalnum():
                 raise ValueError(f"matrix block {i}: tag {block.tag!r} must be letters, digits and '-'")
             for cell in block_cells(block):
-                merged = {**self.train, **block.train}
+                merged = self._merged_train(cell.task, block)
                 if settings.setdefault(cell, merged) != merged:
                     raise ValueError(f"cell {cell.name} appears in two blocks with different train settings; give "
                                      "one of them another tag")
@@ -167,6 +176,20 @@ class AblationConfig:
         if not (Path(self.mu0) / "config.json").exists():
             raise FileNotFoundError(f"μ0 checkpoint {self.mu0} not found (expected {self.mu0}/config.json)")
 
+
+    def check_task_train(self, free: list[str]) -> None:
+        """``task_train`` names tasks of the study, each with a mapping of settings that may vary per cell."""
+        tasks = list(dict.fromkeys(task for block in self.matrix for task in block.tasks))
+        for task, settings in self.task_train.items():
+            if task not in tasks:
+                raise ValueError(f"task_train given for task {task!r}, which no matrix block runs; tasks of this "
+                                 f"study: {', '.join(tasks)}")
+            if not isinstance(settings, dict):
+                raise ValueError(f"task_train of {task} must be a mapping setting -> value, got {settings!r}")
+            bad = sorted(set(settings) - set(free))
+            if bad:
+                raise ValueError(f"task_train of {task}: train settings {bad} cannot be set per task; valid: "
+                                 f"{', '.join(free)}")
 
     def check_expert_options(self) -> None:
         """``expert`` names tasks of the study, and each task's scripted expert accepts its options."""

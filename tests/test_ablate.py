@@ -88,6 +88,23 @@ def test_action_pretrained_cell_pools_the_other_robots():
     assert plain.pretrain_data == [] and plain.pretrain_episodes is None
 
 
+def test_task_train_is_one_recipe_for_every_variant_of_its_task():
+    config = AblationConfig(
+        name="t", data_dir="d", train={"steps": 100, "head": "flow"},
+        task_train={"Stack": {"head": "regression", "image_feature": False}},
+        matrix=[AblationBlock(["Stack", "Lift"], ["Panda"], ["trace", "no-trace"], [10]),
+                AblationBlock(["Stack"], ["Panda"], ["trace"], [10], tag="wp", train={"wrist_points": 8,
+                                                                                     "head": "flow"})])
+    config.check_task_train(["steps", "head", "image_feature", "wrist_points"])
+    for variant in ("trace", "no-trace"):  # baselines of the task get its recipe too
+        stack = train_config_for(config, Cell("Stack", "Panda", variant, 10))
+        assert (stack.steps, stack.head, stack.image_feature) == (100, "regression", False)
+    lift = train_config_for(config, Cell("Lift", "Panda", "trace", 10))
+    assert (lift.head, lift.image_feature) == ("flow", True)
+    tagged = train_config_for(config, Cell("Stack", "Panda", "trace", 10, "wp"))  # a block's train wins
+    assert (tagged.head, tagged.image_feature, tagged.wrist_points) == ("flow", False, 8)
+
+
 @pytest.mark.parametrize("change, message", [
     ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["diffusion"], "demos": [10]}]},
      "unknown variant 'diffusion'; valid variants: trace"),
@@ -103,6 +120,9 @@ def test_action_pretrained_cell_pools_the_other_robots():
     ({"execution_noise_std": -0.1}, "execution_noise_std must be >= 0 (0: clean demos), got -0.1"),
     ({"expert": {"Stack": {"settle_steps": 6}}}, "expert options given for task 'Stack', which no matrix block runs"),
     ({"expert": {"Lift": {"settle": 6}}}, "unknown Lift expert option 'settle'; valid Lift expert options"),
+    ({"task_train": {"Stack": {"steps": 10}}}, "task_train given for task 'Stack', which no matrix block runs"),
+    ({"task_train": {"Lift": {"episodes": 10}}}, "task_train of Lift: train settings ['episodes'] cannot be set"),
+    ({"task_train": {"Lift": 3}}, "task_train of Lift must be a mapping setting -> value, got 3"),
     ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10],
                   "train": {"head": "flow"}}]}, "without a tag naming the change"),
     ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10], "tag": "f",
