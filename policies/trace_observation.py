@@ -80,16 +80,21 @@ def keypoint_query_points(segmentation: np.ndarray, eef_uv_px: np.ndarray, count
     labels = segmentation[..., 0] if segmentation.ndim == 3 else segmentation
     ring = eef_uv_px + 3.0 * np.stack([np.cos(a := np.linspace(0, 2 * np.pi, 4, endpoint=False)), np.sin(a)], -1)
     gripper = np.concatenate([eef_uv_px[None], ring]).astype(np.float32)
-    rows, cols = np.nonzero(labels >= 2)
-    pixels = np.stack([cols + 0.5, rows + 0.5], -1).astype(np.float32)
-    budget = count - len(gripper)
-    chosen = _farthest_points(pixels, budget, rng) if len(pixels) else np.zeros((0, 2), np.float32)
+    chosen = object_pixel_samples(labels, count - len(gripper), rng)
     points = np.concatenate([gripper, chosen])[:count]
     mask = np.zeros(count, np.float32)
     mask[:len(points)] = 1.0
     out = np.repeat(points[:1], count, 0)
     out[:len(points)] = points
     return out, mask
+
+
+def object_pixel_samples(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``count`` farthest-point samples (pixel centres, (n, 2) uv_px) over the task objects' pixels
+    (segmentation labels >= 2); fewer where fewer such pixels are in view."""
+    rows, cols = np.nonzero(labels >= 2)
+    pixels = np.stack([cols + 0.5, rows + 0.5], -1).astype(np.float32)
+    return _farthest_points(pixels, count, rng) if len(pixels) else np.zeros((0, 2), np.float32)
 
 
 def _farthest_points(points: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -254,10 +259,8 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def _wrist_query_points(self, frame) -> dict[str, np.ndarray]:
         base = self.env.unwrapped
         labels = base.segmentation_label_of_geoms(frame.geom_ids)
-        rows, cols = np.nonzero(labels >= 2)
-        pixels = np.stack([cols + 0.5, rows + 0.5], -1).astype(np.float32)
         count = self.wrist_points
-        chosen = _farthest_points(pixels, count, self._rng) if len(pixels) else np.zeros((0, 2), np.float32)
+        chosen = object_pixel_samples(labels, count, self._rng)
         n = len(chosen)
         points = np.zeros((count, 2), np.float32)
         points[:n] = chosen
