@@ -156,10 +156,7 @@ class AblationConfig:
                 if settings.setdefault(cell, merged) != merged:
                     raise ValueError(f"cell {cell.name} appears in two blocks with different train settings; give "
                                      "one of them another tag")
-            bad = sorted(set(block.train) - set(free))
-            if bad:
-                raise ValueError(f"matrix block {i}: train settings {bad} cannot be set per block; valid: "
-                                 f"{', '.join(free)}")
+            _refuse_fixed_settings(block.train, free, f"matrix block {i}: ", "block")
         for robot in self.pretrain_robots:
             check_choice("robot", robot, ROBOTS)
         for name in ("episodes", "steps", "feature_every", "pretrain_demos", "pretrain_steps", "workers"):
@@ -170,39 +167,40 @@ class AblationConfig:
         if not 0 <= self.grip_flip_rate < 1:
             raise ValueError(f"grip_flip_rate must be in [0, 1) (0: clean demos), got {self.grip_flip_rate}")
         self.check_expert_options()
-        bad = sorted(set(self.train) - set(free))
-        if bad:
-            raise ValueError(f"train settings {bad} cannot be set per ablation; valid: {', '.join(free)}")
+        _refuse_fixed_settings(self.train, free, "", "ablation")
         if not (Path(self.mu0) / "config.json").exists():
             raise FileNotFoundError(f"μ0 checkpoint {self.mu0} not found (expected {self.mu0}/config.json)")
 
-
     def check_task_train(self, free: list[str]) -> None:
         """``task_train`` names tasks of the study, each with a mapping of settings that may vary per cell."""
-        tasks = list(dict.fromkeys(task for block in self.matrix for task in block.tasks))
+        self._check_per_task("task_train", self.task_train, "setting")
         for task, settings in self.task_train.items():
-            if task not in tasks:
-                raise ValueError(f"task_train given for task {task!r}, which no matrix block runs; tasks of this "
-                                 f"study: {', '.join(tasks)}")
-            if not isinstance(settings, dict):
-                raise ValueError(f"task_train of {task} must be a mapping setting -> value, got {settings!r}")
-            bad = sorted(set(settings) - set(free))
-            if bad:
-                raise ValueError(f"task_train of {task}: train settings {bad} cannot be set per task; valid: "
-                                 f"{', '.join(free)}")
+            _refuse_fixed_settings(settings, free, f"task_train of {task}: ", "task")
 
     def check_expert_options(self) -> None:
         """``expert`` names tasks of the study, and each task's scripted expert accepts its options."""
         from mu0sim.policies.scripted import make_expert
 
-        tasks = list(dict.fromkeys(task for block in self.matrix for task in block.tasks))
+        self._check_per_task("expert options", self.expert, "option")
         for task, options in self.expert.items():
-            if task not in tasks:
-                raise ValueError(f"expert options given for task {task!r}, which no matrix block runs; tasks of "
-                                 f"this study: {', '.join(tasks)}")
-            if not isinstance(options, dict):
-                raise ValueError(f"expert options of {task} must be a mapping option -> value, got {options!r}")
             make_expert(task, **options)  # an unknown option is refused with the valid ones
+
+    def _check_per_task(self, what: str, per_task: dict, entry: str) -> None:
+        """Each key of ``per_task`` is a task some matrix block runs, and each value a mapping ``entry -> value``."""
+        tasks = list(dict.fromkeys(task for block in self.matrix for task in block.tasks))
+        for task, value in per_task.items():
+            if task not in tasks:
+                raise ValueError(f"{what} given for task {task!r}, which no matrix block runs; tasks of this "
+                                 f"study: {', '.join(tasks)}")
+            if not isinstance(value, dict):
+                raise ValueError(f"{what} of {task} must be a mapping {entry} -> value, got {value!r}")
+
+
+def _refuse_fixed_settings(settings: dict, free: list[str], where: str, scope: str) -> None:
+    """``settings`` sets only TrainPolicyConfig fields that may vary per cell (``free``), not what makes a cell."""
+    bad = sorted(set(settings) - set(free))
+    if bad:
+        raise ValueError(f"{where}train settings {bad} cannot be set per {scope}; valid: {', '.join(free)}")
 
 
 def check_collectable(tasks: list[str], robots: list[str]) -> None:
