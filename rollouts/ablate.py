@@ -326,27 +326,36 @@ def record_cells(config: AblationConfig, cells: dict[Cell, object]) -> None:
     atomic_write_text(_manifest_path(config), json.dumps(dict(sorted(manifest.items())), indent=1))
 
 
-def finished_cells(config: AblationConfig, episodes: list[dict]) -> set[Cell]:
-    """Cells evaluated on every seed by the checkpoint ``OUT/cells.json`` records for them, trained with the
-    configuration the cell asks for now (``episodes``: the evaluation log's current records)."""
+def recorded_policy_id(config: AblationConfig, cell: Cell, manifest: dict[str, dict]) -> str | None:
+    """The fingerprint of the checkpoint ``OUT/cells.json`` records for ``cell``, if it was trained with the
+    inputs and the configuration the cell asks for now; ``None`` when the cell has no current expert yet."""
     from mu0sim.policies.action_expert import EXPERT_INPUTS
     from mu0sim.policies.train_bc import same_train_config
 
+    entry = manifest.get(cell.name)
+    if (entry is None or entry.get("inputs") != EXPERT_INPUTS
+            or not same_train_config(entry["train_config"], train_config_for(config, cell))):
+        return None
+    return entry["policy_id"]
+
+
+def cell_episodes(config: AblationConfig, cell: Cell, episodes: list[dict], manifest: dict[str, dict]) -> list[dict]:
+    """``cell``'s episodes on the config's seeds, played by the checkpoint its manifest entry records: an episode
+    of a superseded expert (another recipe, or retrained since) stays in the log and counts nowhere."""
+    policy_id = recorded_policy_id(config, cell, manifest)
+    seeds = range(config.seed_start, config.seed_start + config.episodes)
+    policy = str(policy_dir(config, cell))
+    return [e for e in episodes if policy_id is not None and e["policy"] == policy and e["task"] == cell.task
+            and e.get("policy_id") == policy_id and e["seed"] in seeds]
+
+
+def finished_cells(config: AblationConfig, episodes: list[dict]) -> set[Cell]:
+    """Cells evaluated on every seed by the checkpoint ``OUT/cells.json`` records for them, trained with the
+    configuration the cell asks for now (``episodes``: the evaluation log's current records)."""
     manifest = read_manifest(config)
     seeds = set(range(config.seed_start, config.seed_start + config.episodes))
-    played: dict[tuple[str, str, str], set[int]] = {}
-    for e in episodes:
-        if e["seed"] in seeds:
-            played.setdefault((e["policy"], e["task"], e.get("policy_id")), set()).add(e["seed"])
-    finished = set()
-    for cell in config.cells():
-        entry = manifest.get(cell.name)
-        if (entry is None or entry.get("inputs") != EXPERT_INPUTS
-                or not same_train_config(entry["train_config"], train_config_for(config, cell))):
-            continue
-        if played.get((str(policy_dir(config, cell)), cell.task, entry["policy_id"]), set()) == seeds:
-            finished.add(cell)
-    return finished
+    return {cell for cell in config.cells()
+            if {e["seed"] for e in cell_episodes(config, cell, episodes, manifest)} == seeds}
 
 
 def _evaluation_log(config: AblationConfig) -> list[dict]:
@@ -420,11 +429,11 @@ def write_report(config: AblationConfig, echo: bool = True) -> dict:
 
     out = Path(config.out)
     episodes = _evaluation_log(config)
-    seeds = set(range(config.seed_start, config.seed_start + config.episodes))
+    manifest = read_manifest(config)
     rows = []
     for cell in config.cells():
         policy = str(policy_dir(config, cell))
-        eps = [e for e in episodes if e["policy"] == policy and e["task"] == cell.task and e["seed"] in seeds]
+        eps = cell_episodes(config, cell, episodes, manifest)
         k, n = sum(e["success"] for e in eps), len(eps)
         low, high = wilson_interval(k, n)
         rows.append({**cell._asdict(), "column": cell.column, "policy": policy, "episodes": n, "successes": k,

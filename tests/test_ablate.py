@@ -105,6 +105,38 @@ def test_task_train_is_one_recipe_for_every_variant_of_its_task():
     assert (tagged.head, tagged.image_feature, tagged.wrist_points) == ("flow", False, 8)
 
 
+def test_report_counts_only_the_recorded_experts_episodes(tmp_path):
+    """A cell retrained with a new recipe keeps its old episodes in the log; the table counts only those of the
+    checkpoint ``cells.json`` records (and none while the recorded expert is of another recipe)."""
+    from dataclasses import asdict
+
+    from mu0sim.policies.action_expert import EXPERT_INPUTS
+    from mu0sim.rollouts.ablate import write_report
+
+    mu0 = tmp_path / "mu0"
+    mu0.mkdir()
+    (mu0 / "config.json").write_text(json.dumps({"robots_seen": ["Panda"]}))
+    config = AblationConfig(name="t", out=str(tmp_path / "out"), mu0=str(mu0), episodes=2,
+                            matrix=[AblationBlock(["Lift"], ["Panda"], ["trace"], [10])])
+    cell = Cell("Lift", "Panda", "trace", 10)
+    policy = str(tmp_path / "out" / "policies" / cell.name)
+    (tmp_path / "out" / "eval").mkdir(parents=True)
+    log = [{"policy": policy, "policy_id": pid, "task": "Lift", "robot": "Panda", "seed": seed, "success": ok}
+           for pid, ok in (("old", False), ("new", True)) for seed in (1000, 1001)]
+    (tmp_path / "out" / "eval" / "episodes.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    entry = {"train_config": json.loads(json.dumps(asdict(train_config_for(config, cell)))),
+             "inputs": EXPERT_INPUTS, "policy_id": "new"}
+    (tmp_path / "out" / "cells.json").write_text(json.dumps({cell.name: entry}))
+    [row] = write_report(config, echo=False)["rows"]
+    assert (row["successes"], row["episodes"], row["complete"]) == (2, 2, True)
+    assert finished_cells(config, log) == {cell}
+
+    entry["train_config"]["steps"] = 17  # the recorded expert is of another recipe than the config asks for
+    (tmp_path / "out" / "cells.json").write_text(json.dumps({cell.name: entry}))
+    [row] = write_report(config, echo=False)["rows"]
+    assert (row["episodes"], row["complete"]) == (0, False) and finished_cells(config, log) == set()
+
+
 @pytest.mark.parametrize("change, message", [
     ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["diffusion"], "demos": [10]}]},
      "unknown variant 'diffusion'; valid variants: trace"),
