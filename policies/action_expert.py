@@ -24,7 +24,8 @@ Point features are pooled by attention (permutation-invariant, padding masked); 
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
 in a ~12 px box: too coarse for its yaw, which the grasp must match; the wrist view shows it). Proprioception and
 the image feature join them in an MLP trunk; the head regresses the normalized chunk (``head="regression"``) or learns it by
-flow matching (``head="flow"``).
+flow matching (``head="flow"``). With ``trace_skip`` the gripper's mean forecast motion also enters the trunk and maps
+linearly onto the chunk (trace-less variants read zeros there: the same network).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class ActionExpertConfig:
     image_feature: bool = True  # read the backbone's pooled agentview feature (a whole-scene summary)
     wrist_features: bool = True  # read the wrist view's feature cells (when there is a wrist_camera)
     world_offsets: bool = False  # also each point minus the gripper in world axes (the frame actions move in)
+    trace_skip: bool = False  # the gripper's trace also maps linearly onto the action chunk (see ActionExpertNet)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -169,6 +171,9 @@ def proprio_features(obs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 POINT_DIM = 3 + 3 + 3 + LABEL_SLOTS + 3 * len(TRACE_STEPS)
+MOTION_DIM = 3 * len(TRACE_STEPS)
+MOTION_SLICE = slice(POINT_DIM - MOTION_DIM, POINT_DIM)  # the trace's columns in point_features
+ROBOT_SLOT = 1  # label slot of the robot's (the gripper's) query points
 WRIST_POINT_DIM = 3 + 3 + LABEL_SLOTS
 PROPRIO_DIM = 3 + 4 + 1
 IMAGE_DIM = 1280
@@ -204,6 +209,12 @@ class ActionExpertNet(nn.Module):
             parts += 1
         out = config.chunk * config.action_dim
         extra = out + d if config.head == "flow" else 0  # flow: noisy chunk + time embedding
+        # trace_skip: the gripper's forecast motion (its query points' mean trace, MOTION_DIM numbers) joins the
+        # trunk and maps linearly onto the chunk. Delta actions move the gripper in the world axes the trace is in,
+        # so "go where the gripper is forecast to go" is close to linear: a map that ten demos can fit, which the
+        # pooled 32 points x 35 features leave the expert to discover. Trace-less variants read zeros (a bias).
+        self.trace_skip = nn.Linear(MOTION_DIM, out) if config.trace_skip else None
+        extra += MOTION_DIM if config.trace_skip else 0
         self.time = nn.Linear(1, d) if config.head == "flow" else None
         self.trunk = nn.Sequential(nn.Linear(parts * d + extra, 4 * d), nn.GELU(), nn.Linear(4 * d, 4 * d),
                                    nn.GELU(), nn.Linear(4 * d, out))
@@ -238,7 +249,18 @@ class ActionExpertNet(nn.Module):
             cells = self.wrist(wrist) + self.wrist_position
             pooled_wrist, _ = self.wrist_pool(self.wrist_query.expand(len(cells), -1, -1), cells, cells)
             parts.append(pooled_wrist[:, 0])
+        if self.trace_skip is not None:  # last, where forward finds it
+            if slots is None:
+                raise ValueError("a trace_skip expert needs each query point's label slot (slots=) to find the gripper")
+            parts.append(self._gripper_motion(points, mask, slots))
         return torch.cat(parts, -1)
+
+    @staticmethod
+    def _gripper_motion(points: torch.Tensor, mask: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """(B, MOTION_DIM) mean normalized trace of the real query points on the robot (zero where there is none)."""
+        weight = (mask.float() * (slots == ROBOT_SLOT).float())[..., None]  # (B, K, 1)
+        total = (points[..., MOTION_SLICE] * weight).sum(1)
+        return total / weight.sum(1).clamp(min=1.0)
 
     def _pool_per_slot(self, tokens: torch.Tensor, pad: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """(B, LABEL_SLOTS, d): each slot's query attends to that slot's points only; a slot with none is zero."""
@@ -252,8 +274,12 @@ class ActionExpertNet(nn.Module):
 
     def forward(self, ctx: torch.Tensor, x_t: torch.Tensor | None = None, t: torch.Tensor | None = None):
         if self.config.head == "regression":
-            return self.trunk(ctx)
-        return self.trunk(torch.cat([ctx, x_t, self.time(t[:, None])], -1))
+            out = self.trunk(ctx)
+        else:
+            out = self.trunk(torch.cat([ctx, x_t, self.time(t[:, None])], -1))
+        if self.trace_skip is not None:
+            out = out + self.trace_skip(ctx[:, -MOTION_DIM:])
+        return out
 
 
 @dataclass

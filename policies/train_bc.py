@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from mu0sim.io import checkpoint_fingerprint
-from mu0sim.policies.action_expert import (EXPERT_INPUTS, POOLINGS, TRACE_STEPS, ActionExpert, ActionExpertConfig,
+from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POOLINGS, TRACE_STEPS, ActionExpert, ActionExpertConfig,
                                            ActionExpertNet, Normalization, chunk_loss, point_features,
                                            label_slots, proprio_features, wrist_point_features)
 from mu0sim.policies.trace_observation import WRIST_POINT_KEYS
@@ -65,6 +65,8 @@ class TrainPolicyConfig:
     image_feature: bool = True  # the expert reads the backbone's pooled agentview feature
     wrist_features: bool = True  # the expert reads the wrist view's feature cells (with a wrist_camera)
     world_offsets: bool = False  # point features also hold the point minus the gripper in world axes
+    trace_skip: bool = False  # the gripper's mean trace also maps linearly onto the action chunk
+    trace_dropout: float = 0.0  # training only: the chance that a sample reads no traces (no-trace's input)
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
     # action-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps`` before the
     # ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
@@ -363,6 +365,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
         raise ValueError(f"unknown variant {config.variant!r}; trainable: {', '.join(TRAINABLE_VARIANTS)}")
     if config.pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {config.pooling!r}; valid poolings: {', '.join(POOLINGS)}")
+    if not 0.0 <= config.trace_dropout < 1.0:
+        raise ValueError(f"trace_dropout must be in [0, 1), got {config.trace_dropout}")
     if (config.variant == "action-pretrained") != bool(config.pretrain_data):
         raise ValueError("pretrain_data (other robots' demos) is required by variant 'action-pretrained' and only "
                          f"used by it; got variant {config.variant!r} with {len(config.pretrain_data)} pretrain files")
@@ -403,7 +407,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
                             chunk=config.chunk, execute=config.execute, mu0_id=mu0_id,
                             wrist_camera=config.wrist_camera, wrist_points=config.wrist_points,
                             pooling=config.pooling, image_feature=config.image_feature,
-                            wrist_features=config.wrist_features, world_offsets=config.world_offsets)
+                            wrist_features=config.wrist_features, world_offsets=config.world_offsets,
+                            trace_skip=config.trace_skip)
     torch.manual_seed(config.seed)
     net = ActionExpertNet(pc)
     tens = {"points": torch.as_tensor((points - norm.point_mean) / norm.point_std, dtype=torch.float32),
@@ -423,8 +428,18 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     rng = np.random.default_rng(config.seed)
     val_rows = np.flatnonzero(is_val)
 
+    # what a trace-less sample reads in the trace columns: raw zeros, normalized
+    no_motion = torch.as_tensor(-norm.point_mean[MOTION_SLICE] / norm.point_std[MOTION_SLICE], dtype=torch.float32)
+
     def loss_of(rows) -> torch.Tensor:
-        ctx = net.context(tens["points"][rows], tens["mask"][rows], tens["proprio"][rows], tens["image"][rows],
+        points = tens["points"][rows]
+        if config.trace_dropout and net.training:
+            # a sample without traces must be acted on from the scene alone: the expert cannot lean on the traces
+            # to tell ten demos apart, only on what they say about the motion
+            drop = torch.rand(len(rows)) < config.trace_dropout  # global RNG: a resumed run saves it
+            points = points.clone()
+            points[drop, :, MOTION_SLICE] = no_motion
+        ctx = net.context(points, tens["mask"][rows], tens["proprio"][rows], tens["image"][rows],
                           tens["wrist"][rows] if "wrist" in tens else None,
                           (tens["wrist_points"][rows], tens["wrist_point_mask"][rows], tens["wrist_point_slots"][rows])
                           if "wrist_points" in tens else None, tens["slots"][rows])

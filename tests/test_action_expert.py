@@ -105,16 +105,20 @@ def test_config_refuses_bad_values():
         ActionExpertConfig(head="diffusion")
     with pytest.raises(ValueError, match="execute"):
         ActionExpertConfig(chunk=8, execute=9)
+    with pytest.raises(ValueError, match="trace_dropout must be in"):
+        train_policy(TrainPolicyConfig(data=["unread.hdf5"], mu0="unread", out="unwritten", trace_dropout=1.0))
 
 
-@pytest.mark.parametrize("head", ["regression", "flow"])
-def test_behaviour_cloning_end_to_end_and_checkpoint_refusals(tiny_mu0, tmp_path, head):
+@pytest.mark.parametrize("head, options", [("regression", {}),
+                                           ("flow", {"trace_skip": True, "trace_dropout": 0.5})])
+def test_behaviour_cloning_end_to_end_and_checkpoint_refusals(tiny_mu0, tmp_path, head, options):
     ckpt, data = tiny_mu0
     out = tmp_path / "policy"
     summary = train_policy(TrainPolicyConfig(data=[str(data[0])], mu0=str(ckpt), out=str(out), head=head, steps=20,
-                                             batch_size=16, num_points=16), progress=False)
+                                             batch_size=16, num_points=16, **options), progress=False)
     assert summary["robot"] == "Panda" and summary["samples"] > 50 and np.isfinite(summary["val_loss"])
     policy = ActionExpert.from_pretrained(out, robot="Panda")
+    assert policy.config.trace_skip == options.get("trace_skip", False)
     outcomes = run_episodes(out, ckpt, "Lift", "Panda", seeds=[100], progress=False)
     assert len(outcomes) == 1 and outcomes[0].length > 0
     assert summarize(outcomes)["episodes"] == 1
@@ -360,3 +364,31 @@ def test_feature_replay_over_worker_processes_matches_in_process(tiny_mu0, tmp_p
         for key in a:
             np.testing.assert_allclose(a[key].astype(np.float32), b[key].astype(np.float32), rtol=2e-3, atol=2e-3,
                                        err_msg=key)
+
+
+@pytest.mark.parametrize("head", ["regression", "flow"])
+def test_trace_skip_maps_the_grippers_mean_trace_onto_the_chunk(head):
+    """trace_skip: the gripper points' (robot slot) mean trace joins the context last and moves the output
+    through the linear skip; traces of other points, padding and an all-zero (trace-less) input leave the skip at
+    its bias."""
+    import torch
+
+    from mu0sim.policies.action_expert import MOTION_DIM, MOTION_SLICE, ActionExpertNet
+
+    torch.manual_seed(0)
+    net = ActionExpertNet(ActionExpertConfig(trace_skip=True, head=head, wrist_camera=None)).eval()
+    points, slots = torch.randn(2, 6, POINT_DIM), torch.tensor([[1, 1, 2, 2, 0, 1]] * 2)
+    mask = torch.tensor([[1.0, 1, 1, 1, 1, 0]] * 2)  # the last robot point is padding
+    with torch.no_grad():
+        ctx = net.context(points, mask, torch.randn(2, 8), torch.randn(2, 1280), slots=slots)
+    torch.testing.assert_close(ctx[:, -MOTION_DIM:], points[:, :2, MOTION_SLICE].mean(1))
+    assert ctx.shape == (2, 3 * net.config.dim + MOTION_DIM)
+    still = points.clone()
+    still[:, 2:, MOTION_SLICE] = torch.randn(2, 4, MOTION_DIM)  # only non-gripper points and padding move
+    with torch.no_grad():
+        torch.testing.assert_close(net._gripper_motion(still, mask, slots), ctx[:, -MOTION_DIM:])
+        none = net._gripper_motion(points, mask, torch.full_like(slots, 2))
+    assert not none.any()
+    with pytest.raises(ValueError, match="label slot"):
+        net.context(points, mask, torch.randn(2, 8), torch.randn(2, 1280))
+    assert ActionExpertConfig.from_dict({"variant": "trace"}).trace_skip is False  # older checkpoints: no skip
