@@ -408,7 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _TOP_LEVEL_OVERRIDES = ("lr", "weight_decay", "warmup_steps", "val_every", "eval_fraction", "val_fraction",
-                        "n_steps", "batch_size", "n_epochs", "learning_rate", "clip_range", "gamma", "log_std_init")
+                        "n_steps", "batch_size", "n_epochs", "learning_rate", "clip_range", "gamma", "log_std_init",
+                        # train-policy's expert input options (README), settings of TrainPolicyConfig
+                        "num_points", "chunk", "execute", "wrist_points", "pooling", "image_feature",
+                        "wrist_features", "world_offsets", "trace_skip", "trace_dropout", "pretrain_episodes")
 DOTTED_COMMANDS = ("pretrain", "train-policy", "finetune-rl", "ablate")  # commands whose nested config takes --a.b=value overrides
 
 

@@ -306,6 +306,16 @@ def test_train_policy_cli_refusals(tiny_mu0, tmp_path, capsys):
     assert main(["train-policy", "--data", str(data[1]), "--mu0", str(ckpt), "--out", str(tmp_path / "p"),
                  "--robot", "Panda"]) == 2
     assert "holds Sawyer demos" in capsys.readouterr().err
+    # the expert's input options (README) are settings of the command, checked before any work
+    for option, message in (("--pooling=mean", "valid poolings: attention, per-label"),
+                            ("--trace_dropout=1.5", "trace_dropout must be in [0, 1)")):
+        assert main(["train-policy", "--data", str(data[0]), "--mu0", str(ckpt), "--out", str(tmp_path / "p"),
+                     option]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train-policy", "--data", str(data[0]), "--mu0", str(ckpt), "--out", str(tmp_path / "p"),
+              "--wrist_point=16"])
+    assert "unrecognized arguments: --wrist_point=16" in capsys.readouterr().err
 
 
 def test_eval_writes_rows_and_resumes_without_redoing_episodes(tiny_mu0, tmp_path, capsys):
