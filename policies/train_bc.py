@@ -135,12 +135,34 @@ def _demo_ids(dataset: Path, episodes: int | None) -> list[int]:
 def _cache_covers(cache: Path, demo_ids: set[int], wrist_points: int = 0) -> bool:
     """Whether ``cache`` holds every feature of this mu0sim's inputs (``EXPERT_INPUTS``) for each of ``demo_ids``
     (reads only the keys and two columns; an older mu0sim's cache is replayed)."""
+    return _cached_demo_ids(cache, wrist_points) >= set(demo_ids)
+
+
+def _cached_demo_ids(cache: Path, wrist_points: int = 0) -> set[int]:
+    """The demos ``cache`` holds features of this mu0sim's inputs for (none: no cache, or an older mu0sim's)."""
     if not cache.exists():
-        return False
+        return set()
     keys = {"action_chunk", "inputs", *FEATURE_KEYS, *(WRIST_POINT_KEYS if wrist_points else ())}
     with np.load(cache) as data:
-        return (keys <= set(data.files) and int(data["inputs"]) == EXPERT_INPUTS
-                and set(np.unique(data["episode"])) >= demo_ids)
+        if not keys <= set(data.files) or int(data["inputs"]) != EXPERT_INPUTS:
+            return set()
+        return {int(i) for i in np.unique(data["episode"])}
+
+
+def _extend_cache(cache: Path, new: dict[str, np.ndarray], wrist_points: int = 0) -> dict[str, np.ndarray]:
+    """Write ``cache`` with the rows it already holds (of this mu0sim's inputs) and ``new`` demos' rows, in demo
+    order; returns everything it now holds. A dataset grown from 50 to 100 demos replays only the 50 new ones."""
+    held = _cached_demo_ids(cache, wrist_points) - {int(i) for i in np.unique(new["episode"])}
+    if held:
+        old = _from_cache(cache, held, wrist_points)
+        if set(old) != set(new):  # the file name fixes the settings, EXPERT_INPUTS the keys: not expected
+            raise ValueError(f"{cache}: cached features {sorted(old)} differ from the new rows' {sorted(new)}; "
+                             "delete the cache to replay every demo")
+        new = {k: np.concatenate([old[k], new[k]]) for k in new}
+        order = np.argsort(new["episode"], kind="stable")  # steps stay in order within each demo
+        new = {k: v[order] for k, v in new.items()}
+    _write_cache(cache, new)
+    return new
 
 
 def _from_cache(cache: Path, demo_ids: set[int], wrist_points: int = 0) -> dict[str, np.ndarray] | None:
@@ -163,13 +185,15 @@ def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_point
     dataset = Path(dataset)
     cache = feature_cache_path(dataset, mu0_id, query, num_points, traces, wrist_camera, every, wrist_points)
     demos = _read_demos(dataset, episodes)
-    cached = _from_cache(cache, {d[0] for d in demos}, wrist_points)
+    wanted = {d[0] for d in demos}
+    cached = _from_cache(cache, wanted, wrist_points)
     if cached is not None:
         return cached
-    data = _replay_rows(dataset, demos, mu0, query, num_points, traces, wrist_camera, every, progress,
-                        wrist_points=wrist_points)
-    _write_cache(cache, data)
-    return data
+    held = _cached_demo_ids(cache, wrist_points)
+    new = _replay_rows(dataset, [d for d in demos if d[0] not in held], mu0, query, num_points, traces,
+                       wrist_camera, every, progress, wrist_points=wrist_points)
+    _extend_cache(cache, new, wrist_points)
+    return _from_cache(cache, wanted, wrist_points)
 
 
 def _write_cache(cache: Path, data: dict[str, np.ndarray]) -> None:
@@ -309,8 +333,11 @@ def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progres
     mu0_id = mu0_fingerprint(mu0_ckpt)
     wanted = {j: _demo_ids(Path(j.dataset), j.episodes)
               for j in _one_job_per_cache(j for c in configs for j in feature_jobs(c))}
-    demo_ids = {j: ids for j, ids in wanted.items()
-                if not _cache_covers(_job_cache(j, mu0_id), set(ids), j.wrist_points)}
+    demo_ids = {}  # per job, the demos its cache lacks (a grown dataset replays only its new demos)
+    for j, ids in wanted.items():
+        held = _cached_demo_ids(_job_cache(j, mu0_id), j.wrist_points)
+        if missing := [i for i in ids if i not in held]:
+            demo_ids[j] = missing
     jobs = list(demo_ids)
     if not jobs:
         return 0
@@ -333,8 +360,8 @@ def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progres
                 parts[job][start] = future.result()  # a worker's error (diverged replay, bad dataset) surfaces here
                 if len(parts[job]) == shards[job]:  # every shard in: write the cache in demo order
                     pieces = [parts[job][k] for k in sorted(parts[job])]
-                    _write_cache(_job_cache(job, mu0_id),
-                                 {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]})
+                    _extend_cache(_job_cache(job, mu0_id),
+                                  {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}, job.wrist_points)
                     parts[job].clear()
             while True:
                 try:

@@ -70,6 +70,34 @@ def test_feature_caches_of_other_inputs_are_replayed(tmp_path):
     assert not _cache_covers(cache, {0, 1}) and _from_cache(cache, {0, 1}) is None
 
 
+def test_a_grown_dataset_replays_only_its_new_demos(tiny_mu0, tmp_path, monkeypatch):
+    """Features of the first demos are kept when more are asked for: only the new demos replay, and the cache then
+    holds what one replay of them all gives, in demo order."""
+    import shutil
+
+    from mu0sim.model import Mu0
+    from mu0sim.policies import train_bc
+
+    ckpt, data = tiny_mu0
+    mu0, mu0_id = Mu0.from_pretrained(ckpt), train_bc.mu0_fingerprint(ckpt)
+    grown, whole = (shutil.copy(data[0], tmp_path / f"{name}.hdf5") for name in ("grown", "whole"))
+    replayed: list[int] = []
+    replay = train_bc._replay_rows
+    monkeypatch.setattr(train_bc, "_replay_rows", lambda ds, demos, *a, **k: (
+        replayed.extend(d[0] for d in demos), replay(ds, demos, *a, **k))[1])
+    args = (mu0, mu0_id, "keypoints", 16)
+    train_bc.replay_features(grown, *args, episodes=1, progress=False, every=2)
+    assert replayed == [0]
+    more = train_bc.replay_features(grown, *args, episodes=3, progress=False, every=2)
+    assert replayed == [0, 1, 2]
+    assert train_bc.replay_features(grown, *args, episodes=2, progress=False, every=2)["episode"].max() == 1
+    assert replayed == [0, 1, 2]  # covered: nothing replayed
+    once = train_bc.replay_features(whole, *args, episodes=3, progress=False, every=2)
+    assert set(more) == set(once)
+    for key in once:
+        np.testing.assert_array_equal(more[key], once[key], err_msg=key)
+
+
 def test_points_are_also_seen_from_the_gripper():
     """A point 2 cm along the gripper's x axis reads (0.02, 0, 0) in the gripper frame, whatever the gripper yaw."""
     yaw = 0.7
