@@ -317,7 +317,7 @@ def _one_job_per_cache(jobs) -> list[FeatureJob]:
 def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progress: bool = True) -> int:
     """Replay, over ``workers`` processes, every feature cache that training ``configs`` will need and that is not
     cached yet, so that :func:`train_policy` then only trains. Datasets are cut into shards of a few demos, handed
-    to whichever process is free (one dataset is spread over all of them) and written once all of theirs are in.
+    to whichever process is free (one dataset is spread over all of them); each finished shard joins its cache.
     Returns the number of caches written. All configs must use one μ0."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -345,24 +345,19 @@ def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progres
     size = max(1, -(-total // (4 * workers)))  # about 4 shards per worker: the last ones finish together
     ctx = mp.get_context("spawn")  # forked GL contexts deadlock
     done_queue = ctx.Queue()
-    parts: dict[FeatureJob, dict[int, dict]] = {j: {} for j in jobs}
     bar = tqdm(total=total, desc=f"μ0 features ({len(jobs)} datasets, {workers} workers)", unit="demo",
                disable=not progress, dynamic_ncols=True)
     with ProcessPoolExecutor(min(workers, -(-total // size)), mp_context=ctx, initializer=_feature_worker_init,
                              initargs=(mu0_ckpt, done_queue)) as pool:
         pending = {pool.submit(_feature_worker_run, j, ids[i:i + size]): (j, i)
                    for j, ids in demo_ids.items() for i in range(0, len(ids), size)}
-        shards = {j: sum(1 for job, _ in pending.values() if job == j) for j in jobs}
         while pending:
             finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for future in finished:
-                job, start = pending.pop(future)
-                parts[job][start] = future.result()  # a worker's error (diverged replay, bad dataset) surfaces here
-                if len(parts[job]) == shards[job]:  # every shard in: write the cache in demo order
-                    pieces = [parts[job][k] for k in sorted(parts[job])]
-                    _extend_cache(_job_cache(job, mu0_id),
-                                  {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}, job.wrist_points)
-                    parts[job].clear()
+                job, _ = pending.pop(future)
+                # each shard joins its cache as it comes in (in demo order): an interrupted replay keeps every
+                # finished shard, and the rerun replays only the rest. A worker's error surfaces here.
+                _extend_cache(_job_cache(job, mu0_id), future.result(), job.wrist_points)
             while True:
                 try:
                     bar.update(done_queue.get_nowait())
