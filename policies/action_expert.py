@@ -213,6 +213,7 @@ class ActionExpertNet(nn.Module):
         # trunk and maps linearly onto the chunk. Delta actions move the gripper in the world axes the trace is in,
         # so "go where the gripper is forecast to go" is close to linear: a map that ten demos can fit, which the
         # pooled 32 points x 35 features leave the expert to discover. Trace-less variants read zeros (a bias).
+        # Probed at 10 demos it does not help, and on Lift it costs the grasp (RESULTS.md): off by default.
         self.trace_skip = nn.Linear(MOTION_DIM, out) if config.trace_skip else None
         extra += MOTION_DIM if config.trace_skip else 0
         self.time = nn.Linear(1, d) if config.head == "flow" else None
