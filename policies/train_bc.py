@@ -282,6 +282,9 @@ _worker_state: dict = {}
 
 
 def _feature_worker_init(mu0_ckpt: str, done_queue) -> None:
+    from mu0sim.io import exit_with_parent
+
+    exit_with_parent()  # a stopped study's workers must not replay on (finished shards are in the cache already)
     os.environ.setdefault("LP_NUM_THREADS", "1")  # one core per worker (Mesa's rasterizer threads too)
     from mu0sim.model import Mu0
 

@@ -59,6 +59,9 @@ def _crash_if_hooked(hook: tuple[int, Path] | None, seed: int) -> None:
 
 def _worker(inbox, results) -> None:
     """A pool process: runs the jobs of ``inbox`` until it reads None, keeping the last row's env and policy."""
+    from mu0sim.io import exit_with_parent
+
+    exit_with_parent()  # daemonic workers outlive a parent killed by a signal; this one must not
     os.environ.setdefault("LP_NUM_THREADS", "1")  # Mesa's software rasterizer: set before the first GL context
     import torch
 

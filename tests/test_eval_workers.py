@@ -156,3 +156,36 @@ def test_a_policy_retrained_in_place_is_evaluated_again(policy, tmp_path):
     assert len(records) == 4 and len({r["policy_id"] for r in records}) == 2
     (row,) = json.loads((out / "results.json").read_text())
     assert row["episodes"] == 2  # only the current checkpoint's episodes
+
+
+def test_workers_exit_when_their_parent_is_killed():
+    """exit_with_parent (called first by the feature-replay and episode workers): a parent stopped by SIGKILL runs
+    no clean-up, yet its worker is gone within seconds instead of working on for nobody."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    child = ("from mu0sim.io import exit_with_parent; exit_with_parent(); import time; print('ready', flush=True); "
+             "time.sleep(120)")
+    parent = (f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', {child!r}]); "
+              "print(p.pid, flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    pid = int(proc.stdout.readline())
+    time.sleep(3)  # the child imports mu0sim and makes the call
+
+    def alive() -> bool:
+        status = Path(f"/proc/{pid}/status")
+        try:
+            return "State:\tZ" not in status.read_text()  # a zombie has exited (nobody reaped it yet)
+        except FileNotFoundError:
+            return False
+
+    assert alive()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive()
