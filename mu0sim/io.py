@@ -30,7 +30,7 @@ def checkpoint_fingerprint(directory: str | os.PathLike) -> str:
 def exit_with_parent() -> None:
     """Ask the kernel (Linux) to send this process SIGTERM when its parent dies. Worker processes call it first:
     a parent stopped by SIGTERM or SIGKILL runs no clean-up, and its workers would otherwise go on replaying or
-    rolling out for nobody, holding the cores (seen: a stopped study's feature workers still busy an hour later).
+    rolling out for nobody, holding the cores (seen: a stopped probe's feature workers still busy 50 minutes later).
     Elsewhere a no-op."""
     import signal
     import sys

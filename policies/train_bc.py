@@ -192,8 +192,9 @@ def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_point
     held = _cached_demo_ids(cache, wrist_points)
     new = _replay_rows(dataset, [d for d in demos if d[0] not in held], mu0, query, num_points, traces,
                        wrist_camera, every, progress, wrist_points=wrist_points)
-    _extend_cache(cache, new, wrist_points)
-    return _from_cache(cache, wanted, wrist_points)
+    data = _extend_cache(cache, new, wrist_points)  # every cached demo: keep the asked ones (no second read)
+    keep = np.isin(data["episode"], sorted(wanted))
+    return {k: v[keep] for k, v in data.items()}
 
 
 def _write_cache(cache: Path, data: dict[str, np.ndarray]) -> None:
