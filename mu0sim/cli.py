@@ -401,29 +401,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mu0sim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text, add_args, func in _commands():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # no abbreviations: a config setting that prefixes an option (--pretrain=... vs --pretrain_data) would be taken
+        # for that option instead of reaching the config
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         add_args(p)
         p.set_defaults(func=func)
     return parser
 
 
-_TOP_LEVEL_OVERRIDES = ("lr", "weight_decay", "warmup_steps", "val_every", "eval_fraction", "val_fraction",
-                        "n_steps", "batch_size", "n_epochs", "learning_rate", "clip_range", "gamma", "log_std_init",
-                        # train-policy's expert input options (README), settings of TrainPolicyConfig
-                        "num_points", "chunk", "execute", "wrist_points", "pooling", "image_feature",
-                        "wrist_features", "world_offsets", "trace_skip", "trace_dropout", "pretrain_episodes")
-DOTTED_COMMANDS = ("pretrain", "train-policy", "finetune-rl", "ablate")  # commands whose nested config takes --a.b=value overrides
+DOTTED_COMMANDS = ("pretrain", "train-policy", "finetune-rl", "ablate")  # commands whose config takes --key=value overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    dotted = [a for a in argv if a.startswith("--") and "." in a.split("=", 1)[0] or
-              a.startswith("--") and a.split("=", 1)[0][2:] in _TOP_LEVEL_OVERRIDES and "=" in a]
     parser = build_parser()
-    if dotted and (not argv or argv[0] not in DOTTED_COMMANDS):
-        parser.error(f"dotted settings {dotted} are only accepted by: {', '.join(DOTTED_COMMANDS)}")
-    args = parser.parse_args([a for a in argv if a not in dotted])
-    args.overrides = dotted
+    # what the command's own options do not name is a setting of its config (--lr=3e-4, --model.dim=192), checked
+    # against the config's fields by apply_overrides: a new config field needs no edit here
+    args, rest = parser.parse_known_args(argv)
+    loose = [a for a in rest if not (a.startswith("--") and "=" in a)]
+    if loose:
+        parser.error(f"unrecognized arguments: {' '.join(loose)} (config settings are written --key=value)")
+    if rest and args.command not in DOTTED_COMMANDS:
+        parser.error(f"settings {rest} are only accepted by: {', '.join(DOTTED_COMMANDS)}")
+    args.overrides = rest
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -340,10 +340,19 @@ def test_train_policy_cli_refusals(tiny_mu0, tmp_path, capsys):
         assert main(["train-policy", "--data", str(data[0]), "--mu0", str(ckpt), "--out", str(tmp_path / "p"),
                      option]) == 2
         assert message in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    # any other --key=value is a config setting, checked against TrainPolicyConfig's fields
+    assert main(["train-policy", "--data", str(data[0]), "--mu0", str(ckpt), "--out", str(tmp_path / "p"),
+                 "--wrist_point=16"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting 'wrist_point'" in err and "wrist_points" in err
+    with pytest.raises(SystemExit):  # a setting without '=' is not guessed at
         main(["train-policy", "--data", str(data[0]), "--mu0", str(ckpt), "--out", str(tmp_path / "p"),
-              "--wrist_point=16"])
-    assert "unrecognized arguments: --wrist_point=16" in capsys.readouterr().err
+              "--wrist_points", "16"])
+    assert "unrecognized arguments: --wrist_points 16" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # commands without a config refuse settings
+        main(["collect", "--task", "Lift", "--robot", "Panda", "--episodes", "1", "--out", str(tmp_path / "d.hdf5"),
+              "--wrist_points=16"])
+    assert "only accepted by" in capsys.readouterr().err
 
 
 def test_eval_writes_rows_and_resumes_without_redoing_episodes(tiny_mu0, tmp_path, capsys):
