@@ -313,7 +313,8 @@ def _commands() -> list[Command]:
         p.add_argument("--steps", type=int, default=3000)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--pretrain-data", nargs="+", default=[], metavar="DATA",
-                       help="action-pretrained: other robots' demos, pooled with --data for --pretrain-steps first")
+                       help="action-pretrained, trace-pretrained: other robots' demos, pooled with --data for "
+                            "--pretrain-steps first")
         p.add_argument("--pretrain-steps", type=int, default=3000)
         p.add_argument("--wrist-camera", default="robot0_eye_in_hand",
                        help="camera whose frozen features the expert also reads ('none': no wrist view)")

@@ -9,6 +9,8 @@ of which ``execute`` are run before the next query. Variants (one option, same n
     no-trace           the same network, trace inputs zeroed (query point positions are still seen)
     gt-trace           ground-truth future traces of the query points (the upper bound; training data only)
     action-pretrained  no traces; initialised from a model pretrained on pooled multi-robot actions
+    trace-pretrained   μ0's traces as ``trace``, initialised the same way (pretrained on the pooled robots' demos
+                       with their traces): whether traces add anything once the other robots' data is used too
 
 Each query point also carries what it lies on (background, robot, or which task object: a one-hot of its
 segmentation label). Without it, farthest-point samples over two cubes are one unlabelled cloud, and the expert must
@@ -42,7 +44,8 @@ from torch import nn
 from mu0sim.config import from_dict
 from mu0sim.io import atomic_write_text
 
-VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained")
+VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained", "trace-pretrained")
+PRETRAINED_VARIANTS = ("action-pretrained", "trace-pretrained")  # pretrained on other robots' demos, then fine-tuned
 HEADS = ("regression", "flow")
 POOLINGS = ("attention", "per-label")
 PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
@@ -103,7 +106,7 @@ def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool
     world = obs["mu0_query_world"]
     lead = world.shape[:-1]  # (K,) or (N, K)
     in_gripper = in_gripper_frame(obs, world)
-    if variant in ("trace", "gt-trace"):
+    if variant in ("trace", "gt-trace", "trace-pretrained"):
         motion = trace_steps(obs["mu0_traces_world"]).reshape(*lead, -1)
     elif variant == "trace-2d":
         uv = trace_steps(obs["mu0_traces"])[..., :2]
@@ -477,8 +480,8 @@ def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, va
     return (err * valid).sum() / valid.sum().clamp(min=1)
 
 
-__all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "Normalization", "VARIANTS",
-           "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features", "label_one_hot", "label_slots",
+__all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "Normalization", "PRETRAINED_VARIANTS",
+           "VARIANTS", "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features", "label_one_hot", "label_slots",
            "POOLINGS",
            "wrist_point_features",
            "EXPERT_INPUTS", "LABEL_SLOTS"]

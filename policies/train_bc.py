@@ -24,13 +24,14 @@ import numpy as np
 import torch
 
 from mu0sim.io import checkpoint_fingerprint
-from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POOLINGS, TRACE_STEPS, ActionExpert, ActionExpertConfig,
-                                           ActionExpertNet, Normalization, chunk_loss, point_features,
-                                           label_slots, proprio_features, wrist_point_features)
+from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POOLINGS, PRETRAINED_VARIANTS, TRACE_STEPS,
+                                           VARIANTS, ActionExpert, ActionExpertConfig, ActionExpertNet, Normalization,
+                                           chunk_loss, label_slots, point_features, proprio_features,
+                                           wrist_point_features)
 from mu0sim.policies.trace_observation import WRIST_POINT_KEYS
 
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
-TRAINABLE_VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained")
+TRAINABLE_VARIANTS = VARIANTS  # every variant is behaviour-cloned
 FEATURE_KEYS = ("mu0_query_world", "mu0_query_uvz", "mu0_traces", "mu0_traces_world", "mu0_query_mask",
                 "mu0_query_label", "mu0_image",
                 "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
@@ -68,8 +69,8 @@ class TrainPolicyConfig:
     trace_skip: bool = False  # the gripper's mean trace also maps linearly onto the action chunk
     trace_dropout: float = 0.0  # training only: the chance that a sample reads no traces (no-trace's input)
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
-    # action-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps`` before the
-    # ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
+    # action-pretrained and trace-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps``
+    # before the ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
     pretrain_data: list[str] = field(default_factory=list)
     pretrain_steps: int = 3000
     pretrain_episodes: int | None = None  # first N demos of each pretraining file (None: as many as ``episodes``)
@@ -393,9 +394,10 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
         raise ValueError(f"unknown pooling {config.pooling!r}; valid poolings: {', '.join(POOLINGS)}")
     if not 0.0 <= config.trace_dropout < 1.0:
         raise ValueError(f"trace_dropout must be in [0, 1), got {config.trace_dropout}")
-    if (config.variant == "action-pretrained") != bool(config.pretrain_data):
-        raise ValueError("pretrain_data (other robots' demos) is required by variant 'action-pretrained' and only "
-                         f"used by it; got variant {config.variant!r} with {len(config.pretrain_data)} pretrain files")
+    if (config.variant in PRETRAINED_VARIANTS) != bool(config.pretrain_data):
+        raise ValueError(f"pretrain_data (other robots' demos) is required by variants {', '.join(PRETRAINED_VARIANTS)} "
+                         f"and only used by them; got variant {config.variant!r} with {len(config.pretrain_data)} "
+                         "pretrain files")
     robots = {read_env_args(d)["mu0sim"]["kwargs"]["robot"] for d in config.data}
     tasks = {read_env_args(d)["mu0sim"]["kwargs"]["task"] for d in config.data}
     if len(robots) != 1:

@@ -5,7 +5,7 @@ in the order written, so a study can start with a small pilot block (its cells a
 twice is trained and evaluated once). Within a block, for each task:
 
 1. datasets: ``data_dir/<task>_<robot>.hdf5`` holds at least as many scripted demos as any cell needs
-   (``mu0sim collect`` appends or does nothing; ``action-pretrained`` also needs the other robots' files),
+   (``mu0sim collect`` appends or does nothing; ``action-pretrained`` and ``trace-pretrained`` also need the other robots' files),
 2. one action expert per cell, trained on the first ``demos`` demos (a checkpoint trained with exactly the same
    configuration is reused; μ0's features over each file are computed once and cached beside it),
 3. closed-loop evaluation of the block's experts on seeds ``seed_start..`` with μ0 in the loop (every episode
@@ -80,7 +80,7 @@ _CELL_SETTINGS = {"data", "mu0", "out", "variant", "episodes", "pretrain_data", 
 class AblationConfig:
     """An ablation study. ``episodes``: evaluation episodes per cell (seeds ``seed_start``..); ``steps``: behaviour-
     cloning steps per expert; ``pretrain_robots``/``pretrain_demos``/``pretrain_steps``: the ``action-pretrained``
-    baseline's pooled corpus (that many demos of the task from each of these robots but the target) and its length
+    (and ``trace-pretrained``) pooled corpus (that many demos of the task from each of these robots but the target) and its length
     before fine-tuning; ``train``: TrainPolicyConfig settings for every expert; ``task_train``: task -> settings for
     every expert of that task, every variant alike (a task's recipe, e.g. ``{Stack: {image_feature: false}}``);
     a block's ``train`` adds to both (later wins: ``train`` < ``task_train`` < block);
@@ -372,10 +372,11 @@ def policy_dir(config: AblationConfig, cell: Cell) -> Path:
 
 def train_config_for(config: AblationConfig, cell: Cell):
     """The behaviour-cloning config of ``cell``'s expert."""
+    from mu0sim.policies.action_expert import PRETRAINED_VARIANTS
     from mu0sim.policies.train_bc import TrainPolicyConfig
 
     pretrain = ([str(dataset_path(config.data_dir, cell.task, r)) for r in config.pretrain_robots if r != cell.robot]
-                if cell.variant == "action-pretrained" else [])
+                if cell.variant in PRETRAINED_VARIANTS else [])
     settings = {"steps": config.steps, "feature_every": config.feature_every,
                 "pretrain_steps": config.pretrain_steps, **config.train_settings(cell)}
     return TrainPolicyConfig(data=[str(dataset_path(config.data_dir, cell.task, cell.robot))], mu0=config.mu0,
@@ -386,6 +387,7 @@ def train_config_for(config: AblationConfig, cell: Cell):
 
 def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
     """Run (or finish) the study; returns what ``OUT/ablation.json`` holds."""
+    from mu0sim.policies.action_expert import PRETRAINED_VARIANTS
     from mu0sim.rollouts.evaluate import EvalConfig, evaluate
 
     config.check()
@@ -404,7 +406,7 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
             needed: dict[str, int] = {}
             for cell in task_cells:
                 needed[cell.robot] = max(needed.get(cell.robot, 0), cell.demos)
-                if cell.variant == "action-pretrained":
+                if cell.variant in PRETRAINED_VARIANTS:
                     for other in config.pretrain_robots:
                         if other != cell.robot:
                             needed[other] = max(needed.get(other, 0), config.pretrain_demos)

@@ -39,12 +39,12 @@ class DemoConfig:
     workers: int = 2  # processes for the μ0 feature replay and the evaluation (outcomes do not depend on it)
 
     def check(self) -> None:
-        from mu0sim.policies.action_expert import VARIANTS
+        from mu0sim.policies.action_expert import PRETRAINED_VARIANTS, VARIANTS
         from mu0sim.rollouts.ablate import check_collectable
 
         check_collectable(self.tasks, self.robots)
-        if self.variant not in VARIANTS or self.variant == "action-pretrained":
-            valid = [v for v in VARIANTS if v != "action-pretrained"]
+        if self.variant not in VARIANTS or self.variant in PRETRAINED_VARIANTS:  # the demo trains on one robot's data
+            valid = [v for v in VARIANTS if v not in PRETRAINED_VARIANTS]
             raise ValueError(f"unknown demo variant {self.variant!r}; valid variants: {', '.join(valid)}")
         for name in ("demos", "episodes", "steps", "feature_every", "workers"):
             if getattr(self, name) < 1:

@@ -77,11 +77,13 @@ def test_ablate_end_to_end_then_resumes(tiny_mu0, tmp_path, capsys):
     assert "/1* (" in (out / "ablation.md").read_text()
 
 
-def test_action_pretrained_cell_pools_the_other_robots():
-    config = AblationConfig(name="t", matrix=[AblationBlock(["Stack"], ["Kinova3"], ["action-pretrained", "trace"], [10])],
+@pytest.mark.parametrize("variant", ["action-pretrained", "trace-pretrained"])
+def test_pretrained_cells_pool_the_other_robots(variant):
+    config = AblationConfig(name="t", matrix=[AblationBlock(["Stack"], ["Kinova3"], [variant, "trace"], [10])],
                             data_dir="d", pretrain_demos=50)
-    train = train_config_for(config, Cell("Stack", "Kinova3", "action-pretrained", 10))
+    train = train_config_for(config, Cell("Stack", "Kinova3", variant, 10))
     assert train.data == ["d/Stack_Kinova3.hdf5"] and train.episodes == 10 and train.pretrain_episodes == 50
+    assert train.variant == variant
     assert sorted(train.pretrain_data) == sorted(f"d/Stack_{r}.hdf5" for r in ("Panda", "Sawyer", "IIWA", "UR5e",
                                                                                 "XArm7"))
     plain = train_config_for(config, Cell("Stack", "Kinova3", "trace", 10))

@@ -41,6 +41,9 @@ def test_variants_differ_only_in_the_trace_inputs():
     np.testing.assert_allclose(trace[:, fixed:].reshape(5, -1, 3), obs["mu0_traces_world"][:, steps])
     np.testing.assert_allclose(two_d[:, fixed:].reshape(5, -1, 3)[..., :2], obs["mu0_traces"][:, steps, :2])
     assert not two_d[:, fixed:].reshape(5, -1, 3)[..., 2].any()
+    # the pretrained variants read what their unpooled counterparts read
+    np.testing.assert_array_equal(point_features(obs, "trace-pretrained"), trace)
+    np.testing.assert_array_equal(point_features(obs, "action-pretrained"), flat)
 
 
 def test_query_point_labels_are_one_hot_and_unknown_is_zero():
@@ -230,9 +233,18 @@ def test_gt_trace_and_action_pretrained_variants_train_and_run(tiny_mu0, tmp_pat
     assert pre["pretrain_samples"] > 0 and pre["steps"] == 20
     history = json.loads((tmp_path / "pre" / "config.json").read_text())["training"]["history"]
     assert [h["stage"] for h in history] == ["pretrain", "fine-tune"]
-    with pytest.raises(ValueError, match="pretrain_data"):
-        train_policy(TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "x"),
-                                       variant="action-pretrained", steps=1), progress=False)
+    # trace-pretrained: the same two stages, reading μ0's traces (the feature caches above serve it)
+    trace_pre = train_policy(TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "tpre"),
+                                               variant="trace-pretrained", pretrain_data=[str(sawyer)], steps=10,
+                                               pretrain_steps=10, batch_size=16, num_points=16), progress=False)
+    assert trace_pre["pretrain_samples"] == pre["pretrain_samples"] and trace_pre["steps"] == 20
+    for variant in ("action-pretrained", "trace-pretrained"):
+        with pytest.raises(ValueError, match="pretrain_data"):
+            train_policy(TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "x"),
+                                           variant=variant, steps=1), progress=False)
+    with pytest.raises(ValueError, match="pretrain_data"):  # and no other variant pools robots
+        train_policy(TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "x"), variant="trace",
+                                       pretrain_data=[str(sawyer)], steps=1), progress=False)
 
 
 def test_wrist_points_train_run_and_keep_older_configs(tiny_mu0, tmp_path):
