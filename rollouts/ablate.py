@@ -430,6 +430,7 @@ def write_report(config: AblationConfig, echo: bool = True) -> dict:
     from mu0sim.rollouts.evaluate import wilson_interval
 
     out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)  # --report-only before any cell ran: an empty table, not a crash
     episodes = _evaluation_log(config)
     manifest = read_manifest(config)
     rows = []

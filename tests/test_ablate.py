@@ -11,7 +11,7 @@ import yaml
 
 from mu0sim.cli import main
 from mu0sim.rollouts.ablate import (AblationBlock, AblationConfig, Cell, finished_cells, load_ablation,
-                                    train_config_for)
+                                    train_config_for, write_report)
 from mu0sim.rollouts.evaluate import current_episodes
 
 
@@ -181,3 +181,14 @@ def test_committed_study_configs_load(monkeypatch):
     assert {cell.demos for cell in study.cells()} == {50, 10}
     for path in ("configs/ablation_smoke.yaml", "configs/ablation_lift_heads_queries.yaml"):
         load_ablation(path).check()
+
+
+def test_report_only_before_any_cell_ran_writes_an_empty_table(tmp_path):
+    mu0 = tmp_path / "mu0"
+    mu0.mkdir()
+    (mu0 / "config.json").write_text(json.dumps({"robots_seen": ["Panda"]}))
+    config = AblationConfig(name="t", out=str(tmp_path / "not" / "yet"), mu0=str(mu0), data_dir=str(tmp_path),
+                            matrix=[AblationBlock(["Lift"], ["Panda"], ["trace"], [10])])
+    summary = write_report(config, echo=False)
+    assert [(r["episodes"], r["complete"]) for r in summary["rows"]] == [(0, False)]
+    assert "| Lift | Panda | * |" in (tmp_path / "not" / "yet" / "ablation.md").read_text()
