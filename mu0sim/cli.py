@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DOTTED_COMMANDS = ("pretrain", "train-policy", "finetune-rl", "ablate")  # commands whose config takes --key=value overrides
+DOTTED_COMMANDS = ("pretrain", "train-policy", "finetune-rl", "ablate")  # their config takes --key=value overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,8 @@ of which ``execute`` are run before the next query. Variants (one option, same n
     trace              frozen μ0's predicted 3D traces (world frame, through the camera calibration)
     trace-2d           the same traces as image-plane (u, v) motion only
     no-trace           the same network, trace inputs zeroed (query point positions are still seen)
-    gt-trace           ground-truth future traces of the query points (the upper bound; training data only)
+    gt-trace           ground-truth future traces of the query points (meant as the upper bound, which it is not on
+                       PickPlaceCan and Stack: RESULTS.md; training data only)
     action-pretrained  no traces; initialised from a model pretrained on pooled multi-robot actions
     trace-pretrained   μ0's traces as ``trace``, initialised the same way (pretrained on the pooled robots' demos
                        with their traces): whether traces add anything once the other robots' data is used too
@@ -481,7 +482,8 @@ def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, va
 
 
 __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "Normalization", "PRETRAINED_VARIANTS",
-           "VARIANTS", "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features", "label_one_hot", "label_slots",
+           "VARIANTS", "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features",
+           "label_one_hot", "label_slots",
            "POOLINGS",
            "wrist_point_features",
            "EXPERT_INPUTS", "LABEL_SLOTS"]

@@ -31,7 +31,6 @@ from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POOLINGS
 from mu0sim.policies.trace_observation import WRIST_POINT_KEYS
 
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
-TRAINABLE_VARIANTS = VARIANTS  # every variant is behaviour-cloned
 FEATURE_KEYS = ("mu0_query_world", "mu0_query_uvz", "mu0_traces", "mu0_traces_world", "mu0_query_mask",
                 "mu0_query_label", "mu0_image",
                 "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
@@ -388,16 +387,16 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     from mu0sim.datasets.hdf5 import read_collection, read_env_args
     from mu0sim.model import Mu0
 
-    if config.variant not in TRAINABLE_VARIANTS:
-        raise ValueError(f"unknown variant {config.variant!r}; trainable: {', '.join(TRAINABLE_VARIANTS)}")
+    if config.variant not in VARIANTS:
+        raise ValueError(f"unknown variant {config.variant!r}; valid variants: {', '.join(VARIANTS)}")
     if config.pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {config.pooling!r}; valid poolings: {', '.join(POOLINGS)}")
     if not 0.0 <= config.trace_dropout < 1.0:
         raise ValueError(f"trace_dropout must be in [0, 1), got {config.trace_dropout}")
     if (config.variant in PRETRAINED_VARIANTS) != bool(config.pretrain_data):
-        raise ValueError(f"pretrain_data (other robots' demos) is required by variants {', '.join(PRETRAINED_VARIANTS)} "
-                         f"and only used by them; got variant {config.variant!r} with {len(config.pretrain_data)} "
-                         "pretrain files")
+        raise ValueError(f"pretrain_data (other robots' demos) is required by variants "
+                         f"{', '.join(PRETRAINED_VARIANTS)} and only used by them; got variant {config.variant!r} "
+                         f"with {len(config.pretrain_data)} pretrain files")
     robots = {read_env_args(d)["mu0sim"]["kwargs"]["robot"] for d in config.data}
     tasks = {read_env_args(d)["mu0sim"]["kwargs"]["task"] for d in config.data}
     if len(robots) != 1:

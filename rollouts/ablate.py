@@ -5,7 +5,8 @@ in the order written, so a study can start with a small pilot block (its cells a
 twice is trained and evaluated once). Within a block, for each task:
 
 1. datasets: ``data_dir/<task>_<robot>.hdf5`` holds at least as many scripted demos as any cell needs
-   (``mu0sim collect`` appends or does nothing; ``action-pretrained`` and ``trace-pretrained`` also need the other robots' files),
+   (``mu0sim collect`` appends or does nothing; ``action-pretrained`` and ``trace-pretrained`` also need the other
+   robots' files),
 2. one action expert per cell, trained on the first ``demos`` demos (a checkpoint trained with exactly the same
    configuration is reused; μ0's features over each file are computed once and cached beside it),
 3. closed-loop evaluation of the block's experts on seeds ``seed_start..`` with μ0 in the loop (every episode
@@ -79,9 +80,9 @@ _CELL_SETTINGS = {"data", "mu0", "out", "variant", "episodes", "pretrain_data", 
 @dataclass
 class AblationConfig:
     """An ablation study. ``episodes``: evaluation episodes per cell (seeds ``seed_start``..); ``steps``: behaviour-
-    cloning steps per expert; ``pretrain_robots``/``pretrain_demos``/``pretrain_steps``: the ``action-pretrained``
-    (and ``trace-pretrained``) pooled corpus (that many demos of the task from each of these robots but the target) and its length
-    before fine-tuning; ``train``: TrainPolicyConfig settings for every expert; ``task_train``: task -> settings for
+    cloning steps per expert; ``pretrain_robots``/``pretrain_demos``/``pretrain_steps``: the pooled corpus of
+    ``action-pretrained`` and ``trace-pretrained`` (that many demos of the task from each of these robots but the
+    target) and its length before fine-tuning; ``train``: TrainPolicyConfig settings for every expert; ``task_train``: task -> settings for
     every expert of that task, every variant alike (a task's recipe, e.g. ``{Stack: {image_feature: false}}``);
     a block's ``train`` adds to both (later wins: ``train`` < ``task_train`` < block);
     ``execution_noise_std``: the demos are DART-collected with this noise (``mu0sim collect
@@ -128,7 +129,8 @@ class AblationConfig:
 
     def check(self) -> None:
         from mu0sim.envs.catalog import ROBOTS, check_choice
-        from mu0sim.policies.train_bc import TRAINABLE_VARIANTS, TrainPolicyConfig
+        from mu0sim.policies.action_expert import VARIANTS
+        from mu0sim.policies.train_bc import TrainPolicyConfig
 
         if not self.matrix:
             raise ValueError(f"ablation {self.name!r} has an empty matrix; give at least one block")
@@ -141,7 +143,7 @@ class AblationConfig:
                     raise ValueError(f"matrix block {i} has no {key}")
             check_collectable(block.tasks, block.robots)
             for variant in block.variants:
-                check_choice("variant", variant, TRAINABLE_VARIANTS)
+                check_choice("variant", variant, VARIANTS)
             for demos in block.demos:
                 if not isinstance(demos, int) or demos < 2:
                     raise ValueError(f"matrix block {i}: demos must be integers >= 2 (one is kept for validation), "
