@@ -7,6 +7,12 @@ current state, a copy of the expert — which has followed the real episode, so 
 future (same expert, same physics; like a recorded demo, which ends on success, the future stops at the last pose
 before success); in a closed-loop rollout it is the future the demonstrator would produce.
 
+Once an action other than the expert's drives the episode (a learned policy's), the tracking expert's memory is
+stale: its controllers integrated errors of motions it did not command (the servo's integral winds up to its
+limit when the policy hovers a few cm off its target, and the copy then settles centimetres away and never starts
+to descend). The copy then takes over the way a demonstrator would: ``resume(obs)`` sets its phase from the state
+and starts its controllers fresh (experts without ``resume`` continue as they are).
+
 Rolling the expert costs ``horizon`` physics steps per query (~13 ms each here), fine every 8 steps in closed loop
 but not at every step of every training demo: for demos, :class:`RecordedFutureOracle` reads the same future from
 the recorded states (kinematics only).
@@ -22,12 +28,25 @@ import numpy as np
 from mu0sim.camera import CameraParams
 from mu0sim.traces.keypoints import Keypoints, body_offsets
 
+# Version of the futures ExpertTraceOracle produces in closed loop, per task (its expert and that expert's
+# ``resume`` define them): an episode of a gt-trace policy records it (in its policy id), and one played with
+# another version no longer counts. 1: the tracking expert's copy continues as it was (Lift's resumes, as it still
+# does: unchanged for demos without approach jitter, as all of the study's); 2: PickPlaceCan's and Stack's take
+# over with ``resume`` once a policy other than the expert drives the episode.
+ORACLE_VERSIONS = {"PickPlaceCan": 2, "Stack": 2}
+
+
+def oracle_version(task: str) -> int:
+    """The version of ``task``'s closed-loop oracle futures (:data:`ORACLE_VERSIONS`, 1 if not listed)."""
+    return ORACLE_VERSIONS.get(task, 1)
+
 
 class ExpertTraceOracle:
     """Rolls the scripted expert of ``task`` forward from the current state of a ``Mu0SimEnv``.
 
-    Call :meth:`reset` after every env reset, :meth:`observe` with every observation the real episode produces,
-    and :meth:`future` (before :meth:`observe` of the same observation) to get the next ``horizon`` positions.
+    Call :meth:`reset` after every env reset, :meth:`observe` with every observation the real episode produces
+    (and the action that led to it), and :meth:`future` (before :meth:`observe` of the same observation) to get the
+    next ``horizon`` positions.
     """
 
     def __init__(self, task: str, robot: str, expert_options: dict | None = None) -> None:
@@ -42,17 +61,22 @@ class ExpertTraceOracle:
         self._expert = make_expert(task, **(expert_options or {}))
         self._model_xml: str | None = None
         self._shadow_xml: str | None = None
+        self._proposed: np.ndarray | None = None  # the tracking expert's action for the last observation
+        self._in_control = True  # every action so far was the expert's own
 
     def reset(self, base_env, seed: int | None = None) -> None:
         """Start following a new episode of ``base_env`` (the unwrapped env, right after its reset)."""
         self._expert.reset(base_env, seed=seed)
         self._model_xml = base_env.get_model_xml()  # object sizes are drawn per episode: the shadow must match
         self._shadow_xml: str | None = None
+        self._proposed, self._in_control = None, True
 
-    def observe(self, obs: dict[str, np.ndarray]) -> None:
-        """Let the tracking expert see the real episode's observation (it advances its phase; its action is
-        discarded)."""
-        self._expert.select_action(obs)
+    def observe(self, obs: dict[str, np.ndarray], action: np.ndarray | None = None) -> None:
+        """Let the tracking expert see the real episode's observation ``obs`` (it advances its phase; its action is
+        kept only to compare); ``action`` is the action that led to ``obs`` (None right after reset)."""
+        if action is not None and self._proposed is not None and not np.allclose(action, self._proposed, atol=1e-6):
+            self._in_control = False
+        self._proposed = self._expert.select_action(obs)
 
     def future(self, base_env, keypoints: Keypoints, horizon: int) -> np.ndarray:
         """(K, horizon, 3) world positions (metres) of ``keypoints`` after each of the next ``horizon`` expert
@@ -61,7 +85,7 @@ class ExpertTraceOracle:
         obs = self._shadow.reset_to_state(base_env.get_state(), load_xml, base_env.get_control_state())
         self._shadow_xml = self._model_xml
         expert = copy.deepcopy(self._expert)
-        if hasattr(expert, "resume"):  # continue from how far the task has got, not from the expert's own path
+        if not self._in_control and hasattr(expert, "resume"):  # take over from how far the task has got
             expert.resume(obs)
         out = np.empty((len(keypoints), horizon, 3))
         held = keypoints.world_positions(self._shadow.mj_data)
@@ -96,7 +120,8 @@ class RecordedFutureOracle:
         self._t = 0
         self._data = mujoco.MjData(base_env.mj_model)
 
-    def observe(self, obs: dict[str, np.ndarray]) -> None:
+    def observe(self, obs: dict[str, np.ndarray], action: np.ndarray | None = None) -> None:
+        """Step in time with the real episode (``action``, as for :class:`ExpertTraceOracle`, is not needed)."""
         self._t += 1
 
     def future(self, base_env, keypoints: Keypoints, horizon: int) -> np.ndarray:
@@ -129,4 +154,4 @@ def attach_query_points(base_env, params: CameraParams, uv_px: np.ndarray, world
     return keypoints
 
 
-__all__ = ["ExpertTraceOracle", "RecordedFutureOracle", "attach_query_points"]
+__all__ = ["ORACLE_VERSIONS", "oracle_version", "ExpertTraceOracle", "RecordedFutureOracle", "attach_query_points"]

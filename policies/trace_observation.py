@@ -178,7 +178,7 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if self.oracle is not None:
             self.oracle.reset(self.env.unwrapped, seed)
         out = self._query(obs)
-        self._observe(obs)
+        self._observe(obs, None)
         return out, info
 
     def step(self, action):
@@ -188,7 +188,7 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             out = self._query(obs)
         else:
             out = self._with_last(obs)
-        self._observe(obs)
+        self._observe(obs, action)
         return out, reward, terminated, truncated, info
 
     def close(self) -> None:
@@ -196,9 +196,9 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self.oracle.close()
         super().close()
 
-    def _observe(self, obs: dict[str, np.ndarray]) -> None:
+    def _observe(self, obs: dict[str, np.ndarray], action) -> None:
         if self.oracle is not None:  # after the query: the oracle's rollout starts from this observation
-            self.oracle.observe(obs)
+            self.oracle.observe(obs, action)
 
     def _query(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         base = self.env.unwrapped

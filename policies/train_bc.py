@@ -89,6 +89,17 @@ def trace_source(variant: str) -> str:
     return "oracle" if variant == "gt-trace" else "mu0"
 
 
+def oracle_version(variant: str, task: str) -> int | None:
+    """The closed-loop oracle's version for ``task``
+    (:data:`~mu0sim.policies.oracle_traces.ORACLE_VERSIONS`) if ``variant``'s traces come from it, else None: part
+    of what plays such a policy's episodes besides its weights."""
+    if trace_source(variant) != "oracle":
+        return None
+    from mu0sim.policies.oracle_traces import oracle_version as task_oracle_version
+
+    return task_oracle_version(task)
+
+
 def feature_cache_path(dataset: str | Path, mu0_id: str, query: str, num_points: int, traces: str = "mu0",
                        wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0) -> Path:
     """Where :func:`replay_features` caches a dataset's features for these settings (next to the dataset)."""

@@ -311,31 +311,39 @@ def _manifest_path(config: AblationConfig) -> Path:
 
 
 def read_manifest(config: AblationConfig) -> dict[str, dict]:
-    """``OUT/cells.json``: cell name -> ``{train_config, inputs, policy_id}`` of the checkpoint it was evaluated with."""
+    """``OUT/cells.json``: cell name -> ``{train_config, inputs, policy_id}`` of the checkpoint it was evaluated with
+    (and ``oracle``, the closed-loop oracle's version, for a variant whose traces come from it)."""
     path = _manifest_path(config)
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def record_cells(config: AblationConfig, cells: dict[Cell, object]) -> None:
     """Record each cell's training configuration and its trained checkpoint's fingerprint in ``OUT/cells.json``."""
-    from mu0sim.io import checkpoint_fingerprint
     from mu0sim.policies.action_expert import EXPERT_INPUTS
+    from mu0sim.policies.train_bc import oracle_version
+    from mu0sim.rollouts.evaluate import policy_id
 
     manifest = read_manifest(config)
     for cell, train in cells.items():
-        manifest[cell.name] = {"train_config": json.loads(json.dumps(asdict(train))), "inputs": EXPERT_INPUTS,
-                               "policy_id": checkpoint_fingerprint(train.out)}
+        entry = {"train_config": json.loads(json.dumps(asdict(train))), "inputs": EXPERT_INPUTS,
+                 "policy_id": policy_id(train.out)}
+        if oracle_version(cell.variant, cell.task) is not None:
+            entry["oracle"] = oracle_version(cell.variant, cell.task)
+        manifest[cell.name] = entry
     atomic_write_text(_manifest_path(config), json.dumps(dict(sorted(manifest.items())), indent=1))
 
 
 def recorded_policy_id(config: AblationConfig, cell: Cell, manifest: dict[str, dict]) -> str | None:
-    """The fingerprint of the checkpoint ``OUT/cells.json`` records for ``cell``, if it was trained with the
-    inputs and the configuration the cell asks for now; ``None`` when the cell has no current expert yet."""
+    """The id of the checkpoint ``OUT/cells.json`` records for ``cell``, if it was trained with the inputs and the
+    configuration the cell asks for now (and evaluated with the current oracle, for gt-trace); ``None`` when the
+    cell has no current expert yet."""
     from mu0sim.policies.action_expert import EXPERT_INPUTS
-    from mu0sim.policies.train_bc import same_train_config
+    from mu0sim.policies.train_bc import oracle_version, same_train_config
 
     entry = manifest.get(cell.name)
+    oracle = oracle_version(cell.variant, cell.task)
     if (entry is None or entry.get("inputs") != EXPERT_INPUTS
+            or entry.get("oracle", None if oracle is None else 1) != oracle  # entries before versions: oracle 1
             or not same_train_config(entry["train_config"], train_config_for(config, cell))):
         return None
     return entry["policy_id"]

@@ -47,13 +47,26 @@ class EvalConfig:
     address: str | None = None  # Ray cluster address; None starts a local Ray instance
 
 
+def policy_id(policy: str | Path) -> str:
+    """What an episode of the checkpoint folder ``policy`` is tied to: its weights' fingerprint, and for a variant
+    whose closed-loop traces come from the ground-truth oracle, the oracle's version past the first (its futures
+    play the episode as much as the weights do: a changed oracle must not reuse the old oracle's episodes; ids
+    recorded before versions existed are those of version 1)."""
+    from mu0sim.policies.train_bc import oracle_version
+
+    meta = json.loads((Path(policy) / "config.json").read_text())["policy"]
+    version = oracle_version(meta["variant"], meta["task"])
+    fingerprint = checkpoint_fingerprint(policy)
+    return fingerprint if version in (None, 1) else f"{fingerprint}+oracle{version}"
+
+
 def current_episodes(records: list[dict]) -> list[dict]:
-    """The records of the checkpoints now at their paths: an episode carries its policy's weights fingerprint
-    (``policy_id``), and one played by a checkpoint since retrained in place (or recorded without a fingerprint)
-    no longer counts. Records of a checkpoint that is gone are kept."""
+    """The records of the checkpoints now at their paths: an episode carries its policy's id (:func:`policy_id`),
+    and one played by a checkpoint since retrained in place (or recorded without a fingerprint, or with another
+    oracle) no longer counts. Records of a checkpoint that is gone are kept."""
     ids = {}
     for policy in {r["policy"] for r in records}:
-        ids[policy] = checkpoint_fingerprint(policy) if (Path(policy) / "model.safetensors").exists() else None
+        ids[policy] = policy_id(policy) if (Path(policy) / "model.safetensors").exists() else None
     return [r for r in records if ids[r["policy"]] is None or r.get("policy_id") == ids[r["policy"]]]
 
 
@@ -142,9 +155,9 @@ def _run_row(config: EvalConfig, pool, policy: str, robot: str, mu0: str, seeds:
                                         address=config.address, video_dir=video_dir, video_seeds=video_seeds)
         outcomes = tqdm(outcomes, total=len(seeds), unit="ep", disable=not progress, dynamic_ncols=True,
                         desc=f"eval {config.task}/{robot} ({config.workers} {config.backend} workers)")
-    policy_id = checkpoint_fingerprint(policy)
+    played_by = policy_id(policy)
     for outcome in outcomes:
-        record = {"policy": policy, "policy_id": policy_id, "task": config.task, "robot": robot,
+        record = {"policy": policy, "policy_id": played_by, "task": config.task, "robot": robot,
                   "seed": outcome.seed, "success": outcome.success, "length": outcome.length,
                   "sim_error": outcome.sim_error, "wall_s": outcome.wall_s,
                   "first_grasp_step": outcome.first_grasp_step}

@@ -139,6 +139,56 @@ def test_report_counts_only_the_recorded_experts_episodes(tmp_path):
     assert (row["episodes"], row["complete"]) == (0, False) and finished_cells(config, log) == set()
 
 
+def test_gt_trace_episodes_of_another_oracle_do_not_count(tmp_path):
+    """A gt-trace expert's episodes are played by the oracle as much as by its weights: a cell recorded before the
+    oracle changed (no ``oracle`` version in cells.json) is not finished, and its retrained expert's id names the
+    oracle, so its old episodes never count again, even for identical weights."""
+    from dataclasses import asdict
+
+    from mu0sim.policies.action_expert import EXPERT_INPUTS
+    from mu0sim.policies.oracle_traces import oracle_version
+    from mu0sim.rollouts.ablate import record_cells
+    from mu0sim.rollouts.evaluate import policy_id
+
+    mu0 = tmp_path / "mu0"
+    mu0.mkdir()
+    (mu0 / "config.json").write_text(json.dumps({"robots_seen": ["Panda"]}))
+    config = AblationConfig(name="t", out=str(tmp_path / "out"), mu0=str(mu0), episodes=1,
+                            matrix=[AblationBlock(["Stack"], ["Panda"], ["gt-trace", "trace"], [10])])
+    cells = [Cell("Stack", "Panda", variant, 10) for variant in ("gt-trace", "trace")]
+    version = oracle_version("Stack")
+    assert version > 1  # Stack's oracle changed since the study's first records (resume)
+    trains = {cell: train_config_for(config, cell) for cell in cells}
+    log = []
+    for cell, train in trains.items():
+        folder = tmp_path / "out" / "policies" / cell.name
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"identical weights")
+        (folder / "config.json").write_text(json.dumps({"policy": {"variant": cell.variant, "task": "Stack"}}))
+        train.out = str(folder)
+        log.append({"policy": str(folder), "policy_id": policy_id(folder), "task": "Stack", "robot": "Panda",
+                    "seed": 1000, "success": True})
+    gt_id, trace_id = (entry["policy_id"] for entry in log)
+    assert gt_id == f"{trace_id}+oracle{version}"  # same weights, the oracle's version on top
+    record_cells(config, trains)
+    manifest = json.loads((tmp_path / "out" / "cells.json").read_text())
+    assert manifest[cells[0].name]["oracle"] == version and "oracle" not in manifest[cells[1].name]
+    assert finished_cells(config, log) == set(cells)
+
+    old = {"train_config": json.loads(json.dumps(asdict(trains[cells[0]]))), "inputs": EXPERT_INPUTS,
+           "policy_id": trace_id}  # as recorded before oracle versions: the weights' fingerprint alone
+    (tmp_path / "out" / "cells.json").write_text(json.dumps({**manifest, cells[0].name: old}))
+    old_log = [{**log[0], "policy_id": trace_id}, log[1]]
+    assert finished_cells(config, old_log) == {cells[1]}
+    lift = AblationConfig(name="t", out=str(tmp_path / "out"), mu0=str(mu0), episodes=1,
+                          matrix=[AblationBlock(["Lift"], ["Panda"], ["gt-trace"], [10])])
+    lift_cell = Cell("Lift", "Panda", "gt-trace", 10)  # Lift's oracle is unchanged: its old record still counts
+    lift_entry = {**old, "train_config": json.loads(json.dumps(asdict(train_config_for(lift, lift_cell))))}
+    (tmp_path / "out" / "cells.json").write_text(json.dumps({lift_cell.name: lift_entry}))
+    lift_log = [{**old_log[0], "task": "Lift", "policy": str(tmp_path / "out" / "policies" / lift_cell.name)}]
+    assert oracle_version("Lift") == 1 and finished_cells(lift, lift_log) == {lift_cell}
+
+
 @pytest.mark.parametrize("change, message", [
     ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["diffusion"], "demos": [10]}]},
      "unknown variant 'diffusion'; valid variants: trace"),

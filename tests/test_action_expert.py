@@ -304,41 +304,6 @@ def test_per_label_pooling_ignores_how_many_points_other_objects_got():
         ActionExpertConfig(pooling="mean")
 
 
-def test_oracle_reproduces_a_demo_future(tiny_mu0):
-    """The expert oracle, rolled forward from a demo's state, predicts the demo's own recorded future: mid-episode,
-    and past the demo's end (the demo stops on success and its future holds the last pose)."""
-    from mu0sim.datasets.hdf5 import demo_names, make_env_from_dataset, open_dataset
-    from mu0sim.policies.oracle_traces import ExpertTraceOracle, RecordedFutureOracle
-    from mu0sim.traces.keypoints import gripper_keypoints
-
-    _, (panda, _) = tiny_mu0
-    with open_dataset(panda) as f:
-        name = demo_names(f)[0]
-        seed, actions, states = (f[f"data/{name}"].attrs["seed"], f[f"data/{name}/actions"][()],
-                                 f[f"data/{name}/states"][()])
-    env = make_env_from_dataset(panda, cameras=(), image_period=0)
-    base = env.unwrapped
-    expert, recorded = ExpertTraceOracle("Lift", "Panda"), RecordedFutureOracle()
-    recorded.load(states)
-    obs, _ = env.reset(seed=int(seed))
-    for oracle in (expert, recorded):
-        oracle.reset(base, int(seed))
-    keypoints = gripper_keypoints(base)
-    checked = 0
-    for t, action in enumerate(actions):
-        for oracle in (expert, recorded):
-            oracle.observe(obs)
-        obs, *_ = env.step(action)
-        if t + 1 in (12, len(actions) - 6):  # mid-episode; and 16 steps ahead reach past the end
-            futures = [oracle.future(base, keypoints, 16) for oracle in (expert, recorded)]
-            assert np.abs(futures[1][:, -1] - futures[1][:, 0]).max() > 0.01  # the gripper moves
-            np.testing.assert_allclose(futures[0], futures[1], atol=1e-3)  # < 1 mm: solver warm start differs
-            checked += 1
-    assert checked == 2
-    expert.close()
-    env.close()
-
-
 def test_train_policy_cli_refusals(tiny_mu0, tmp_path, capsys):
     ckpt, data = tiny_mu0
     assert main(["train-policy", "--data", *map(str, data), "--mu0", str(ckpt), "--out", str(tmp_path / "p")]) == 2

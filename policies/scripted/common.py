@@ -55,6 +55,20 @@ def move_action(eef_pos: np.ndarray, target_pos: np.ndarray, grip: float, yaw_ra
     return action
 
 
+def grasp_progress(eef_pos: np.ndarray, obj_pos: np.ndarray, gripper_width_m: float,
+                   xy_tol_m: float = 0.02, z_tol_m: float = 0.015) -> tuple[bool, bool, bool]:
+    """How far a grasp of the object at ``obj_pos`` has got, from the state alone (metres):
+    ``(over, at_grasp, holding)``: the gripper is within ``xy_tol_m`` of the object in xy; also within ``z_tol_m``
+    of its centre height; its fingers are closed on something object-sized near it. Widths measured on the
+    two-finger grippers here: open >= 0.077 m, closed on a cube or a can 0.041-0.057 m, closed on nothing
+    <= 0.01 m."""
+    offset = np.asarray(obj_pos, dtype=np.float64) - np.asarray(eef_pos, dtype=np.float64)
+    over = bool(np.linalg.norm(offset[:2]) < xy_tol_m)
+    at_grasp = over and abs(offset[2]) < z_tol_m
+    holding = 0.02 < gripper_width_m < 0.07 and bool(np.linalg.norm(offset) < 0.03)
+    return over, at_grasp, holding
+
+
 def add_noise(action: np.ndarray, rng: np.random.Generator, noise_std: float) -> np.ndarray:
     """Gaussian noise on the arm part (action units); the gripper command stays binary."""
     out = np.array(action, dtype=np.float64)
@@ -63,5 +77,5 @@ def add_noise(action: np.ndarray, rng: np.random.Generator, noise_std: float) ->
     return np.clip(out, -1, 1).astype(np.float32)
 
 
-__all__ = ["CLOSE", "OPEN", "POSITION_SCALE_M", "ScriptedExpert", "add_noise", "move_action", "quat_xyzw_to_mat",
-           "wrap_angle", "yaw_of_x_axis"]
+__all__ = ["CLOSE", "OPEN", "POSITION_SCALE_M", "ScriptedExpert", "add_noise", "grasp_progress", "move_action",
+           "quat_xyzw_to_mat", "wrap_angle", "yaw_of_x_axis"]

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, move_action, quat_xyzw_to_mat, wrap_angle, \
-    yaw_of_x_axis
+from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, grasp_progress, move_action, quat_xyzw_to_mat, \
+    wrap_angle, yaw_of_x_axis
 from mu0sim.policies.scripted.stack import Servo, closing_axis_in_eef, level_action
 
 
@@ -85,6 +85,34 @@ class PickPlaceCanExpert:
         self._grasp_yaw: float | None = None
         self._hover_offset = np.append(self._rng.normal(0.0, self.approach_jitter_m, 2), self.hover_m)
         self._place_offset = self._rng.normal(0.0, self.approach_jitter_m, 2)
+
+    def resume(self, obs: dict[str, np.ndarray]) -> None:
+        """Take over from a state this expert did not produce (the ground-truth oracle in a learned policy's
+        episode): the phase follows from the state, as far as the task has got, and the servo and stall windows
+        start fresh (what they integrated came from motions this expert did not command). Releasing or backing
+        off: kept. Holding the can: the tracked carrying phase if there is one, else lift. Fingers open around
+        the can: close (the tracked count of closing steps kept). Over the can below the hover height (or
+        already descending): descend. Else: hover, straight over the can."""
+        eef = obs["robot0_eef_pos"].astype(np.float64)
+        can = obs["object"][self._can_pos].astype(np.float64)
+        over, at_grasp, holding = grasp_progress(eef, can, float(obs["robot0_gripper_width"][0]))
+        if self._phase in ("release", "retreat"):
+            phase = self._phase
+        elif holding:
+            phase = self._phase if self._phase in ("close", "lift", "carry", "lower") else "lift"
+        elif at_grasp:
+            phase = "close"
+        elif over and (self._phase == "descend" or eef[2] < can[2] + self.hover_m - 0.01):
+            phase = "descend"
+        else:
+            phase = "hover"
+        if phase != self._phase:
+            self._to(phase)
+        self._servo.reset()
+        self._errors.clear()
+        if phase == "hover":
+            self._hover_offset[:2] = 0.0
+            self._grasp_yaw = None  # for the can where it is now
 
     def _to(self, phase: str) -> None:
         self._phase, self._phase_steps, self._count, self._centred = phase, 0, 0, False

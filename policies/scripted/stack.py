@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mu0sim.envs.robosuite_env import ROTATION_SCALE_RAD
-from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, move_action, quat_xyzw_to_mat, wrap_angle, \
-    yaw_of_x_axis
+from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, grasp_progress, move_action, quat_xyzw_to_mat, \
+    wrap_angle, yaw_of_x_axis
 
 
 def closing_axis_in_eef(env) -> np.ndarray | None:
@@ -118,6 +118,33 @@ class StackExpert:
         self._phase, self._count, self._phase_steps = "hover", 0, 0
         self._hover_offset = np.append(self._rng.normal(0.0, self.approach_jitter_m, 2), self.hover_m)
         self._carry_offset = self._rng.normal(0.0, self.approach_jitter_m, 2)
+
+    def resume(self, obs: dict[str, np.ndarray]) -> None:
+        """Take over from a state this expert did not produce (the ground-truth oracle in a learned policy's
+        episode): the phase follows from the state, as far as the task has got, and the servo starts fresh (its
+        integral came from motions this expert did not command). Releasing or backing off: kept. Holding the red
+        cube: the tracked carrying phase if there is one, else lift. Fingers open around it: settle or close (the
+        tracked count kept). Over it below the hover height (or already descending): descend. Else: hover,
+        straight over the cube."""
+        eef = obs["robot0_eef_pos"].astype(np.float64)
+        cube_a = obs["object"][self._a_pos].astype(np.float64)
+        over, at_grasp, holding = grasp_progress(eef, cube_a, float(obs["robot0_gripper_width"][0]), z_tol_m=0.012)
+        if self._phase in ("release", "retreat"):
+            phase = self._phase
+        elif holding:
+            phase = self._phase if self._phase in ("close", "lift", "carry", "lower") else "lift"
+        elif at_grasp:
+            phase = self._phase if self._phase in ("settle", "close") else \
+                "settle" if self.settle_steps > 0 else "close"
+        elif over and (self._phase == "descend" or eef[2] < cube_a[2] + self.hover_m - 0.01):
+            phase = "descend"
+        else:
+            phase = "hover"
+        if phase != self._phase:
+            self._to(phase)
+        self._servo.reset()
+        if phase == "hover":
+            self._hover_offset[:2] = 0.0
 
     def _to(self, phase: str) -> None:
         self._phase, self._phase_steps, self._count = phase, 0, 0
