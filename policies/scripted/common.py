@@ -69,6 +69,25 @@ def grasp_progress(eef_pos: np.ndarray, obj_pos: np.ndarray, gripper_width_m: fl
     return over, at_grasp, holding
 
 
+def resumed_pick_phase(phase: str, eef_pos: np.ndarray, obj_pos: np.ndarray, gripper_width_m: float, hover_m: float,
+                       grasp_phases: tuple[str, ...] = ("close",), z_tol_m: float = 0.015) -> str:
+    """The phase a pick-and-place expert (phases hover, descend, grasp_phases..., lift, carry, lower, release,
+    retreat) takes over in when it ``resume``s from a state it did not produce, given the phase it tracked
+    (``phase``): releasing or backing off: kept; holding the object: the tracked phase from the grasp on, else
+    lift; fingers open around it: the tracked grasp phase (its count kept), else the first of ``grasp_phases``;
+    over it below the hover height (or already descending): descend; else hover."""
+    over, at_grasp, holding = grasp_progress(eef_pos, obj_pos, gripper_width_m, z_tol_m=z_tol_m)
+    if phase in ("release", "retreat"):
+        return phase
+    if holding:
+        return phase if phase in ("close", "lift", "carry", "lower") else "lift"
+    if at_grasp:
+        return phase if phase in grasp_phases else grasp_phases[0]
+    if over and (phase == "descend" or eef_pos[2] < obj_pos[2] + hover_m - 0.01):
+        return "descend"
+    return "hover"
+
+
 def add_noise(action: np.ndarray, rng: np.random.Generator, noise_std: float) -> np.ndarray:
     """Gaussian noise on the arm part (action units); the gripper command stays binary."""
     out = np.array(action, dtype=np.float64)
@@ -78,4 +97,4 @@ def add_noise(action: np.ndarray, rng: np.random.Generator, noise_std: float) ->
 
 
 __all__ = ["CLOSE", "OPEN", "POSITION_SCALE_M", "ScriptedExpert", "add_noise", "grasp_progress", "move_action",
-           "quat_xyzw_to_mat", "wrap_angle", "yaw_of_x_axis"]
+           "quat_xyzw_to_mat", "resumed_pick_phase", "wrap_angle", "yaw_of_x_axis"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, grasp_progress, move_action, quat_xyzw_to_mat, \
+from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, move_action, quat_xyzw_to_mat, resumed_pick_phase, \
     wrap_angle, yaw_of_x_axis
 from mu0sim.policies.scripted.stack import Servo, closing_axis_in_eef, level_action
 
@@ -95,17 +95,7 @@ class PickPlaceCanExpert:
         already descending): descend. Else: hover, straight over the can."""
         eef = obs["robot0_eef_pos"].astype(np.float64)
         can = obs["object"][self._can_pos].astype(np.float64)
-        over, at_grasp, holding = grasp_progress(eef, can, float(obs["robot0_gripper_width"][0]))
-        if self._phase in ("release", "retreat"):
-            phase = self._phase
-        elif holding:
-            phase = self._phase if self._phase in ("close", "lift", "carry", "lower") else "lift"
-        elif at_grasp:
-            phase = "close"
-        elif over and (self._phase == "descend" or eef[2] < can[2] + self.hover_m - 0.01):
-            phase = "descend"
-        else:
-            phase = "hover"
+        phase = resumed_pick_phase(self._phase, eef, can, float(obs["robot0_gripper_width"][0]), self.hover_m)
         if phase != self._phase:
             self._to(phase)
         self._servo.reset()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mu0sim.envs.robosuite_env import ROTATION_SCALE_RAD
-from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, grasp_progress, move_action, quat_xyzw_to_mat, \
+from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, move_action, quat_xyzw_to_mat, resumed_pick_phase, \
     wrap_angle, yaw_of_x_axis
 
 
@@ -128,18 +128,9 @@ class StackExpert:
         straight over the cube."""
         eef = obs["robot0_eef_pos"].astype(np.float64)
         cube_a = obs["object"][self._a_pos].astype(np.float64)
-        over, at_grasp, holding = grasp_progress(eef, cube_a, float(obs["robot0_gripper_width"][0]), z_tol_m=0.012)
-        if self._phase in ("release", "retreat"):
-            phase = self._phase
-        elif holding:
-            phase = self._phase if self._phase in ("close", "lift", "carry", "lower") else "lift"
-        elif at_grasp:
-            phase = self._phase if self._phase in ("settle", "close") else \
-                "settle" if self.settle_steps > 0 else "close"
-        elif over and (self._phase == "descend" or eef[2] < cube_a[2] + self.hover_m - 0.01):
-            phase = "descend"
-        else:
-            phase = "hover"
+        grasp_phases = ("settle", "close") if self.settle_steps > 0 else ("close",)
+        phase = resumed_pick_phase(self._phase, eef, cube_a, float(obs["robot0_gripper_width"][0]), self.hover_m,
+                                   grasp_phases, z_tol_m=0.012)
         if phase != self._phase:
             self._to(phase)
         self._servo.reset()
