@@ -32,8 +32,10 @@ from mu0sim.traces.keypoints import Keypoints, body_offsets
 # ``resume`` define them): an episode of a gt-trace policy records it (in its policy id), and one played with
 # another version no longer counts. 1: the tracking expert's copy continues as it was (Lift's resumes, as it still
 # does: unchanged for demos without approach jitter, as all of the study's); 2: PickPlaceCan's and Stack's take
-# over with ``resume`` once a policy other than the expert drives the episode.
-ORACLE_VERSIONS = {"PickPlaceCan": 2, "Stack": 2}
+# over with ``resume`` once a policy other than the expert drives the episode; 3: their ``resume`` also reads the
+# carrying phases from the state (v2 restarted every carry at lift: a policy holding the cube over its target saw
+# "up, then down" and never lowered).
+ORACLE_VERSIONS = {"PickPlaceCan": 3, "Stack": 3}
 
 
 def oracle_version(task: str) -> int:

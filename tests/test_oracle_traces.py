@@ -89,3 +89,43 @@ def test_oracle_takes_over_from_a_policy_that_stops_short(task):
     assert future[:, -1, 2].max() < picked[2] + hover_m - 0.03  # the gripper descends towards the object
     oracle.close()
     env.close()
+
+
+def test_oracle_lowers_a_cube_a_policy_holds_over_its_target():
+    """A policy (here the Stack expert with another hover height) carries the red cube over the green one and holds
+    it there, while the oracle's tracking expert is still in hover (as in closed loop, where a policy's approach
+    never passes the expert's own gates). The oracle must read the carrying phase from the state and show the
+    cube going down, not restart at lift (oracle version 2: "up, then down", and the policy never lowered)."""
+    env = make_env("Stack", "Panda", cameras=(), image_period=0)
+    base = env.unwrapped
+    oracle, policy = ExpertTraceOracle("Stack", "Panda"), make_expert("Stack", hover_m=0.12)
+    obs, _ = env.reset(seed=0)
+    oracle.reset(base, 0)
+    policy.reset(base, seed=0)
+    layout = base.object_layout
+    rs = base.robosuite_env
+    stack_dz = float(np.max(rs.cubeA.size) + np.max(rs.cubeB.size))  # red centre above green when stacked
+    previous, held = None, 0
+    for _ in range(250):
+        oracle.observe(obs, previous)
+        red, green = obs["object"][layout["cubeA_pos"]], obs["object"][layout["cubeB_pos"]]
+        # over the green cube, 1-1.5 cm above resting on it: below the expert's carrying height
+        over = (np.linalg.norm((red - green)[:2]) < 0.008
+                and green[2] + stack_dz + 0.01 < red[2] < green[2] + stack_dz + 0.015)
+        held += bool(over)
+        previous = policy.select_action(obs)
+        if held:  # hold still over the green cube, fingers closed
+            previous = move_action(obs["robot0_eef_pos"], obs["robot0_eef_pos"], 1.0).astype(np.float32)
+        obs, *_ = env.step(previous)
+        if held >= 8:
+            break
+    assert held >= 8, "the policy never carried the red cube over the green one"
+    oracle.observe(obs, previous)
+    oracle._expert._to("hover")  # stale tracking, as behind a learned policy: the state must tell the phase
+    keypoints = gripper_keypoints(base)
+    future = oracle.future(base, keypoints, 32)
+    start = keypoints.world_positions(base.mj_data)
+    assert (future[:, :8, 2] - start[:, None, 2]).max() < 0.002  # straight down (version 2 lifted 1.2 cm first)
+    assert (start[:, 2] - future[:, -1, 2]).min() > 0.001  # and put down
+    oracle.close()
+    env.close()

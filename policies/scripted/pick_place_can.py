@@ -90,12 +90,15 @@ class PickPlaceCanExpert:
         """Take over from a state this expert did not produce (the ground-truth oracle in a learned policy's
         episode): the phase follows from the state, as far as the task has got, and the servo and stall windows
         start fresh (what they integrated came from motions this expert did not command). Releasing or backing
-        off: kept. Holding the can: the tracked carrying phase if there is one, else lift. Fingers open around
+        off: kept. Holding the can: lower once it is over the placing point, carry once the gripper is at about
+        the carrying height, else lift. Fingers open around
         the can: close (the tracked count of closing steps kept). Over the can below the hover height (or
         already descending): descend. Else: hover, straight over the can."""
         eef = obs["robot0_eef_pos"].astype(np.float64)
         can = obs["object"][self._can_pos].astype(np.float64)
-        phase = resumed_pick_phase(self._phase, eef, can, float(obs["robot0_gripper_width"][0]), self.hover_m)
+        over_place = np.linalg.norm(self._place_point() - can[:2]) < 0.01 and can[2] > self._release_z(can)
+        phase = resumed_pick_phase(self._phase, eef, can, float(obs["robot0_gripper_width"][0]), self.hover_m,
+                                   lifted=bool(eef[2] > self.carry_z_m - 0.02), over_place=bool(over_place))
         if phase != self._phase:
             self._to(phase)
         self._servo.reset()
@@ -108,6 +111,13 @@ class PickPlaceCanExpert:
         self._phase, self._phase_steps, self._count, self._centred = phase, 0, 0, False
         self._errors: list[float] = []
         self._servo.reset()
+
+    def _release_z(self, can: np.ndarray) -> float:
+        """Height (world z, metres) of the can's centre when the gripper lets go; the can's half height is measured
+        the first time the expert sees it (resting: its centre above the bin floor)."""
+        if self._can_half_h is None:
+            self._can_half_h = float(can[2] - self._floor_z - 0.02)
+        return self._floor_z + 0.02 + self._can_half_h + self.release_height_m
 
     def _place_point(self) -> np.ndarray:
         """Where to put the can down (xy): the target, moved towards the robot if it proved out of reach."""
@@ -151,11 +161,9 @@ class PickPlaceCanExpert:
     def select_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         eef = obs["robot0_eef_pos"].astype(np.float64)
         can = obs["object"][self._can_pos].astype(np.float64)
-        if self._can_half_h is None:
-            self._can_half_h = float(can[2] - self._floor_z - 0.02)  # resting can: centre above the bin floor
         self._phase_steps += 1
         yaw_error = 0.0
-        release_z = self._floor_z + 0.02 + self._can_half_h + self.release_height_m  # can centre when letting go
+        release_z = self._release_z(can)
         if self._phase in ("lift", "carry", "lower") and np.linalg.norm(eef - can) > 0.06:
             self._to("regrasp")  # the can slipped out: open, back off upwards and start over
         if self._phase == "retreat" and can[2] > release_z + 0.03 and np.linalg.norm(eef - can) < 0.05:

@@ -123,14 +123,19 @@ class StackExpert:
         """Take over from a state this expert did not produce (the ground-truth oracle in a learned policy's
         episode): the phase follows from the state, as far as the task has got, and the servo starts fresh (its
         integral came from motions this expert did not command). Releasing or backing off: kept. Holding the red
-        cube: the tracked carrying phase if there is one, else lift. Fingers open around it: settle or close (the
-        tracked count kept). Over it below the hover height (or already descending): descend. Else: hover,
-        straight over the cube."""
+        cube: lower once it is over the green one, carry once it is lifted to about the carrying height, else
+        lift. Fingers open around it: settle or close (the tracked count kept). Over it below the hover height (or
+        already descending): descend. Else: hover, straight over the cube."""
         eef = obs["robot0_eef_pos"].astype(np.float64)
         cube_a = obs["object"][self._a_pos].astype(np.float64)
+        cube_b = obs["object"][self._b_pos].astype(np.float64)
+        stack_z = cube_b[2] + self._b_half + self._a_half  # red cube centre when resting on the green one
         grasp_phases = ("settle", "close") if self.settle_steps > 0 else ("close",)
         phase = resumed_pick_phase(self._phase, eef, cube_a, float(obs["robot0_gripper_width"][0]), self.hover_m,
-                                   grasp_phases, z_tol_m=0.012)
+                                   grasp_phases, z_tol_m=0.012,
+                                   lifted=bool(cube_a[2] > stack_z + self.carry_clearance_m - 0.02),
+                                   over_place=bool(np.linalg.norm((cube_a - cube_b)[:2]) < 0.01
+                                                   and cube_a[2] > stack_z))
         if phase != self._phase:
             self._to(phase)
         self._servo.reset()
