@@ -7,8 +7,8 @@ of which ``execute`` are run before the next query. Variants (one option, same n
     trace              frozen μ0's predicted 3D traces (world frame, through the camera calibration)
     trace-2d           the same traces as image-plane (u, v) motion only
     no-trace           the same network, trace inputs zeroed (query point positions are still seen)
-    gt-trace           ground-truth future traces of the query points (meant as the upper bound, which it is not on
-                       PickPlaceCan and Stack: RESULTS.md; training data only)
+    gt-trace           ground-truth future traces of the query points (meant as an upper bound: at or above trace on
+                       Lift and Stack, not yet on PickPlaceCan, RESULTS.md; training data only)
     action-pretrained  no traces; initialised from a model pretrained on pooled multi-robot actions
     trace-pretrained   μ0's traces as ``trace``, initialised the same way (pretrained on the pooled robots' demos
                        with their traces): whether traces add anything once the other robots' data is used too

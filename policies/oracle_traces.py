@@ -1,4 +1,4 @@
-"""Ground-truth future traces of query points: the ``gt-trace`` variant's oracle (the upper bound for μ0).
+"""Ground-truth future traces of query points: the ``gt-trace`` variant's oracle (meant as μ0's upper bound).
 
 The future of a query point is what the task's scripted expert would do from the current state: the point is
 attached to the MuJoCo body it lies on (TraceExtract's sim-mode tracking), a shadow copy of the env is set to the

@@ -5,7 +5,7 @@ the camera (the wrapped env should use ``image_period=0`` so that nothing else r
 prediction stays in the observation and ``mu0_age`` counts the steps since it was made.
 
 With ``traces="oracle"`` the trace keys hold ground-truth futures instead (the task's scripted expert rolled
-forward from the current state, :mod:`mu0sim.policies.oracle_traces`): the ``gt-trace`` upper bound. Everything else
+forward from the current state, :mod:`mu0sim.policies.oracle_traces`): the ``gt-trace`` variant. Everything else
 (query points, image feature, cadence) stays the same, so the two differ only in where the traces come from.
 
 Added observation keys (K query points, H future steps):
