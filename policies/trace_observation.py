@@ -196,7 +196,7 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self.oracle.close()
         super().close()
 
-    def _observe(self, obs: dict[str, np.ndarray], action) -> None:
+    def _observe(self, obs: dict[str, np.ndarray], action: np.ndarray | None) -> None:
         if self.oracle is not None:  # after the query: the oracle's rollout starts from this observation
             self.oracle.observe(obs, action)
 

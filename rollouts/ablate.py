@@ -327,9 +327,8 @@ def record_cells(config: AblationConfig, cells: dict[Cell, object]) -> None:
     for cell, train in cells.items():
         entry = {"train_config": json.loads(json.dumps(asdict(train))), "inputs": EXPERT_INPUTS,
                  "policy_id": policy_id(train.out)}
-        if oracle_version(cell.variant, cell.task) is not None:
-            entry["oracle"] = oracle_version(cell.variant, cell.task)
-        manifest[cell.name] = entry
+        oracle = oracle_version(cell.variant, cell.task)
+        manifest[cell.name] = entry if oracle is None else {**entry, "oracle": oracle}
     atomic_write_text(_manifest_path(config), json.dumps(dict(sorted(manifest.items())), indent=1))
 
 
