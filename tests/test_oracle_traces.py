@@ -129,3 +129,43 @@ def test_oracle_lowers_a_cube_a_policy_holds_over_its_target():
     assert (start[:, 2] - future[:, -1, 2]).min() > 0.001  # and put down
     oracle.close()
     env.close()
+
+
+@pytest.mark.parametrize("tracked", ["lift", "release"])
+def test_oracle_lowers_a_can_a_policy_holds_near_its_placing_point(tracked):
+    """A policy holds the can 2 cm beside its placing point, 5 cm under the carrying height, as a learned policy
+    does midway through lowering it. Whether the tracking expert thinks it is still lifting or has timed out
+    into release, the oracle must show the can going straight down: oracle version 3 told it to lift first (it
+    wanted the can within 1 cm of a placing point that the tracker's "stalls" behind the policy had also moved),
+    or to open the fingers first; policies bobbed up and down until the time limit."""
+    env = make_env("PickPlaceCan", "Panda", cameras=(), image_period=0)
+    base = env.unwrapped
+    oracle, policy = ExpertTraceOracle("PickPlaceCan", "Panda"), make_expert("PickPlaceCan")
+    obs, _ = env.reset(seed=0)
+    oracle.reset(base, 0)
+    policy.reset(base, seed=0)
+    previous = None
+    for _ in range(300):
+        oracle.observe(obs, previous)
+        previous = policy.select_action(obs)
+        if policy._phase == "lower":
+            break
+        obs, *_ = env.step(previous)
+    assert policy._phase == "lower", "the expert never carried the can over its placing point"
+    hold = np.append(policy._place_point() + [0.02, 0.0], policy.carry_z_m - 0.05)
+    for _ in range(40):  # to the held pose, fingers closed
+        previous = move_action(obs["robot0_eef_pos"], hold, 1.0).astype(np.float32)
+        obs, *_ = env.step(previous)
+        oracle.observe(obs, previous)
+    assert np.linalg.norm(obs["robot0_eef_pos"] - hold) < 0.01
+    oracle._expert._to(tracked)  # its stalls behind the held policy also moved its placing point closer
+    keypoints = gripper_keypoints(base)
+    can = np.array([base.robosuite_env.obj_body_id["Can"]])
+    keypoints.extend(can, np.zeros((1, 3)), "object", "query")  # the can's centre
+    future = oracle.future(base, keypoints, 32)
+    start = keypoints.world_positions(base.mj_data)
+    assert (future[:, :, 2] - start[:, None, 2]).max() < 0.002  # never up (version 3 lifted first)
+    assert (start[:, 2] - future[:, -1, 2]).min() > 0.02  # and down towards the bin
+    assert start[-1, 2] - future[-1, 3, 2] > 0.02  # at once (version 3, tracking release, opened for 6 steps)
+    oracle.close()
+    env.close()

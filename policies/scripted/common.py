@@ -71,17 +71,19 @@ def grasp_progress(eef_pos: np.ndarray, obj_pos: np.ndarray, gripper_width_m: fl
 
 def resumed_pick_phase(phase: str, eef_pos: np.ndarray, obj_pos: np.ndarray, gripper_width_m: float, hover_m: float,
                        grasp_phases: tuple[str, ...] = ("close",), z_tol_m: float = 0.015, lifted: bool = False,
-                       over_place: bool = False) -> str:
+                       over_place: bool = False, down: bool = True) -> str:
     """The phase a pick-and-place expert (phases hover, descend, grasp_phases..., lift, carry, lower, release,
     retreat) takes over in when it ``resume``s from a state it did not produce, given the phase it tracked
     (``phase``; a tracking expert whose own transitions never fired is still in hover while a policy carries the
-    object, so what the task has got to is read from the state): releasing or backing off: kept; holding the
+    object, so what the task has got to is read from the state): releasing or backing off: kept once the fingers
+    let go or the object is ``down`` at its release height (a tracker whose lowering timed out behind a policy
+    that held the object up is in release, though the object is still high); holding the
     object: lower once it is ``over_place`` (over where it goes, above it), carry once it is ``lifted`` (clear to
     move sideways), else lift (or the tracked closing, its count kept); fingers open around it: the tracked grasp
     phase (its count kept), else the first of ``grasp_phases``; over it below the hover height (or already
     descending): descend; else hover."""
     over, at_grasp, holding = grasp_progress(eef_pos, obj_pos, gripper_width_m, z_tol_m=z_tol_m)
-    if phase in ("release", "retreat"):
+    if phase in ("release", "retreat") and (down or not holding):
         return phase
     if holding:
         if over_place:

@@ -12,6 +12,11 @@ from mu0sim.policies.scripted.common import CLOSE, OPEN, add_noise, move_action,
 from mu0sim.policies.scripted.stack import Servo, closing_axis_in_eef, level_action
 
 
+# resume(): a held can this close (xy, metres) to the placing point is lowered; it is not part of the expert's
+# options, which describe the demonstrations, and resume() never runs while collecting them
+RESUME_PLACE_TOL_M = 0.03
+
+
 @dataclass
 class PickPlaceCanExpert:
     """Scripted PickPlaceCan expert (can position from the ``object`` observation, bins from the task geometry).
@@ -88,17 +93,24 @@ class PickPlaceCanExpert:
 
     def resume(self, obs: dict[str, np.ndarray]) -> None:
         """Take over from a state this expert did not produce (the ground-truth oracle in a learned policy's
-        episode): the phase follows from the state, as far as the task has got, and the servo and stall windows
-        start fresh (what they integrated came from motions this expert did not command). Releasing or backing
-        off: kept. Holding the can: lower once it is over the placing point, carry once the gripper is at about
+        episode): the phase follows from the state, as far as the task has got, and the servo, the stall windows
+        and the placing point start fresh (what they integrated came from motions this expert did not command:
+        a tracker "stalls" whenever the policy does not follow it, and moved the point up to 6 cm off). Releasing or backing
+        off: kept once the can is down or let go. Holding the can: lower once it is within
+        ``RESUME_PLACE_TOL_M`` of the placing point, carry once the gripper is at about
         the carrying height, else lift. Fingers open around
         the can: close (the tracked count of closing steps kept). Over the can below the hover height (or
         already descending): descend. Else: hover, straight over the can."""
         eef = obs["robot0_eef_pos"].astype(np.float64)
         can = obs["object"][self._can_pos].astype(np.float64)
-        over_place = np.linalg.norm(self._place_point() - can[:2]) < 0.01 and can[2] > self._release_z(can)
+        self._reach_shift = self.place_shift_m  # its stalls were a policy's, not the arm's reach
+        release_z = self._release_z(can)
+        # within a few cm: lowering also closes the last of the gap in xy, and a policy lowering the can near the
+        # point must not be told to lift it back to the carrying height first
+        over_place = np.linalg.norm(self._place_point() - can[:2]) < RESUME_PLACE_TOL_M and can[2] > release_z
         phase = resumed_pick_phase(self._phase, eef, can, float(obs["robot0_gripper_width"][0]), self.hover_m,
-                                   lifted=bool(eef[2] > self.carry_z_m - 0.02), over_place=bool(over_place))
+                                   lifted=bool(eef[2] > self.carry_z_m - 0.02), over_place=bool(over_place),
+                                   down=bool(can[2] < release_z + 0.01))
         if phase != self._phase:
             self._to(phase)
         self._servo.reset()
