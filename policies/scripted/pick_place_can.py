@@ -94,13 +94,13 @@ class PickPlaceCanExpert:
     def resume(self, obs: dict[str, np.ndarray]) -> None:
         """Take over from a state this expert did not produce (the ground-truth oracle in a learned policy's
         episode): the phase follows from the state, as far as the task has got, and the servo, the stall windows
-        and the placing point start fresh (what they integrated came from motions this expert did not command:
-        a tracker "stalls" whenever the policy does not follow it, and moved the point up to 6 cm off). Releasing or backing
-        off: kept once the can is down or let go. Holding the can: lower once it is within
-        ``RESUME_PLACE_TOL_M`` of the placing point, carry once the gripper is at about
-        the carrying height, else lift. Fingers open around
-        the can: close (the tracked count of closing steps kept). Over the can below the hover height (or
-        already descending): descend. Else: hover, straight over the can."""
+        and the placing point start fresh (what they integrated came from motions this expert did not command: a
+        tracker "stalls" whenever the policy does not follow it, and each stall moved the point 2 cm closer).
+        Releasing or backing off: kept once the can is down or let go. Holding the can: lower once it is within
+        ``RESUME_PLACE_TOL_M`` of the placing point, carry once the gripper is at about the carrying height, else
+        lift. Fingers open around the can: close (the tracked count of closing steps kept). Over the can below the
+        hover height (or already descending): descend. Else: hover, straight over the can. A genuine stall (an
+        arm at the edge of its reach) shows again within the forecast's own steps."""
         eef = obs["robot0_eef_pos"].astype(np.float64)
         can = obs["object"][self._can_pos].astype(np.float64)
         self._reach_shift = self.place_shift_m  # its stalls were a policy's, not the arm's reach
