@@ -35,9 +35,9 @@ from mu0sim.traces.keypoints import Keypoints, body_offsets
 # over with ``resume`` once a policy other than the expert drives the episode; 3: their ``resume`` also reads the
 # carrying phases from the state (v2 restarted every carry at lift: a policy holding the cube over its target saw
 # "up, then down" and never lowered); 4 (PickPlaceCan): a held can within 3 cm of its placing point is lowered (v3
-# wanted 1 cm, so a policy lowering it 1.5 cm off was told to lift it first and bobbed up and down until the time
-# limit), and a tracked release is kept only once the can is down (a tracker whose lowering timed out behind the
-# policy forecast a drop from the carrying height).
+# wanted 1 cm of a point that the tracker's "stalls" behind the policy had moved closer to the base, so a policy
+# lowering the can was told to lift it first and bobbed up and down until the time limit); a tracked release is
+# kept only once the can is down (v3 paused 6 steps opening the fingers before lowering again).
 ORACLE_VERSIONS = {"PickPlaceCan": 4, "Stack": 3}
 
 

@@ -158,7 +158,7 @@ def test_oracle_lowers_a_can_a_policy_holds_near_its_placing_point(tracked):
         obs, *_ = env.step(previous)
         oracle.observe(obs, previous)
     assert np.linalg.norm(obs["robot0_eef_pos"] - hold) < 0.01
-    oracle._expert._to(tracked)  # its stalls behind the held policy also moved its placing point closer
+    oracle._expert._to(tracked)  # stale, as behind a learned policy (its "stalls" also moved its placing point)
     keypoints = gripper_keypoints(base)
     can = np.array([base.robosuite_env.obj_body_id["Can"]])
     keypoints.extend(can, np.zeros((1, 3)), "object", "query")  # the can's centre
