@@ -456,7 +456,7 @@ def write_report(config: AblationConfig, echo: bool = True) -> dict:
                sorted({r["robot"] for r in rows} - set(seen)), "rows": rows}
     atomic_write_text(out / "ablation.json", json.dumps(summary, indent=1))
     atomic_write_text(out / "ablation.md", ablation_table(rows, summary["robots_unseen_by_mu0"]))
-    plot_ablation(rows, out / "ablation.png")
+    plot_ablation(rows, out / "ablation.png", summary["robots_unseen_by_mu0"])
     if echo:
         print(ablation_table(rows, summary["robots_unseen_by_mu0"]))
     return summary
@@ -486,8 +486,23 @@ def ablation_table(rows: list[dict], unseen: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_ablation(rows: list[dict], path: Path) -> None:
-    """Grouped bars: one group per task x robot, one bar per column (variant @ demos), 95% Wilson intervals."""
+def plot_panels(rows: list[dict]) -> tuple[list[str], list[int], list[str]]:
+    """The plot's layout: tasks (one row of panels each), demo counts (one column each, most demos first) and
+    the variants (tag included: one colour each, the same in every panel), in the order the config names them."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    demos = sorted({r["demos"] for r in rows}, reverse=True)
+    variants = list(dict.fromkeys(_variant_label(r) for r in rows))
+    return tasks, demos, variants
+
+
+def _variant_label(row: dict) -> str:
+    return row["variant"] + (f"-{row['tag']}" if row.get("tag") else "")
+
+
+def plot_ablation(rows: list[dict], path: Path, unseen: list[str] = ()) -> None:
+    """One panel per task (rows) x demo count (columns); in each, a group of bars per robot, one bar per variant
+    (its colour the same in every panel), with 95% Wilson intervals. A study of 3 tasks x 6 robots x 2 demo
+    counts reads at a glance, where one row of 100 bars did not. Robots in ``unseen`` (by μ0) are marked so."""
     import os
 
     import matplotlib
@@ -495,33 +510,42 @@ def plot_ablation(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = list(dict.fromkeys(r["column"] for r in rows))
-    groups = list(dict.fromkeys((r["task"], r["robot"]) for r in rows))
-    cells = {(r["task"], r["robot"], r["column"]): r for r in rows}
-    width = 0.8 / max(1, len(columns))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(groups) * len(columns) + 2), 3.8))
+    tasks, demos, variants = plot_panels(rows)
+    robots = list(dict.fromkeys(r["robot"] for r in rows))
+    cells = {(r["task"], r["demos"], r["robot"], _variant_label(r)): r for r in rows}
     colors = plt.get_cmap("tab10")
-    for j, column in enumerate(columns):
-        xs, ys, lo, hi = [], [], [], []
-        for i, group in enumerate(groups):
-            r = cells.get((*group, column))
-            if r is None or not r["episodes"]:
-                continue
-            xs.append(i + (j - (len(columns) - 1) / 2) * width)
-            ys.append(r["success_rate"])
-            lo.append(r["success_rate"] - r["wilson_low"])
-            hi.append(r["wilson_high"] - r["success_rate"])
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=column, color=colors(j % 10))
-    ax.set_xticks(range(len(groups)), [f"{t}\n{r}" for t, r in groups], fontsize=7)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("success rate (95% Wilson)")
-    ax.legend(fontsize=7, ncol=min(4, len(columns)), loc="lower left", framealpha=0.9)
-    fig.tight_layout()
+    width = 0.8 / max(1, len(variants))
+    fig, axes = plt.subplots(max(1, len(tasks)), max(1, len(demos)), squeeze=False, sharey=True,
+                             figsize=(max(4.0, 0.9 + 0.16 * len(robots) * len(variants)) * max(1, len(demos)),
+                                      0.6 + 2.3 * max(1, len(tasks))))
+    for row_axes, task in zip(axes, tasks):
+        for ax, count in zip(row_axes, demos):
+            for j, variant in enumerate(variants):
+                xs, ys, err = [], [], [[], []]
+                for i, robot in enumerate(robots):
+                    r = cells.get((task, count, robot, variant))
+                    if r is None or not r["episodes"]:
+                        continue
+                    xs.append(i + (j - (len(variants) - 1) / 2) * width)
+                    ys.append(r["success_rate"])
+                    err[0].append(r["success_rate"] - r["wilson_low"])
+                    err[1].append(r["wilson_high"] - r["success_rate"])
+                ax.bar(xs, ys, width, yerr=err, capsize=1.5, color=colors(j % 10), error_kw={"elinewidth": 0.8})
+            ax.set_xticks(range(len(robots)), [r + ("\n(unseen by μ0)" if r in unseen else "") for r in robots],
+                          fontsize=7)
+            ax.set_ylim(0, 1.05)
+            ax.set_title(f"{task}, {count} demos", fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+        row_axes[0].set_ylabel("success (95% Wilson)", fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors(j % 10)) for j in range(len(variants))]
+    fig.legend(handles, variants, loc="upper center", ncol=len(variants), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, path)
 
 
 __all__ = ["AblationBlock", "AblationConfig", "Cell", "load_ablation", "run_ablation", "write_report", "ensure_dataset",
-           "ensure_policy", "trained_with", "finished_cells", "read_manifest", "record_cells"]
+           "ensure_policy", "trained_with", "finished_cells", "read_manifest", "record_cells", "plot_ablation",
+           "plot_panels"]

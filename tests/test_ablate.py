@@ -11,7 +11,7 @@ import yaml
 
 from mu0sim.cli import main
 from mu0sim.rollouts.ablate import (AblationBlock, AblationConfig, Cell, finished_cells, load_ablation,
-                                    train_config_for, write_report)
+                                    train_config_for, write_report, plot_ablation, plot_panels)
 from mu0sim.rollouts.evaluate import current_episodes
 
 
@@ -242,3 +242,24 @@ def test_report_only_before_any_cell_ran_writes_an_empty_table(tmp_path):
     summary = write_report(config, echo=False)
     assert [(r["episodes"], r["complete"]) for r in summary["rows"]] == [(0, False)]
     assert "| Lift | Panda | * |" in (tmp_path / "not" / "yet" / "ablation.md").read_text()
+
+
+def test_study_plot_is_a_panel_per_task_and_demo_count(tmp_path):
+    """The study's plot: tasks as rows of panels, demo counts as columns (most first), one colour per variant (a
+    tag makes its own), the same in every panel; 3 tasks x 6 robots x 2 demo counts x 5 variants stay readable
+    (before: one row of 180 bars, 7,000 px wide)."""
+    robots = ["Panda", "Kinova3", "UR5e", "Sawyer", "IIWA", "XArm7"]
+    rows = [{"task": task, "robot": robot, "variant": variant, "tag": tag, "demos": demos, "episodes": 50,
+             "successes": 40, "success_rate": 0.8, "wilson_low": 0.67, "wilson_high": 0.89}
+            for task in ("Lift", "Stack", "PickPlaceCan") for demos in (10, 50) for robot in robots
+            for variant, tag in [("trace", ""), ("no-trace", ""), ("trace", "flow"), ("gt-trace", ""),
+                                 ("action-pretrained", "")]]
+    rows[0] = {**rows[0], "episodes": 0, "successes": 0, "success_rate": None}  # a cell not evaluated yet
+    assert plot_panels(rows) == (["Lift", "Stack", "PickPlaceCan"], [50, 10],
+                                 ["trace", "no-trace", "trace-flow", "gt-trace", "action-pretrained"])
+    path = tmp_path / "ablation.png"
+    plot_ablation(rows, path, unseen=["Kinova3"])
+    import matplotlib.image
+
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width < 2000 and height < 1200
