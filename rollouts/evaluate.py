@@ -32,6 +32,39 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def sign_test_p(only_a: int, only_b: int) -> float:
+    """Two-sided exact sign test on the discordant seeds of two policies evaluated on the same seeds (those only one
+    of them succeeds on): the chance of a split at least this uneven if neither policy were better."""
+    n, k = only_a + only_b, max(only_a, only_b)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n)
+
+
+@dataclass(frozen=True)
+class PairedOutcomes:
+    """Two policies on the seeds both played: how many each succeeds on, together and alone."""
+
+    seeds: int
+    both: int
+    only_a: int
+    only_b: int
+
+    @property
+    def p_value(self) -> float:
+        return sign_test_p(self.only_a, self.only_b)
+
+
+def paired_outcomes(a: list[dict], b: list[dict]) -> PairedOutcomes:
+    """Compare two policies' episode records (``episodes.jsonl`` rows: ``seed``, ``success``) seed by seed."""
+    success_a = {r["seed"]: bool(r["success"]) for r in a}
+    success_b = {r["seed"]: bool(r["success"]) for r in b}
+    seeds = success_a.keys() & success_b.keys()
+    return PairedOutcomes(seeds=len(seeds), both=sum(success_a[s] and success_b[s] for s in seeds),
+                          only_a=sum(success_a[s] and not success_b[s] for s in seeds),
+                          only_b=sum(success_b[s] and not success_a[s] for s in seeds))
+
+
 @dataclass
 class EvalConfig:
     policies: list[str]

@@ -1,0 +1,45 @@
+"""Per-seed comparison of evaluated policies (the "both / only one" counts and sign tests in RESULTS.md).
+
+    python scripts/paired_outcomes.py runs/ablations/A/eval/episodes.jsonl [runs/ablations/B/eval/episodes.jsonl ...]
+
+Reads the episode logs of ``mu0sim eval`` / ``mu0sim ablate`` (only the episodes of each checkpoint as it is now, as
+the tables do), then prints per policy and task x robot its successes and failures split into never grasp / grasp,
+then fail, and for every pair of policies on the same task x robot the seeds both succeed on, those only one does,
+and the two-sided exact sign test on the latter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from mu0sim.rollouts.evaluate import current_episodes, paired_outcomes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("logs", nargs="+", help="episodes.jsonl files")
+    args = parser.parse_args()
+    records = []
+    for log in args.logs:
+        records += [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+    rows = defaultdict(list)
+    for r in current_episodes(records):
+        rows[(r["task"], r["robot"], Path(r["policy"]).name)].append(r)
+    for (task, robot, policy), episodes in sorted(rows.items()):
+        failures = [r for r in episodes if not r["success"]]
+        never = sum(r.get("first_grasp_step") is None for r in failures)
+        print(f"{task}/{robot} {policy}: {len(episodes) - len(failures)}/{len(episodes)}; failures: never grasp "
+              f"{never}, grasp, then fail {len(failures) - never}")
+    for (key_a, a), (key_b, b) in itertools.combinations(sorted(rows.items()), 2):
+        if key_a[:2] == key_b[:2]:
+            pair = paired_outcomes(a, b)
+            print(f"{key_a[2]} vs {key_b[2]} ({pair.seeds} seeds): both {pair.both}, only the first "
+                  f"{pair.only_a}, only the second {pair.only_b}, sign test p = {pair.p_value:.3f}")
+
+
+if __name__ == "__main__":
+    main()
