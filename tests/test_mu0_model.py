@@ -61,10 +61,12 @@ def _loss(model: TraceModel, samples: TraceSamples, rows: np.ndarray) -> dict:
                       torch.as_tensor(ok[rows, :width]), tgt["body"])
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
+@pytest.mark.parametrize("kind", [*MODEL_KINDS, "mu0-sample"])
 def test_training_reduces_the_loss_and_predictions_have_the_right_shape(kind):
     samples = synthetic_samples()
-    model = _model(kind, samples, rigidity_weight=5.0 if kind == "mu0" else 0.0, history_dropout=0.1)
+    flow = {"flow_prediction": "sample"} if kind == "mu0-sample" else {}
+    kind = kind.removesuffix("-sample")
+    model = _model(kind, samples, rigidity_weight=5.0 if kind == "mu0" else 0.0, history_dropout=0.1, **flow)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     rows = np.arange(len(samples))
     first = float(_loss(model, samples, rows)["loss"])
@@ -85,6 +87,20 @@ def test_training_reduces_the_loss_and_predictions_have_the_right_shape(kind):
         # the trace is the spline of its control points
         spline = evaluate_bspline(out["controls"][0, 0].numpy(), 32)
         np.testing.assert_allclose(spline, out["uvz"][0, 0].numpy(), atol=1e-5)
+
+
+def test_a_clean_sample_prediction_converts_to_the_velocity_of_its_flow_path():
+    """x-prediction: the head outputs P; the velocity noise - P on x_t = t * noise + (1 - t) * P is (x_t - P) / t,
+    so one Euler step of size t from x_t lands exactly on the predicted P."""
+    samples = synthetic_samples()
+    model = _model("mu0", samples, flow_prediction="sample").eval()
+    cond = torch.randn(2, 3, 32)
+    x_t, t, mask = torch.randn(2, 3, 10, 3), torch.tensor([0.25, 0.8]), torch.ones(2, 3, dtype=torch.bool)
+    clean = model.head.output(cond, x_t, t, mask)
+    stepped = x_t - t[:, None, None, None] * model.head.velocity(cond, x_t, t, mask)
+    torch.testing.assert_close(stepped, clean, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="flow_prediction 'eps'.*velocity, sample"):
+        TraceModelConfig(flow_prediction="eps")
 
 
 @pytest.mark.parametrize("kind", ["mu0", "token-ar"])
@@ -126,16 +142,16 @@ def test_unpadded_batches_skip_the_attention_mask_with_the_same_result(monkeypat
     torch.testing.assert_close(fast, masked, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("padded", [False, True])
-def test_frozen_inference_graphs_predict_exactly_what_the_eager_model_does(padded):
+@pytest.mark.parametrize("padded, prediction", [(False, "velocity"), (True, "velocity"), (False, "sample")])
+def test_frozen_inference_graphs_predict_exactly_what_the_eager_model_does(padded, prediction):
     """A frozen μ0 runs its encoder and velocity as traced graphs (unpadded queries) or eagerly (padded ones);
     either way the same kernels in the same order: bit-identical futures, for any batch size."""
     samples = synthetic_samples()
     samples.keypoint_mask[:] = True
     if padded:
         samples.keypoint_mask[:, 2] = False  # a gap: make_batch trims only trailing padding
-    eager = _model("mu0", samples).eval()
-    frozen = _model("mu0", samples)
+    eager = _model("mu0", samples, flow_prediction=prediction).eval()
+    frozen = _model("mu0", samples, flow_prediction=prediction)
     frozen.load_state_dict(eager.state_dict())
     frozen.freeze()
     for rows in (np.arange(1), np.arange(3), np.arange(1)):  # a new shape traces a new graph; a known one reuses it

@@ -115,13 +115,23 @@ def _timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], -1)
 
 
+FLOW_PREDICTIONS = ("velocity", "sample")
+
+
 class FlowMatchingHead(nn.Module):
     """Velocity field over (D, 3) control points given the keypoint embeddings; keypoints attend to each other so a
-    sampled future is coherent across points of one object. Also the per-step validity logits (H)."""
+    sampled future is coherent across points of one object. Also the per-step validity logits (H).
 
-    def __init__(self, dim: int, num_control: int, horizon: int, layers: int = 2, heads: int = 4) -> None:
+    ``prediction``: what the network outputs — the velocity (v-prediction) or the clean control points
+    (x-prediction, velocity derived from it). Sampling is the same Euler integration either way."""
+
+    def __init__(self, dim: int, num_control: int, horizon: int, layers: int = 2, heads: int = 4,
+                 prediction: str = "velocity") -> None:
         super().__init__()
+        if prediction not in FLOW_PREDICTIONS:
+            raise ValueError(f"unknown flow prediction {prediction!r}; valid: {', '.join(FLOW_PREDICTIONS)}")
         self.num_control = num_control
+        self.prediction = prediction
         self.x_in = nn.Linear(num_control * 3, dim)
         self.t_in = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, batch_first=True, norm_first=True,
@@ -131,12 +141,21 @@ class FlowMatchingHead(nn.Module):
         self.done = nn.Linear(dim, horizon)
         self.dim = dim
 
-    def velocity(self, cond: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """cond (B, K, d), x_t (B, K, D, 3), t (B,) in [0, 1] -> velocity (B, K, D, 3)."""
+    def output(self, cond: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The network's raw output (B, K, D, 3): the velocity, or the clean control points (``prediction``)."""
         temb = self.t_in(_timestep_embedding(t, self.dim))[:, None]
         h = cond + self.x_in(x_t.flatten(2)) + temb
         h = self.denoiser(h, src_key_padding_mask=_padding_or_none(~mask))
         return self.out(h).view(x_t.shape)
+
+    def velocity(self, cond: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """cond (B, K, d), x_t (B, K, D, 3), t (B,) in (0, 1] -> velocity (B, K, D, 3). On the path
+        x_t = t * noise + (1 - t) * P the velocity is noise - P = (x_t - P) / t, so a clean-sample prediction
+        converts exactly; sampling never evaluates t = 0."""
+        out = self.output(cond, x_t, t, mask)
+        if self.prediction == "velocity":
+            return out
+        return (x_t - out) / t[:, None, None, None]
 
     def validity_logits(self, cond: torch.Tensor) -> torch.Tensor:
         return self.done(cond)

@@ -18,7 +18,8 @@ from torch import nn
 from mu0sim.bspline import SUPPORTED_NUM_CONTROL, basis_matrix, fit_bspline
 from mu0sim.config import from_dict
 from mu0sim.model.inference_graph import InferenceGraphs
-from mu0sim.model.networks import (FlowMatchingHead, TokenARHead, TraceBatch, TraceEncoder, WaypointHead)
+from mu0sim.model.networks import (FLOW_PREDICTIONS, FlowMatchingHead, TokenARHead, TraceBatch, TraceEncoder,
+                                   WaypointHead)
 
 MODEL_KINDS = ("mu0", "waypoint", "token-ar")
 
@@ -36,6 +37,7 @@ class TraceModelConfig:
     head_layers: int = 2
     heads: int = 4
     flow_steps: int = 4  # Euler steps at inference (μ0)
+    flow_prediction: str = "velocity"  # μ0's network output: "velocity" or "sample" (clean control points)
     point_noise_scale: float = 1.0  # μ0's initial-noise scale for point predictions; pretrain picks it on validation
     done_weight: float = 0.5  # per-step validity head (μ0)
     rigidity_weight: float = 0.0  # rigidity of same-body keypoints across control points (μ0; paper: 5)
@@ -51,6 +53,8 @@ class TraceModelConfig:
             raise ValueError(f"unknown model kind {self.kind!r}; valid kinds: {', '.join(MODEL_KINDS)}")
         if self.num_control not in SUPPORTED_NUM_CONTROL:
             raise ValueError(f"num_control must be one of {SUPPORTED_NUM_CONTROL}, got {self.num_control}")
+        if self.flow_prediction not in FLOW_PREDICTIONS:
+            raise ValueError(f"unknown flow_prediction {self.flow_prediction!r}; valid: {', '.join(FLOW_PREDICTIONS)}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "TraceModelConfig":
@@ -93,7 +97,7 @@ class TraceModel(nn.Module):
                                     token_grid=grid)
         if config.kind == "mu0":
             self.head = FlowMatchingHead(config.dim, config.num_control, config.horizon, config.head_layers,
-                                         config.heads)
+                                         config.heads, config.flow_prediction)
             self.register_buffer("basis", torch.tensor(basis_matrix(config.num_control, config.horizon),
                                                           dtype=torch.float32), persistent=False)
         elif config.kind == "waypoint":
@@ -153,21 +157,26 @@ class TraceModel(nn.Module):
             total = (ce * w).sum() / w.sum().clamp(min=1)
             return {"loss": total, "token_ce": total.detach()}
         # μ0: flow matching in control-point space, x_t = t * noise + (1 - t) * P, target velocity noise - P
+        # (or P itself under x-prediction: the same path, the loss on the clean estimate instead)
         b = controls.shape[0]
         t = torch.distributions.Beta(1.5, 1.0).sample((b,)).to(controls.device)
         noise = torch.randn_like(controls)
-        x_t = t[:, None, None, None] * noise + (1 - t[:, None, None, None]) * controls
-        v = self.head.velocity(cond, x_t, t, mask)
+        t4 = t[:, None, None, None]
+        x_t = t4 * noise + (1 - t4) * controls
+        raw = self.head.output(cond, x_t, t, mask)
+        if cfg.flow_prediction == "velocity":
+            err, clean = raw - (noise - controls), x_t - t4 * raw
+        else:
+            err, clean = raw - controls, raw
         w = (fit_valid & mask).float()
-        fm = (((v - (noise - controls)) ** 2).sum((-1, -2)) * w).sum() / w.sum().clamp(min=1)
+        fm = ((err ** 2).sum((-1, -2)) * w).sum() / w.sum().clamp(min=1)
         done_w = mask[..., None].expand_as(future_valid).float()
         done = (F.binary_cross_entropy_with_logits(self.head.validity_logits(cond), future_valid.float(),
                                                    reduction="none") * done_w).sum() / done_w.sum().clamp(min=1)
         total = fm + cfg.done_weight * done
         out = {"flow_matching": fm.detach(), "validity_bce": done.detach()}
         if cfg.rigidity_weight > 0 and body is not None:
-            clean = x_t - t[:, None, None, None] * v  # the model's estimate of P at this t
-            rig = self._rigidity(clean, batch.current, body, w.bool())
+            rig = self._rigidity(clean, batch.current, body, w.bool())  # on the model's estimate of P at this t
             total = total + cfg.rigidity_weight * rig
             out["rigidity"] = rig.detach()
         out["loss"] = total
