@@ -1,12 +1,14 @@
 """μ0 inference latency (one policy query) and trace-expert training throughput, CPU.
 
-    python bench/mu0_latency.py [--ckpt checkpoints/mu0-sim] [--keypoints 64] [--queries 50] [--threads 1]
+    python bench/mu0_latency.py [--ckpt checkpoints/mu0-sim] [--compare CKPT ...] [--keypoints 64] [--queries 50]
+                                [--threads 1]
 
 A query is what a policy does at each μ0 step: encode one 128 px RGB image and its depth with the frozen backbone,
 then the trace expert (encoder + 4 Euler steps of the flow head) for ``--keypoints`` query points. Reports the median
 and p90 over ``--queries`` (after 5 warm-ups), split into backbone and expert, and the same query with one keypoint
 padded (attention then needs its mask), and the same query run eagerly (no inference graphs), all three
-interleaved query by query. Training throughput: samples/s of the
+interleaved query by query (``--compare``: other checkpoints' queries too, e.g. a variant with fewer flow
+steps, measured side by side). Training throughput: samples/s of the
 trace expert's optimizer steps (batch 32 anchors x 64 keypoints) on backbone features of the same shape.
 """
 
@@ -36,6 +38,8 @@ def _timed(fn, repeats: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", default="checkpoints/mu0-sim")
+    parser.add_argument("--compare", nargs="*", default=[],
+                        help="other checkpoints whose queries run interleaved with --ckpt's (side by side)")
     parser.add_argument("--keypoints", type=int, default=64)
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
@@ -72,6 +76,10 @@ def main() -> None:
 
     variants = {"query (backbone + expert)": full, f"query, 1 of {k} keypoints padded": padded,
                 "query, eager (no inference graphs)": eager_query}
+    for path in args.compare:
+        other = Mu0.from_pretrained(path)
+        label = f"query, {path} ({other.model.config.flow_steps} flow steps)"
+        variants[label] = lambda other=other: other.predict_traces(rgb, depth, query, instruction, seed=0)
     for _ in range(5):
         for fn in variants.values():
             fn()
@@ -115,7 +123,7 @@ def main() -> None:
     result["training"] = {"step_ms_median": round(float(np.median(step_ms)), 1),
                           "samples_per_s": round(b / (np.median(step_ms) / 1000), 1), "batch": b, "keypoints": k,
                           "threads": args.train_threads}
-    print(f"μ0 ({args.ckpt}), {k} keypoints, {size} px, threads={args.threads}, {platform.processor() or 'cpu'}")
+    print(f"μ0 ({args.ckpt}, {mu0.model.config.flow_steps} flow steps), {k} keypoints, {size} px, threads={args.threads}, {platform.processor() or 'cpu'}")
     print("| measurement | median ms | p90 ms |\n|---|---:|---:|")
     for name, t in times.items():
         print(f"| {name} | {result[name]['median_ms']} | {result[name]['p90_ms']} |")
