@@ -123,7 +123,8 @@ def main() -> None:
     result["training"] = {"step_ms_median": round(float(np.median(step_ms)), 1),
                           "samples_per_s": round(b / (np.median(step_ms) / 1000), 1), "batch": b, "keypoints": k,
                           "threads": args.train_threads}
-    print(f"μ0 ({args.ckpt}, {mu0.model.config.flow_steps} flow steps), {k} keypoints, {size} px, threads={args.threads}, {platform.processor() or 'cpu'}")
+    print(f"μ0 ({args.ckpt}, {mu0.model.config.flow_steps} flow steps), {k} keypoints, {size} px, "
+          f"threads={args.threads}, {platform.processor() or 'cpu'}")
     print("| measurement | median ms | p90 ms |\n|---|---:|---:|")
     for name, t in times.items():
         print(f"| {name} | {result[name]['median_ms']} | {result[name]['p90_ms']} |")

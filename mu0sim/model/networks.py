@@ -122,14 +122,13 @@ class FlowMatchingHead(nn.Module):
     """Velocity field over (D, 3) control points given the keypoint embeddings; keypoints attend to each other so a
     sampled future is coherent across points of one object. Also the per-step validity logits (H).
 
-    ``prediction``: what the network outputs — the velocity (v-prediction) or the clean control points
-    (x-prediction, velocity derived from it). Sampling is the same Euler integration either way."""
+    ``prediction`` (one of ``FLOW_PREDICTIONS``, checked by ``TraceModelConfig``): what the network outputs — the
+    velocity (v-prediction) or the clean control points (x-prediction, velocity derived from it). Sampling is the
+    same Euler integration either way."""
 
     def __init__(self, dim: int, num_control: int, horizon: int, layers: int = 2, heads: int = 4,
                  prediction: str = "velocity") -> None:
         super().__init__()
-        if prediction not in FLOW_PREDICTIONS:
-            raise ValueError(f"unknown flow prediction {prediction!r}; valid: {', '.join(FLOW_PREDICTIONS)}")
         self.num_control = num_control
         self.prediction = prediction
         self.x_in = nn.Linear(num_control * 3, dim)
