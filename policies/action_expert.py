@@ -21,7 +21,9 @@ With ``wrist_points`` the wrapper also samples points of the task objects in the
 world position, position in the gripper's frame and label), which join the query points in the same pooling through
 their own embedding. ``pooling="per-label"`` adds a pool per label slot; ``image_feature`` / ``wrist_features`` off
 leave the expert geometry alone (points + proprioception), which on Stack stops a 50-demo expert from recalling
-whole training demos by their look (RESULTS.md).
+whole training demos by their look (RESULTS.md). ``wrist_moments`` gives each wrist-view point its object's
+orientation in the gripper's frame (:func:`object_moments`): the yaw to turn to before a grasp, which the pooled
+per-point embeddings did not recover on Stack/Sawyer (RESULTS.md).
 
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
@@ -78,6 +80,7 @@ class ActionExpertConfig:
     wrist_features: bool = True  # read the wrist view's feature cells (when there is a wrist_camera)
     world_offsets: bool = False  # also each point minus the gripper in world axes (the frame actions move in)
     trace_skip: bool = False  # the gripper's trace also maps linearly onto the action chunk (see ActionExpertNet)
+    wrist_moments: bool = False  # each wrist-view point also reads its object's orientation (see object_moments)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -91,6 +94,8 @@ class ActionExpertConfig:
         if self.wrist_points < 0 or (self.wrist_points and self.wrist_camera is None):
             raise ValueError(f"wrist_points must be >= 0 and needs a wrist_camera; got {self.wrist_points} with "
                              f"wrist_camera={self.wrist_camera!r}")
+        if self.wrist_moments and not self.wrist_points:
+            raise ValueError("wrist_moments describes the wrist-view points: it needs wrist_points > 0")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ActionExpertConfig":
@@ -122,14 +127,44 @@ def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool
     return np.concatenate([world, obs["mu0_query_uvz"], in_gripper, labels, motion, *extra], -1).astype(np.float32)
 
 
-def wrist_point_features(obs: dict[str, np.ndarray], world_offsets: bool = False) -> np.ndarray:
-    """(W, WRIST_POINT_DIM (+ 3)) per wrist-view point: world position (m), position in the gripper's frame (m),
-    what it lies on (one-hot) and, with ``world_offsets``, the point minus the gripper in world axes (m); padding
-    rows are whatever the wrapper put there (masked)."""
+def wrist_point_features(obs: dict[str, np.ndarray], world_offsets: bool = False,
+                         moments: bool = False) -> np.ndarray:
+    """(W, WRIST_POINT_DIM (+ 3) (+ 4)) per wrist-view point: world position (m), position in the gripper's frame
+    (m), what it lies on (one-hot), with ``world_offsets`` the point minus the gripper in world axes (m), and with
+    ``moments`` its object's orientation in the gripper's frame (:func:`object_moments`); padding rows are whatever
+    the wrapper put there (masked)."""
     world = obs["wrist_query_world"]
+    in_gripper = in_gripper_frame(obs, world)
     extra = [world - np.asarray(obs["robot0_eef_pos"])[..., None, :]] if world_offsets else []
-    return np.concatenate([world, in_gripper_frame(obs, world), label_one_hot(obs["wrist_query_label"]), *extra],
+    if moments:
+        extra.append(object_moments(in_gripper, obs["wrist_query_label"], obs["wrist_query_mask"]))
+    return np.concatenate([world, in_gripper, label_one_hot(obs["wrist_query_label"]), *extra],
                           -1).astype(np.float32)
+
+
+def object_moments(in_gripper: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(..., W, 4): for each point, the 2- and 4-fold complex moments (real, imaginary) of its object's points in
+    the gripper's xy plane, about their centroid: m_n = sum z^n / sum |z|^n with z = x + iy, so |m_n| <= 1 and
+    arg(m_4) / 4 is a square's yaw relative to the fingers (mod 90 degrees), arg(m_2) / 2 an elongated object's.
+
+    Why: the yaw to turn the gripper by before a grasp is a property of the point set, which per-point embeddings
+    pooled by attention hardly recover from 50 demos (Stack/Sawyer closed on the red cube at a yaw unrelated to
+    the needed one; Sawyer's fingers, 6.75 cm open, fail to square up a 4 cm cube held 20+ degrees off)."""
+    labels, mask = np.asarray(labels), np.asarray(mask) > 0
+    z = in_gripper[..., 0].astype(np.float64) + 1j * in_gripper[..., 1]
+    out = np.zeros((*z.shape, 4), np.float32)
+    for slot in range(2, LABEL_SLOTS):  # the task's objects (robot and background points are not sampled)
+        member = mask & (label_slots(labels) == slot)
+        count = member.sum(-1, keepdims=True)
+        centre = (z * member).sum(-1, keepdims=True) / np.maximum(count, 1)
+        dz = (z - centre) * member
+        for col, n in ((0, 2), (2, 4)):
+            norm = (np.abs(dz) ** n).sum(-1, keepdims=True)
+            m = (dz ** n).sum(-1, keepdims=True) / np.where(norm > 0, norm, 1.0)
+            m = np.broadcast_to(m, z.shape)
+            out[..., col] = np.where(member, m.real, out[..., col])
+            out[..., col + 1] = np.where(member, m.imag, out[..., col + 1])
+    return out
 
 
 def in_gripper_frame(obs: dict[str, np.ndarray], world: np.ndarray) -> np.ndarray:
@@ -192,7 +227,8 @@ class ActionExpertNet(nn.Module):
         offsets = 3 * config.world_offsets
         self.point = nn.Sequential(nn.Linear(POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
         if config.wrist_points:  # own embedding: the pooling tells them from μ0's query points by it
-            self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
+            wrist_dim = WRIST_POINT_DIM + offsets + 4 * config.wrist_moments
+            self.wrist_point = nn.Sequential(nn.Linear(wrist_dim, d), nn.GELU(), nn.Linear(d, d))
         self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM, d), nn.GELU())
@@ -459,7 +495,8 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
         if "wrist_query_world" not in obs:
             raise ValueError(f"this expert needs {config.wrist_points} wrist-view points: wrap the env with "
                              f"Mu0TraceObservation(..., wrist_points={config.wrist_points})")
-        features = (wrist_point_features(obs, config.world_offsets) - norm.wrist_point_mean) / norm.wrist_point_std
+        features = ((wrist_point_features(obs, config.world_offsets, config.wrist_moments) - norm.wrist_point_mean)
+                    / norm.wrist_point_std)
         wrist_points = (torch.as_tensor(features.astype(np.float32)),
                         torch.as_tensor(np.asarray(obs["wrist_query_mask"], np.float32)),
                         torch.as_tensor(label_slots(obs["wrist_query_label"])))

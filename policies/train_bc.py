@@ -66,6 +66,7 @@ class TrainPolicyConfig:
     wrist_features: bool = True  # the expert reads the wrist view's feature cells (with a wrist_camera)
     world_offsets: bool = False  # point features also hold the point minus the gripper in world axes
     trace_skip: bool = False  # the gripper's mean trace also maps linearly onto the action chunk
+    wrist_moments: bool = False  # wrist-view points also read their object's yaw in the gripper's frame
     trace_dropout: float = 0.0  # training only: the chance that a sample reads no traces (no-trace's input)
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
     # action-pretrained and trace-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps``
@@ -431,7 +432,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     wrist = data.get("wrist_tokens")
     wrist_points = None
     if config.wrist_points:
-        wrist_points = (wrist_point_features(data, config.world_offsets), data["wrist_query_mask"].astype(np.float32),
+        wrist_points = (wrist_point_features(data, config.world_offsets, config.wrist_moments),
+                        data["wrist_query_mask"].astype(np.float32),
                         label_slots(data["wrist_query_label"]))
     if config.chunk > MAX_CHUNK:
         raise ValueError(f"chunk must be <= {MAX_CHUNK} (the cached action horizon), got {config.chunk}")
@@ -446,7 +448,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
                             wrist_camera=config.wrist_camera, wrist_points=config.wrist_points,
                             pooling=config.pooling, image_feature=config.image_feature,
                             wrist_features=config.wrist_features, world_offsets=config.world_offsets,
-                            trace_skip=config.trace_skip)
+                            trace_skip=config.trace_skip, wrist_moments=config.wrist_moments)
     torch.manual_seed(config.seed)
     net = ActionExpertNet(pc)
     tens = {"points": torch.as_tensor((points - norm.point_mean) / norm.point_std, dtype=torch.float32),
