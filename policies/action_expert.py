@@ -21,9 +21,9 @@ With ``wrist_points`` the wrapper also samples points of the task objects in the
 world position, position in the gripper's frame and label), which join the query points in the same pooling through
 their own embedding. ``pooling="per-label"`` adds a pool per label slot; ``image_feature`` / ``wrist_features`` off
 leave the expert geometry alone (points + proprioception), which on Stack stops a 50-demo expert from recalling
-whole training demos by their look (RESULTS.md). ``wrist_moments`` gives each wrist-view point its object's
-orientation in the gripper's frame (:func:`object_moments`): the yaw to turn to before a grasp, which the pooled
-per-point embeddings did not recover on Stack/Sawyer (RESULTS.md).
+whole training demos by their look (RESULTS.md). ``wrist_moments`` adds each task object's orientation in the
+gripper's frame, from its wrist-view points (:func:`object_moments`), to the trunk: the yaw to turn to before a
+grasp, which the pooled per-point embeddings did not recover on Stack/Sawyer (RESULTS.md).
 
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
@@ -54,6 +54,7 @@ POOLINGS = ("attention", "per-label")
 PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
 TRACE_STEPS = (2, 4, 8, 12, 16, 24, 32)  # future steps of each trace the expert reads (of μ0's H = 32)
 LABEL_SLOTS = 5  # one-hot of a query point's label: background, robot, first, second, any further task object
+OBJECT_SLOTS = 3  # the last three label slots: the task's objects
 # Version of the expert's inputs: checkpoints record it and one trained on other inputs is refused, not misread.
 # 1: no query-point labels; 2: + the label one-hot; 3: the gripper's query points at the gripper's depth (they took
 # the depth of whatever surface their pixel showed) and, for gt-trace, moving with the gripper.
@@ -80,7 +81,7 @@ class ActionExpertConfig:
     wrist_features: bool = True  # read the wrist view's feature cells (when there is a wrist_camera)
     world_offsets: bool = False  # also each point minus the gripper in world axes (the frame actions move in)
     trace_skip: bool = False  # the gripper's trace also maps linearly onto the action chunk (see ActionExpertNet)
-    wrist_moments: bool = False  # each wrist-view point also reads its object's orientation (see object_moments)
+    wrist_moments: bool = False  # the trunk also reads each object's yaw from its wrist-view points (object_moments)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -127,43 +128,43 @@ def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool
     return np.concatenate([world, obs["mu0_query_uvz"], in_gripper, labels, motion, *extra], -1).astype(np.float32)
 
 
-def wrist_point_features(obs: dict[str, np.ndarray], world_offsets: bool = False,
-                         moments: bool = False) -> np.ndarray:
-    """(W, WRIST_POINT_DIM (+ 3) (+ 4)) per wrist-view point: world position (m), position in the gripper's frame
-    (m), what it lies on (one-hot), with ``world_offsets`` the point minus the gripper in world axes (m), and with
-    ``moments`` its object's orientation in the gripper's frame (:func:`object_moments`); padding rows are whatever
-    the wrapper put there (masked)."""
+def wrist_point_features(obs: dict[str, np.ndarray], world_offsets: bool = False) -> np.ndarray:
+    """(W, WRIST_POINT_DIM (+ 3)) per wrist-view point: world position (m), position in the gripper's frame (m),
+    what it lies on (one-hot) and, with ``world_offsets``, the point minus the gripper in world axes (m); padding
+    rows are whatever the wrapper put there (masked)."""
     world = obs["wrist_query_world"]
-    in_gripper = in_gripper_frame(obs, world)
     extra = [world - np.asarray(obs["robot0_eef_pos"])[..., None, :]] if world_offsets else []
-    if moments:
-        extra.append(object_moments(in_gripper, obs["wrist_query_label"], obs["wrist_query_mask"]))
-    return np.concatenate([world, in_gripper, label_one_hot(obs["wrist_query_label"]), *extra],
+    return np.concatenate([world, in_gripper_frame(obs, world), label_one_hot(obs["wrist_query_label"]), *extra],
                           -1).astype(np.float32)
 
 
+def wrist_object_moments(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """(OBJECT_SLOTS * 4,) or (N, OBJECT_SLOTS * 4): :func:`object_moments` of the wrist-view points."""
+    moments = object_moments(in_gripper_frame(obs, obs["wrist_query_world"]), obs["wrist_query_label"],
+                             obs["wrist_query_mask"])
+    return moments.reshape(*moments.shape[:-2], -1)
+
+
 def object_moments(in_gripper: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(..., W, 4): for each point, the 2- and 4-fold complex moments (real, imaginary) of its object's points in
-    the gripper's xy plane, about their centroid: m_n = sum z^n / sum |z|^n with z = x + iy, so |m_n| <= 1 and
-    arg(m_4) / 4 is a square's yaw relative to the fingers (mod 90 degrees), arg(m_2) / 2 an elongated object's.
+    """(..., W, 3) points in the gripper's frame -> (..., OBJECT_SLOTS, 4): per task object (label slots 2..), the
+    2- and 4-fold complex moments (real, imaginary) of its points in the gripper's xy plane about their centroid:
+    m_n = sum z^n / sum |z|^n with z = x + iy, so |m_n| <= 1, arg(m_4) / 4 is a square's yaw relative to the fingers
+    (mod 90 degrees) and arg(m_2) / 2 an elongated object's; zeros for an object without points.
 
     Why: the yaw to turn the gripper by before a grasp is a property of the point set, which per-point embeddings
     pooled by attention hardly recover from 50 demos (Stack/Sawyer closed on the red cube at a yaw unrelated to
     the needed one; Sawyer's fingers, 6.75 cm open, fail to square up a 4 cm cube held 20+ degrees off)."""
     labels, mask = np.asarray(labels), np.asarray(mask) > 0
     z = in_gripper[..., 0].astype(np.float64) + 1j * in_gripper[..., 1]
-    out = np.zeros((*z.shape, 4), np.float32)
-    for slot in range(2, LABEL_SLOTS):  # the task's objects (robot and background points are not sampled)
+    out = np.zeros((*z.shape[:-1], OBJECT_SLOTS, 4), np.float32)
+    for index, slot in enumerate(range(LABEL_SLOTS - OBJECT_SLOTS, LABEL_SLOTS)):
         member = mask & (label_slots(labels) == slot)
-        count = member.sum(-1, keepdims=True)
-        centre = (z * member).sum(-1, keepdims=True) / np.maximum(count, 1)
+        centre = (z * member).sum(-1, keepdims=True) / np.maximum(member.sum(-1, keepdims=True), 1)
         dz = (z - centre) * member
         for col, n in ((0, 2), (2, 4)):
-            norm = (np.abs(dz) ** n).sum(-1, keepdims=True)
-            m = (dz ** n).sum(-1, keepdims=True) / np.where(norm > 0, norm, 1.0)
-            m = np.broadcast_to(m, z.shape)
-            out[..., col] = np.where(member, m.real, out[..., col])
-            out[..., col + 1] = np.where(member, m.imag, out[..., col + 1])
+            norm = (np.abs(dz) ** n).sum(-1)
+            m = (dz ** n).sum(-1) / np.where(norm > 0, norm, 1.0)
+            out[..., index, col], out[..., index, col + 1] = m.real, m.imag
     return out
 
 
@@ -227,14 +228,17 @@ class ActionExpertNet(nn.Module):
         offsets = 3 * config.world_offsets
         self.point = nn.Sequential(nn.Linear(POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
         if config.wrist_points:  # own embedding: the pooling tells them from μ0's query points by it
-            wrist_dim = WRIST_POINT_DIM + offsets + 4 * config.wrist_moments
-            self.wrist_point = nn.Sequential(nn.Linear(wrist_dim, d), nn.GELU(), nn.Linear(d, d))
+            self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
         self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM, d), nn.GELU())
         # whole-image features identify a demo at a glance; without them the expert must act from geometry
         self.image = nn.Sequential(nn.Linear(IMAGE_DIM, d), nn.GELU()) if config.image_feature else None
         parts = 2 + config.image_feature
+        # a summary per object, not per point: mixed into the point tokens, the same numbers cost Panda's
+        # approach on Stack (RESULTS.md)
+        self.moments = nn.Sequential(nn.Linear(4 * OBJECT_SLOTS, d), nn.GELU()) if config.wrist_moments else None
+        parts += config.wrist_moments
         if config.pooling == "per-label":
             # one pool per label slot: a slot's summary (e.g. where the cube to pick is, relative to the fingers)
             # no longer shifts with how many points the other objects got, which the one shared softmax does
@@ -263,9 +267,10 @@ class ActionExpertNet(nn.Module):
     def context(self, points: torch.Tensor, mask: torch.Tensor, proprio: torch.Tensor,
                 image: torch.Tensor, wrist: torch.Tensor | None = None,
                 wrist_points: tuple[torch.Tensor, ...] | None = None,
-                slots: torch.Tensor | None = None) -> torch.Tensor:
+                slots: torch.Tensor | None = None, moments: torch.Tensor | None = None) -> torch.Tensor:
         """``wrist_points``: (features, mask, slots) of the wrist-view points; ``slots`` (B, K) int64 label slot of
-        each query point (:func:`label_slots`; ``pooling="per-label"`` only)."""
+        each query point (:func:`label_slots`; ``pooling="per-label"`` only); ``moments`` (B, 4 * OBJECT_SLOTS)
+        :func:`wrist_object_moments` (``wrist_moments`` only)."""
         tokens = self.point(points)
         if self.config.wrist_points:
             if wrist_points is None:
@@ -278,6 +283,10 @@ class ActionExpertNet(nn.Module):
         pad = ~mask.bool()
         pooled, _ = self.pool(q, tokens, tokens, key_padding_mask=pad & ~pad.all(-1, keepdim=True))  # none: no NaN
         parts = [pooled[:, 0], self.proprio(proprio)] + ([self.image(image)] if self.image is not None else [])
+        if self.moments is not None:
+            if moments is None:
+                raise ValueError("this expert reads its wrist-view objects' moments (moments=)")
+            parts.append(self.moments(moments))
         if self.config.pooling == "per-label":
             if slots is None:
                 raise ValueError("a per-label pooling expert needs each query point's label slot (slots=)")
@@ -479,10 +488,11 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
 
 def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
                   norm: Normalization) -> tuple:
-    """(points, mask, proprio, image, wrist, wrist_points, slots) normalized tensors for
+    """(points, mask, proprio, image, wrist, wrist_points, slots, moments) normalized tensors for
     :meth:`ActionExpertNet.context` from a batch of observations (every array with a leading batch dimension);
     ``wrist`` is None without a wrist camera, ``wrist_points`` ((features, mask, slots) of the wrist-view points)
-    None without ``wrist_points``; ``slots``: each query point's label slot."""
+    None without ``wrist_points``; ``slots``: each query point's label slot; ``moments``: the wrist-view objects'
+    :func:`object_moments` (already in [-1, 1]; None without ``wrist_moments``)."""
     points = (point_features(obs, config.variant, config.world_offsets) - norm.point_mean) / norm.point_std
     wrist = None
     if config.wrist_camera is not None:
@@ -495,15 +505,15 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
         if "wrist_query_world" not in obs:
             raise ValueError(f"this expert needs {config.wrist_points} wrist-view points: wrap the env with "
                              f"Mu0TraceObservation(..., wrist_points={config.wrist_points})")
-        features = ((wrist_point_features(obs, config.world_offsets, config.wrist_moments) - norm.wrist_point_mean)
-                    / norm.wrist_point_std)
+        features = (wrist_point_features(obs, config.world_offsets) - norm.wrist_point_mean) / norm.wrist_point_std
         wrist_points = (torch.as_tensor(features.astype(np.float32)),
                         torch.as_tensor(np.asarray(obs["wrist_query_mask"], np.float32)),
                         torch.as_tensor(label_slots(obs["wrist_query_label"])))
     return (torch.as_tensor(points.astype(np.float32)), torch.as_tensor(np.asarray(obs["mu0_query_mask"])),
             torch.as_tensor(((proprio_features(obs) - norm.proprio_mean) / norm.proprio_std).astype(np.float32)),
             torch.as_tensor(((obs["mu0_image"] - norm.image_mean) / norm.image_std).astype(np.float32)), wrist,
-            wrist_points, torch.as_tensor(label_slots(obs["mu0_query_label"])))
+            wrist_points, torch.as_tensor(label_slots(obs["mu0_query_label"])),
+            torch.as_tensor(wrist_object_moments(obs)) if config.wrist_moments else None)
 
 
 def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -519,7 +529,8 @@ def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, va
 
 
 __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "Normalization", "PRETRAINED_VARIANTS",
-           "VARIANTS", "chunk_loss", "expert_env", "expert_inputs", "point_features", "proprio_features",
+           "VARIANTS", "chunk_loss", "expert_env", "expert_inputs", "object_moments", "point_features",
+           "proprio_features", "wrist_object_moments",
            "label_one_hot", "label_slots",
            "POOLINGS",
            "wrist_point_features",

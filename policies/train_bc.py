@@ -27,7 +27,7 @@ from mu0sim.io import checkpoint_fingerprint
 from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POOLINGS, PRETRAINED_VARIANTS, TRACE_STEPS,
                                            VARIANTS, ActionExpert, ActionExpertConfig, ActionExpertNet, Normalization,
                                            chunk_loss, label_slots, point_features, proprio_features,
-                                           wrist_point_features)
+                                           wrist_object_moments, wrist_point_features)
 from mu0sim.policies.trace_observation import WRIST_POINT_KEYS
 
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
@@ -66,7 +66,7 @@ class TrainPolicyConfig:
     wrist_features: bool = True  # the expert reads the wrist view's feature cells (with a wrist_camera)
     world_offsets: bool = False  # point features also hold the point minus the gripper in world axes
     trace_skip: bool = False  # the gripper's mean trace also maps linearly onto the action chunk
-    wrist_moments: bool = False  # wrist-view points also read their object's yaw in the gripper's frame
+    wrist_moments: bool = False  # the expert also reads each object's yaw from its wrist-view points
     trace_dropout: float = 0.0  # training only: the chance that a sample reads no traces (no-trace's input)
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
     # action-pretrained and trace-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps``
@@ -432,8 +432,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     wrist = data.get("wrist_tokens")
     wrist_points = None
     if config.wrist_points:
-        wrist_points = (wrist_point_features(data, config.world_offsets, config.wrist_moments),
-                        data["wrist_query_mask"].astype(np.float32),
+        wrist_points = (wrist_point_features(data, config.world_offsets), data["wrist_query_mask"].astype(np.float32),
                         label_slots(data["wrist_query_label"]))
     if config.chunk > MAX_CHUNK:
         raise ValueError(f"chunk must be <= {MAX_CHUNK} (the cached action horizon), got {config.chunk}")
@@ -465,6 +464,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
         tens["wrist_point_mask"] = torch.as_tensor(wrist_points[1])
         tens["wrist_point_slots"] = torch.as_tensor(wrist_points[2])
     tens["slots"] = torch.as_tensor(label_slots(data["mu0_query_label"]))
+    if config.wrist_moments:
+        tens["moments"] = torch.as_tensor(wrist_object_moments(data))
     rng = np.random.default_rng(config.seed)
     val_rows = np.flatnonzero(is_val)
 
@@ -482,7 +483,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
         ctx = net.context(points, tens["mask"][rows], tens["proprio"][rows], tens["image"][rows],
                           tens["wrist"][rows] if "wrist" in tens else None,
                           (tens["wrist_points"][rows], tens["wrist_point_mask"][rows], tens["wrist_point_slots"][rows])
-                          if "wrist_points" in tens else None, tens["slots"][rows])
+                          if "wrist_points" in tens else None, tens["slots"][rows],
+                          tens["moments"][rows] if "moments" in tens else None)
         return chunk_loss(net, ctx, tens["target"][rows], tens["valid"][rows])
 
     stages = [("fine-tune" if config.pretrain_data else "train", np.flatnonzero(train & data["target"]),

@@ -132,22 +132,22 @@ def _square(yaw_rad: float, centre_xy=(0.0, 0.0), half_m: float = 0.02) -> np.nd
 
 def test_object_moments_read_a_square_objects_yaw_wherever_it_is():
     """arg(m_4) / 4 follows a square's yaw (mod 90 degrees) in the gripper's frame, whatever its position and
-    whatever the other object's points; a square has no 2-fold moment; padding and other labels read zeros."""
+    whatever the other object's points; a square has no 2-fold moment; an object without points reads zeros."""
     other = _square(0.3, centre_xy=(0.08, -0.05))
     readings = []
     for yaw_deg in (0.0, 10.0, 25.0, 40.0):
         points = np.concatenate([_square(np.radians(yaw_deg), centre_xy=(0.01, 0.02)), other, np.zeros((2, 3))])
-        labels = np.array([2] * 8 + [3] * 8 + [0, 0])
-        mask = np.array([1] * 16 + [0, 0])
+        labels = np.array([2] * 8 + [3] * 8 + [4, 4])
+        mask = np.array([1] * 16 + [0, 0])  # object slot 4: padding only
         m = object_moments(points[None], labels[None], mask[None])[0]
-        np.testing.assert_allclose(m[:8], np.repeat(m[:1], 8, 0))  # one reading per object, on each of its points
+        assert m.shape == (3, 4)
         np.testing.assert_allclose(m[0, :2], 0.0, atol=1e-6)
         assert np.hypot(m[0, 2], m[0, 3]) > 0.5  # corners and edge midpoints pull arg(m_4) apart by 180 degrees
-        np.testing.assert_array_equal(m[16:], 0.0)
+        np.testing.assert_array_equal(m[2], 0.0)
         readings.append(np.degrees(np.arctan2(m[0, 3], m[0, 2])) / 4)
-        moved = object_moments(_square(np.radians(yaw_deg), centre_xy=(-0.03, 0.0))[None], np.full((1, 8), 2),
+        alone = object_moments(_square(np.radians(yaw_deg), centre_xy=(-0.03, 0.0))[None], np.full((1, 8), 2),
                                np.ones((1, 8)))[0]
-        np.testing.assert_allclose(moved[0], m[0], atol=1e-5)
+        np.testing.assert_allclose(alone[0], m[0], atol=1e-5)
     turned = (np.diff(readings) + 45.0) % 90.0 - 45.0  # a square's yaw is defined mod 90 degrees
     np.testing.assert_allclose(turned, [10.0, 15.0, 15.0], atol=1e-3)
     long_bar = np.array([[x, 0.0, 0.0] for x in np.linspace(-0.05, 0.05, 9)])  # elongated along x: m_2 = 1
@@ -314,12 +314,12 @@ def test_wrist_points_train_run_and_keep_older_configs(tiny_mu0, tmp_path):
         ActionExpertConfig(wrist_points=4, wrist_camera=None)
     with pytest.raises(ValueError, match="needs wrist_points > 0"):
         ActionExpertConfig(wrist_moments=True)
-    # wrist_moments: the same points, four more features each (their object's orientation), end to end
+    # wrist_moments: the objects' orientation from the same points, into the trunk, end to end
     moments = TrainPolicyConfig(**{**asdict(config), "out": str(tmp_path / "wpm"), "wrist_moments": True})
     assert np.isfinite(train_policy(moments, progress=False)["val_loss"])
     policy = ActionExpert.from_pretrained(tmp_path / "wpm")
-    assert policy.config.wrist_moments and policy.norm.wrist_point_mean.shape == (3 + 3 + LABEL_SLOTS + 4,)
-    assert policy.predict_action_chunk(obs).shape == (16, 7)
+    assert policy.config.wrist_moments and policy.predict_action_chunk(obs).shape == (16, 7)
+    assert policy.tensors(obs)[-1].shape == (1, 12)
 
 
 def test_per_label_pooling_ignores_how_many_points_other_objects_got():
