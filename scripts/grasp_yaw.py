@@ -7,8 +7,9 @@ with the cube's misalignment to the fingers at the policy's first close command,
 Misalignment: the angle (degrees, 0-45) between the fingers' closing axis and the nearest pair of the cube's faces,
 the yaw a grasp must match (the scripted experts turn to it within 0.05 rad before descending). ``--demos`` also
 measures it at the first close command of each recorded demo (the policy's robot). Each episode is appended to
-``--out`` as it ends (a rerun skips the seeds there). Prints success per misalignment bin. Episodes are the
-evaluation's: one torch thread, env, μ0 and policy reseeded per seed (``mu0sim eval`` gives the same outcomes).
+``--out`` as it ends (a rerun skips the seeds the same checkpoint played there: rows carry its ``policy_id``).
+Prints success per misalignment bin. Episodes are the evaluation's: one torch thread, env, μ0 and policy reseeded
+per seed (``mu0sim eval`` gives the same outcomes).
 """
 
 from __future__ import annotations
@@ -41,19 +42,14 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def demo_misalignment(path: str, quat_slice: slice, closing_yaw_in_eef: float) -> list[float]:
-    import h5py
-
-    from mu0sim.datasets.hdf5 import demo_names
+    from mu0sim.datasets.hdf5 import iter_episodes
 
     out = []
-    with h5py.File(path, "r") as f:
-        for name in demo_names(f):
-            demo = f["data"][name]
-            closes = np.flatnonzero(demo["actions"][:, -1] > 0)
-            if len(closes):
-                step = int(closes[0])
-                obs = {k: demo["obs"][k][step] for k in ("object", "robot0_eef_quat")}
-                out.append(misalignment_deg(obs, quat_slice, closing_yaw_in_eef))
+    for _, demo in iter_episodes(path, obs_keys=["object", "robot0_eef_quat"]):
+        closes = np.flatnonzero(demo["actions"][:, -1] > 0)
+        if len(closes):
+            obs = {k: v[int(closes[0])] for k, v in demo["obs"].items()}
+            out.append(misalignment_deg(obs, quat_slice, closing_yaw_in_eef))
     return out
 
 
@@ -87,6 +83,7 @@ def main() -> None:
     from mu0sim.policies.action_expert import ActionExpertConfig
     from mu0sim.policies.scripted.stack import closing_axis_in_eef
     from mu0sim.rollouts.closed_loop import EpisodeRunner
+    from mu0sim.rollouts.evaluate import policy_id
 
     config = ActionExpertConfig.from_dict(json.loads((Path(args.policy) / "config.json").read_text())["policy"])
     if config.task not in CUBE_QUAT:
@@ -106,7 +103,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
-    rows = [r for r in rows if r["policy"] == str(args.policy)]
+    checkpoint = policy_id(args.policy)  # a checkpoint retrained in place plays its seeds again
+    rows = [r for r in rows if r.get("policy_id") == checkpoint]
     done = {r["seed"] for r in rows}
     with out.open("a") as log:
         for seed in tqdm([s for s in parse_seeds(args.seeds) if s not in done], desc="grasp yaw", unit="ep"):
@@ -120,8 +118,9 @@ def main() -> None:
                 obs, _, terminated, truncated, info = env.step(action)
                 step += 1
                 finished = terminated or truncated
-            row = {"policy": str(args.policy), "seed": seed, "success": bool(info["is_success"]),
-                   "misalignment_deg": None if at_close is None else round(at_close, 2), "close_step": close_step}
+            row = {"policy": str(args.policy), "policy_id": checkpoint, "seed": seed,
+                   "success": bool(info["is_success"]), "close_step": close_step,
+                   "misalignment_deg": None if at_close is None else round(at_close, 2)}
             log.write(json.dumps(row) + "\n")
             log.flush()
             rows.append(row)
