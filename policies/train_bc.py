@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from mu0sim.io import checkpoint_fingerprint
-from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POOLINGS, PRETRAINED_VARIANTS, TRACE_STEPS,
-                                           VARIANTS, ActionExpert, ActionExpertConfig, ActionExpertNet, Normalization,
+from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, PRETRAINED_VARIANTS, TRACE_STEPS,
+                                           ActionExpert, ActionExpertConfig, ActionExpertNet, Normalization,
                                            chunk_loss, label_slots, point_features, proprio_features,
                                            wrist_object_moments, wrist_point_features)
 from mu0sim.policies.trace_observation import WRIST_POINT_KEYS
@@ -74,6 +74,28 @@ class TrainPolicyConfig:
     pretrain_data: list[str] = field(default_factory=list)
     pretrain_steps: int = 3000
     pretrain_episodes: int | None = None  # first N demos of each pretraining file (None: as many as ``episodes``)
+
+    def expert_config(self, robot: str, task: str, mu0_id: str) -> ActionExpertConfig:
+        """The expert these settings train for ``robot`` on ``task`` (both read from the data) with μ0 ``mu0_id``."""
+        return ActionExpertConfig(variant=self.variant, head=self.head, robot=robot, task=task, chunk=self.chunk,
+                                  execute=self.execute, mu0_id=mu0_id, wrist_camera=self.wrist_camera,
+                                  wrist_points=self.wrist_points, pooling=self.pooling,
+                                  image_feature=self.image_feature, wrist_features=self.wrist_features,
+                                  world_offsets=self.world_offsets, trace_skip=self.trace_skip,
+                                  wrist_moments=self.wrist_moments)
+
+    def check(self) -> None:
+        """Refuse settings that cannot train, before any data is read or replayed (minutes of μ0 features, or
+        hours into an ablation): the expert's own checks (:class:`ActionExpertConfig`) and the training's."""
+        self.expert_config(robot="", task="", mu0_id="")
+        if not 0.0 <= self.trace_dropout < 1.0:
+            raise ValueError(f"trace_dropout must be in [0, 1), got {self.trace_dropout}")
+        if (self.variant in PRETRAINED_VARIANTS) != bool(self.pretrain_data):
+            raise ValueError(f"pretrain_data (other robots' demos) is required by variants "
+                             f"{', '.join(PRETRAINED_VARIANTS)} and only used by them; got variant {self.variant!r} "
+                             f"with {len(self.pretrain_data)} pretrain files")
+        if self.chunk > MAX_CHUNK:
+            raise ValueError(f"chunk must be <= {MAX_CHUNK} (the cached action horizon), got {self.chunk}")
 
 
 def same_train_config(saved: dict, config: TrainPolicyConfig) -> bool:
@@ -399,16 +421,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     from mu0sim.datasets.hdf5 import read_collection, read_env_args
     from mu0sim.model import Mu0
 
-    if config.variant not in VARIANTS:
-        raise ValueError(f"unknown variant {config.variant!r}; valid variants: {', '.join(VARIANTS)}")
-    if config.pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {config.pooling!r}; valid poolings: {', '.join(POOLINGS)}")
-    if not 0.0 <= config.trace_dropout < 1.0:
-        raise ValueError(f"trace_dropout must be in [0, 1), got {config.trace_dropout}")
-    if (config.variant in PRETRAINED_VARIANTS) != bool(config.pretrain_data):
-        raise ValueError(f"pretrain_data (other robots' demos) is required by variants "
-                         f"{', '.join(PRETRAINED_VARIANTS)} and only used by them; got variant {config.variant!r} "
-                         f"with {len(config.pretrain_data)} pretrain files")
+    config.check()
     robots = {read_env_args(d)["mu0sim"]["kwargs"]["robot"] for d in config.data}
     tasks = {read_env_args(d)["mu0sim"]["kwargs"]["task"] for d in config.data}
     if len(robots) != 1:
@@ -434,20 +447,13 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     if config.wrist_points:
         wrist_points = (wrist_point_features(data, config.world_offsets), data["wrist_query_mask"].astype(np.float32),
                         label_slots(data["wrist_query_label"]))
-    if config.chunk > MAX_CHUNK:
-        raise ValueError(f"chunk must be <= {MAX_CHUNK} (the cached action horizon), got {config.chunk}")
     target = data["action_chunk"][:, :config.chunk].astype(np.float32)
     valid = chunk_validity(data["step"], data["episode_length"], config.chunk)
     train = ~is_val
     norm = Normalization.fit(proprio[train], image[train], points[train], mask[train],
                              None if wrist is None else wrist[train],
                              None if wrist_points is None else (wrist_points[0][train], wrist_points[1][train]))
-    pc = ActionExpertConfig(variant=config.variant, head=config.head, robot=robots.pop(), task=",".join(sorted(tasks)),
-                            chunk=config.chunk, execute=config.execute, mu0_id=mu0_id,
-                            wrist_camera=config.wrist_camera, wrist_points=config.wrist_points,
-                            pooling=config.pooling, image_feature=config.image_feature,
-                            wrist_features=config.wrist_features, world_offsets=config.world_offsets,
-                            trace_skip=config.trace_skip, wrist_moments=config.wrist_moments)
+    pc = config.expert_config(robot=robots.pop(), task=",".join(sorted(tasks)), mu0_id=mu0_id)
     torch.manual_seed(config.seed)
     net = ActionExpertNet(pc)
     tens = {"points": torch.as_tensor((points - norm.point_mean) / norm.point_std, dtype=torch.float32),

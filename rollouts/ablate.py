@@ -170,6 +170,11 @@ class AblationConfig:
             raise ValueError(f"grip_flip_rate must be in [0, 1) (0: clean demos), got {self.grip_flip_rate}")
         self.check_expert_options()
         _refuse_fixed_settings(self.train, free, "", "ablation")
+        for cell in self.cells():  # a setting that cannot train fails now, not when its block comes hours later
+            try:
+                train_config_for(self, cell).check()
+            except ValueError as error:
+                raise ValueError(f"cell {cell.name}: {error}") from None
         if not (Path(self.mu0) / "config.json").exists():
             raise FileNotFoundError(f"μ0 checkpoint {self.mu0} not found (expected {self.mu0}/config.json)")
 

@@ -213,6 +213,10 @@ def test_gt_trace_episodes_of_another_oracle_do_not_count(tmp_path):
                   "train": {"head": "flow"}},
                  {"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10], "tag": "f",
                   "train": {"head": "regression"}}]}, "appears in two blocks with different train settings"),
+    # settings that pass each check alone but cannot train a cell: refused at load, not when the cell's block runs
+    ({"task_train": {"Lift": {"wrist_moments": True}}},
+     "cell Lift_Panda_trace_10demos: wrist_moments describes the wrist-view points: it needs wrist_points > 0"),
+    ({"train": {"chunk": 64}}, "cell Lift_Panda_trace_10demos: chunk must be <= 32"),
 ])
 def test_bad_ablation_configs_are_refused_with_the_reason(tmp_path, capsys, change, message):
     config = {"name": "bad", "out": str(tmp_path / "out"),

@@ -170,8 +170,16 @@ def test_config_refuses_bad_values():
         ActionExpertConfig(head="diffusion")
     with pytest.raises(ValueError, match="execute"):
         ActionExpertConfig(chunk=8, execute=9)
+    # training settings that cannot train are refused before any data is read (no file exists here)
+    unread = {"data": ["unread.hdf5"], "mu0": "unread", "out": "unwritten"}
     with pytest.raises(ValueError, match="trace_dropout must be in"):
-        train_policy(TrainPolicyConfig(data=["unread.hdf5"], mu0="unread", out="unwritten", trace_dropout=1.0))
+        train_policy(TrainPolicyConfig(**unread, trace_dropout=1.0))
+    with pytest.raises(ValueError, match="wrist_moments .* needs wrist_points > 0"):
+        train_policy(TrainPolicyConfig(**unread, wrist_moments=True))
+    with pytest.raises(ValueError, match="chunk must be <= 32"):
+        train_policy(TrainPolicyConfig(**unread, chunk=64))
+    with pytest.raises(ValueError, match="valid poolings"):
+        train_policy(TrainPolicyConfig(**unread, pooling="max"))
 
 
 @pytest.mark.parametrize("head, options", [("regression", {}),
