@@ -1,11 +1,13 @@
 """Per-seed comparison of evaluated policies (the "both / only one" counts and sign tests in RESULTS.md).
 
     python scripts/paired_outcomes.py runs/ablations/A/eval/episodes.jsonl [runs/ablations/B/eval/episodes.jsonl ...]
+    python scripts/paired_outcomes.py --all-checkpoints results/cross_embodiment/eval/episodes.jsonl
 
 Reads the episode logs of ``mu0sim eval`` / ``mu0sim ablate`` (only the episodes of each checkpoint as it is now, as
 the tables do), then prints per policy and task x robot its successes and failures split into never grasp / grasp,
 then fail, and for every pair of policies on the same task x robot the seeds both succeed on, those only one does,
-and the two-sided exact sign test on the latter.
+and the two-sided exact sign test on the latter. ``--all-checkpoints`` keeps the episodes of checkpoints since
+retrained in place too, each under its policy id: a study cell before and after a recipe change, side by side.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from mu0sim.rollouts.evaluate import current_episodes, paired_outcomes
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("logs", nargs="+", help="episodes.jsonl files")
+    parser.add_argument("--all-checkpoints", action="store_true",
+                        help="also superseded checkpoints' episodes, each policy named with its policy id")
     args = parser.parse_args()
     records = []
     for log in args.logs:
         records += [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
     rows = defaultdict(list)
-    for r in current_episodes(records):
-        rows[(r["task"], r["robot"], Path(r["policy"]).name)].append(r)
+    for r in records if args.all_checkpoints else current_episodes(records):
+        name = Path(r["policy"]).name + (f"@{r.get('policy_id')}" if args.all_checkpoints else "")
+        rows[(r["task"], r["robot"], name)].append(r)
     for (task, robot, policy), episodes in sorted(rows.items()):
         failures = [r for r in episodes if not r["success"]]
         never = sum(r.get("first_grasp_step") is None for r in failures)
