@@ -1,6 +1,10 @@
 """Per-seed comparison of two policies: the counts and the exact sign test behind RESULTS.md's paired claims."""
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +32,30 @@ def test_paired_outcomes_counts_only_the_seeds_both_played():
 ])
 def test_sign_test_p_is_the_two_sided_exact_binomial_tail(only_a, only_b, expected):
     assert sign_test_p(only_a, only_b) == pytest.approx(expected)
+
+
+def test_script_all_checkpoints_sets_a_retrained_cell_beside_its_old_checkpoint(tmp_path):
+    """``scripts/paired_outcomes.py --all-checkpoints``: one cell's episodes from two checkpoints (policy ids) become
+    two rows and one paired comparison; without the flag a checkpoint that is gone keeps all its records, pooled."""
+    policy = str(tmp_path / "gone" / "Stack_Panda_trace_10demos")  # no checkpoint there: nothing is "current"
+    old = {0: True, 1: False, 2: True, 3: False}
+    new = {0: True, 1: True, 2: True, 3: False}
+    log = tmp_path / "episodes.jsonl"
+    log.write_text("".join(json.dumps({"task": "Stack", "robot": "Panda", "policy": policy, "policy_id": pid,
+                                       "seed": seed, "success": ok, "first_grasp_step": 5 if seed == 1 else None})
+                           + "\n" for pid, outcomes in (("old", old), ("new", new)) for seed, ok in outcomes.items()))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "paired_outcomes.py"
+
+    def run(*flags: str) -> list[str]:
+        done = subprocess.run([sys.executable, str(script), *flags, str(log)], capture_output=True, text=True,
+                              check=True)
+        return done.stdout.splitlines()
+
+    split = run("--all-checkpoints")
+    assert split == [
+        "Stack/Panda Stack_Panda_trace_10demos@new: 3/4; failures: never grasp 1, grasp, then fail 0",
+        "Stack/Panda Stack_Panda_trace_10demos@old: 2/4; failures: never grasp 1, grasp, then fail 1",
+        "Stack_Panda_trace_10demos@new vs Stack_Panda_trace_10demos@old (4 seeds): both 2, only the first 1, "
+        "only the second 0, sign test p = 1.000",
+    ]
+    assert run() == ["Stack/Panda Stack_Panda_trace_10demos: 5/8; failures: never grasp 2, grasp, then fail 1"]
