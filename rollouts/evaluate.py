@@ -29,7 +29,9 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     p = successes / trials
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at p = 0 or 1 the bound equals p only up to rounding (e.g. 0.9999999999999999 for 6/6), and a plot's error bar
+    # (p - low, high - p) must not go negative
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def sign_test_p(only_a: int, only_b: int) -> float:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mu0sim.rollouts.evaluate import paired_outcomes, sign_test_p
+from mu0sim.rollouts.evaluate import paired_outcomes, sign_test_p, wilson_interval
 
 
 def episodes(successes: dict[int, bool]) -> list[dict]:
@@ -59,3 +59,13 @@ def test_script_all_checkpoints_sets_a_retrained_cell_beside_its_old_checkpoint(
         "only the second 0, sign test p = 1.000",
     ]
     assert run() == ["Stack/Panda Stack_Panda_trace_10demos: 5/8; failures: never grasp 2, grasp, then fail 1"]
+
+
+def test_wilson_interval_contains_the_rate_exactly_at_every_count():
+    # 6/6 and 0/11 once gave a bound a rounding error past the rate, and a negative error bar crashed the plots
+    for trials in range(1, 201):
+        for successes in range(trials + 1):
+            low, high = wilson_interval(successes, trials)
+            assert 0.0 <= low <= successes / trials <= high <= 1.0
+    assert wilson_interval(6, 6)[1] == 1.0 and wilson_interval(0, 11)[0] == 0.0
+    assert wilson_interval(40, 50) == pytest.approx((0.6696, 0.8876), abs=1e-4)
