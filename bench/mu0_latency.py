@@ -5,11 +5,12 @@
 
 A query is what a policy does at each μ0 step: encode one 128 px RGB image and its depth with the frozen backbone,
 then the trace expert (encoder + 4 Euler steps of the flow head) for ``--keypoints`` query points. Reports the median
-and p90 over ``--queries`` (after 5 warm-ups), split into backbone and expert, and the same query with one keypoint
-padded (attention then needs its mask), and the same query run eagerly (no inference graphs), all three
-interleaved query by query (``--compare``: other checkpoints' queries too, e.g. a variant with fewer flow
-steps, measured side by side). Training throughput: samples/s of the
-trace expert's optimizer steps (batch 32 anchors x 64 keypoints) on backbone features of the same shape.
+and p90 over ``--queries`` (after 5 warm-ups) of the query in each inference runtime (eager, TorchScript graphs —
+the default — and ONNX Runtime: mu0sim.model.inference_graph), the TorchScript query with one keypoint padded
+(attention then needs its mask), all interleaved query by query (``--compare``: other checkpoints' queries too,
+e.g. a variant with fewer flow steps), then the backbone alone in each runtime, interleaved the same way; the
+expert's share is the difference of medians. Training throughput: samples/s of the trace expert's optimizer steps
+(batch 32 anchors x 64 keypoints) on backbone features of the same shape.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from mu0sim.model import Mu0, TraceModel
+from mu0sim.model import RUNTIMES, Mu0, TraceModel
 from mu0sim.model.networks import TraceBatch
 
 
@@ -47,50 +48,37 @@ def main() -> None:
     parser.add_argument("--train-threads", type=int, default=2, help="threads for the training measurement")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    mu0 = Mu0.from_pretrained(args.ckpt)
-    eager = Mu0.from_pretrained(args.ckpt, inference_graphs=False)
+    # one μ0 per inference runtime (mu0sim.model.inference_graph); `mu0` is the default, TorchScript
+    runtimes = {runtime: Mu0.from_pretrained(args.ckpt, runtime=runtime) for runtime in RUNTIMES}
+    mu0 = runtimes["torchscript"]
     size, k = mu0.image_size, args.keypoints
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (1, size, size, 3), dtype=np.uint8)
     depth = rng.uniform(0.8, 1.6, (1, size, size)).astype(np.float32)
     query = rng.uniform(0, size, (1, k, 2)).astype(np.float32)
     instruction = mu0.instructions.texts[0]
-
-    def full():
-        mu0.predict_traces(rgb, depth, query, instruction, seed=0)
-
-    def backbone():
-        mu0.encode_images(rgb, depth)
-
     one_padded = np.ones((1, k), bool)
     one_padded[0, -1] = False
 
-    def padded():  # the masked-attention path, taken only when some query point is padding
-        mu0.predict_traces(rgb, depth, query, instruction, query_mask=one_padded, seed=0)
-
-    def eager_query():  # the same query without inference graphs (mu0sim.model.inference_graph)
-        eager.predict_traces(rgb, depth, query, instruction, seed=0)
-
-    def eager_backbone():
-        eager.encode_images(rgb, depth)
-
-    variants = {"query (backbone + expert)": full, f"query, 1 of {k} keypoints padded": padded,
-                "query, eager (no inference graphs)": eager_query}
+    variants = {f"query, {runtime}": (lambda m=m: m.predict_traces(rgb, depth, query, instruction, seed=0))
+                for runtime, m in runtimes.items()}
+    # the masked-attention path, taken only when some query point is padding (its expert runs eagerly)
+    variants[f"query, torchscript, 1 of {k} keypoints padded"] = lambda: mu0.predict_traces(
+        rgb, depth, query, instruction, query_mask=one_padded, seed=0)
     for path in args.compare:
         other = Mu0.from_pretrained(path)
         label = f"query, {path} ({other.model.config.flow_steps} flow steps)"
         variants[label] = lambda other=other: other.predict_traces(rgb, depth, query, instruction, seed=0)
+    backbones = {f"backbone only, {runtime}": (lambda m=m: m.encode_images(rgb, depth))
+                 for runtime, m in runtimes.items()}
     for _ in range(5):
-        for fn in variants.values():
+        for fn in [*variants.values(), *backbones.values()]:
             fn()
-    times = {name: [] for name in variants}
-    for _ in range(args.queries):  # interleaved, so that the machine's drift hits every variant alike
-        for name, fn in variants.items():
-            times[name] += _timed(fn, 1)
-    times["backbone only"], times["backbone only, eager"] = [], []
-    for _ in range(args.queries):
-        times["backbone only"] += _timed(backbone, 1)
-        times["backbone only, eager"] += _timed(eager_backbone, 1)
+    times = {name: [] for name in [*variants, *backbones]}
+    for group in (variants, backbones):
+        for _ in range(args.queries):  # interleaved, so that the machine's drift hits every variant alike
+            for name, fn in group.items():
+                times[name] += _timed(fn, 1)
 
     # training throughput of the trace expert on features of the real shapes
     model = TraceModel(mu0.model.config, mu0.model.normalizer)
@@ -118,21 +106,27 @@ def main() -> None:
     step_ms = _timed(step, args.train_steps)
     result = {name: {"median_ms": round(float(np.median(t)), 2), "p90_ms": round(float(np.percentile(t, 90)), 2)}
               for name, t in times.items()}
-    result["expert only (median difference)"] = {"median_ms": round(result["query (backbone + expert)"]["median_ms"]
-                                                                    - result["backbone only"]["median_ms"], 2)}
+    for runtime in RUNTIMES:
+        result[f"trace expert only, {runtime} (difference of medians)"] = {"median_ms": round(
+            result[f"query, {runtime}"]["median_ms"] - result[f"backbone only, {runtime}"]["median_ms"], 2)}
     result["training"] = {"step_ms_median": round(float(np.median(step_ms)), 1),
                           "samples_per_s": round(b / (np.median(step_ms) / 1000), 1), "batch": b, "keypoints": k,
                           "threads": args.train_threads}
     print(f"μ0 ({args.ckpt}, {mu0.model.config.flow_steps} flow steps), {k} keypoints, {size} px, "
           f"threads={args.threads}, {platform.processor() or 'cpu'}")
     print("| measurement | median ms | p90 ms |\n|---|---:|---:|")
-    for name, t in times.items():
-        print(f"| {name} | {result[name]['median_ms']} | {result[name]['p90_ms']} |")
-    print(f"| trace expert only (difference of medians) | {result['expert only (median difference)']['median_ms']} "
-          "| |")
-    speedup = result["query, eager (no inference graphs)"]["median_ms"] / result["query (backbone + expert)"]["median_ms"]
-    result["inference graphs speed-up"] = round(speedup, 2)
-    print(f"\ninference graphs vs eager, whole query: {speedup:.2f}x")
+    for name, row in result.items():
+        if "median_ms" in row:
+            print(f"| {name} | {row['median_ms']} | {row.get('p90_ms', '')} |")
+    median = {name: row["median_ms"] for name, row in result.items() if "median_ms" in row}
+    result["speed-ups"] = {
+        "torchscript vs eager, query": round(median["query, eager"] / median["query, torchscript"], 2),
+        "onnxruntime vs torchscript, query": round(median["query, torchscript"] / median["query, onnxruntime"], 2),
+        "onnxruntime vs torchscript, backbone": round(
+            median["backbone only, torchscript"] / median["backbone only, onnxruntime"], 2)}
+    print()
+    for name, ratio in result["speed-ups"].items():
+        print(f"{name}: {ratio:.2f}x")
     print(f"\ntraining ({args.train_threads} threads): {result['training']['step_ms_median']} ms per step of {b} anchors x {k} keypoints = "
           f"{result['training']['samples_per_s']} anchor samples/s")
     print(json.dumps(result))

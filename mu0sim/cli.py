@@ -198,7 +198,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     config = EvalConfig(policies=list(args.policy), task=args.task, robots=[r for r in args.robots.split(",") if r],
                         episodes=args.episodes, seed_start=args.seed_start, out=args.out, mu0=args.mu0,
-                        videos=args.videos, workers=args.workers, backend=args.backend, address=args.address)
+                        videos=args.videos, workers=args.workers, backend=args.backend, address=args.address,
+                        mu0_runtime=args.mu0_runtime)
     print(json.dumps(evaluate(config)))
     return 0
 
@@ -336,6 +337,10 @@ def _commands() -> list[Command]:
                        help="worker processes / Ray actors (outcomes do not change)")
         p.add_argument("--backend", default="local", choices=("local", "ray"))
         p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+        p.add_argument("--mu0-runtime", default="torchscript",
+                       help="how μ0 runs: torchscript (default; outputs identical to eager), eager, or "
+                            "onnxruntime (~1.4x faster μ0 queries; float rounding differs, so an episode may end "
+                            "otherwise)")
 
     def finetune_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--policy", required=True, help="behaviour-cloned action-expert checkpoint (regression head)")

@@ -456,17 +456,17 @@ class ActionExpert:
 
 
 def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str | None = None,
-               max_episode_steps: int | None = None):
+               max_episode_steps: int | None = None, mu0_runtime: str = "torchscript"):
     """The policy at ``policy_dir`` and the env it acts in: ``task`` on its robot, wrapped in
     :class:`~mu0sim.policies.trace_observation.Mu0TraceObservation` exactly as it was trained (μ0, query points,
     trace source, wrist camera; μ0 queried at every chunk start). ``robot`` (when given) must be the policy's.
-    Returns ``(env, ActionExpert)``."""
+    ``mu0_runtime``: how μ0 runs (``Mu0.from_pretrained``'s ``runtime``). Returns ``(env, ActionExpert)``."""
     from mu0sim.envs import make_env
     from mu0sim.model import Mu0
     from mu0sim.policies.trace_observation import Mu0TraceObservation
     from mu0sim.policies.train_bc import mu0_fingerprint, trace_source
 
-    mu0 = Mu0.from_pretrained(mu0_ckpt)
+    mu0 = Mu0.from_pretrained(mu0_ckpt, runtime=mu0_runtime)
     policy = ActionExpert.from_pretrained(policy_dir, robot=robot, mu0_id=mu0_fingerprint(mu0_ckpt))
     meta = json.loads((Path(policy_dir) / "config.json").read_text())
     train_config = meta["train_config"]

@@ -25,11 +25,13 @@ class EpisodeOutcome:
 
 def run_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str, seeds: list[int],
                  progress: bool = True, video_dir: str | Path | None = None,
-                 video_seeds: Collection[int] = ()) -> list[EpisodeOutcome]:
+                 video_seeds: Collection[int] = (), mu0_runtime: str = "torchscript") -> list[EpisodeOutcome]:
     """Run the policy on ``task``/``robot`` once per seed; μ0 is queried at the start of every action chunk.
     Episodes whose seed is in ``video_seeds`` are also written to ``video_dir`` as MP4s with μ0's predicted traces
-    drawn on the camera μ0 sees (rendered at every step for those episodes only)."""
-    return list(iter_episodes(policy_dir, mu0_ckpt, task, robot, seeds, progress, video_dir, video_seeds))
+    drawn on the camera μ0 sees (rendered at every step for those episodes only). ``mu0_runtime``: how μ0 runs
+    (``Mu0.from_pretrained``'s ``runtime``; ``"onnxruntime"`` is faster, and its episodes may end differently)."""
+    return list(iter_episodes(policy_dir, mu0_ckpt, task, robot, seeds, progress, video_dir, video_seeds,
+                              mu0_runtime=mu0_runtime))
 
 
 class EpisodeRunner:
@@ -38,11 +40,12 @@ class EpisodeRunner:
     Workers keep one alive across the seeds (and rows) they are handed, so an episode costs only its steps. The
     caller sets torch's thread count (see :func:`iter_episodes`)."""
 
-    def __init__(self, policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str) -> None:
+    def __init__(self, policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str,
+                 mu0_runtime: str = "torchscript") -> None:
         from mu0sim.policies.action_expert import expert_env
 
         self.policy_dir, self.task, self.robot = Path(policy_dir), task, robot
-        self.env, self.policy = expert_env(policy_dir, mu0_ckpt, task, robot)
+        self.env, self.policy = expert_env(policy_dir, mu0_ckpt, task, robot, mu0_runtime=mu0_runtime)
 
     def run(self, seed: int, video_dir: str | Path | None = None) -> EpisodeOutcome:
         """Play the episode of ``seed`` (env, μ0 sampling and policy all reseeded: the outcome depends on the seed
@@ -78,7 +81,8 @@ class EpisodeRunner:
 def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str, seeds: list[int],
                   progress: bool = True, video_dir: str | Path | None = None,
                   video_seeds: Collection[int] = (),
-                  before_episode: Callable[[int], None] | None = None) -> Iterator[EpisodeOutcome]:
+                  before_episode: Callable[[int], None] | None = None,
+                  mu0_runtime: str = "torchscript") -> Iterator[EpisodeOutcome]:
     """Like :func:`run_episodes`, yielding each episode as soon as it ends (so callers can record it at once).
     ``before_episode(seed)`` is called before each episode starts (hooks: logging, fault injection in tests)."""
     import torch
@@ -89,7 +93,7 @@ def iter_episodes(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot
     # process gains nothing from a second thread here: an episode is a serial chain; see BENCHMARKS.md.)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    runner = EpisodeRunner(policy_dir, mu0_ckpt, task, robot)
+    runner = EpisodeRunner(policy_dir, mu0_ckpt, task, robot, mu0_runtime)
     try:
         for seed in tqdm(seeds, desc=f"eval {task}/{robot}", unit="ep", disable=not progress, dynamic_ncols=True):
             if before_episode is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
 from mu0sim.io import atomic_write_text, checkpoint_fingerprint
+from mu0sim.model.inference_graph import RUNTIMES
 
 
 BACKENDS = ("local", "ray")
@@ -80,6 +81,9 @@ class EvalConfig:
     workers: int = 1  # worker processes (local) or actors (Ray); outcomes do not depend on it
     backend: str = "local"  # "local" (this process, or a process pool) or "ray"
     address: str | None = None  # Ray cluster address; None starts a local Ray instance
+    # how μ0 runs in every episode (Mu0.from_pretrained's runtime): "onnxruntime" is ~1.4x faster per query, but
+    # its float rounding differs, so an episode may end otherwise than with "torchscript" (= "eager")
+    mu0_runtime: str = "torchscript"
 
 
 def policy_id(policy: str | Path) -> str:
@@ -105,6 +109,14 @@ def current_episodes(records: list[dict]) -> list[dict]:
     return [r for r in records if ids[r["policy"]] is None or r.get("policy_id") == ids[r["policy"]]]
 
 
+def played_with(record: dict) -> str:
+    """The μ0 runtime an episode record was played with, as an outcome class: eager and TorchScript give
+    bit-identical μ0 outputs, hence identical episodes; records from before the runtime was recorded are
+    TorchScript's."""
+    runtime = record.get("mu0_runtime", "torchscript")
+    return "torchscript" if runtime == "eager" else runtime
+
+
 def _policy_robot(policy: str) -> tuple[str, str]:
     meta = json.loads((Path(policy) / "config.json").read_text())
     return meta["policy"]["robot"], meta["train_config"]["mu0"]
@@ -119,6 +131,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
     if config.workers < 1:
         raise ValueError(f"workers must be >= 1, got {config.workers}")
     check_choice("backend", config.backend, BACKENDS)
+    check_choice("mu0_runtime", config.mu0_runtime, RUNTIMES)
+    runtime = played_with({"mu0_runtime": config.mu0_runtime})
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "episodes.jsonl"
@@ -134,6 +148,13 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
             jobs.append((policy, robot, config.mu0 or mu0))
     if not jobs:
         raise ValueError(f"none of the policies was trained for robots {config.robots}")
+    for policy, robot, _ in jobs:  # one row's episodes are all played alike, or its table would mix two runtimes
+        other = {played_with(r) for r in done
+                 if (r["policy"], r["robot"], r["task"]) == (policy, robot, config.task)} - {runtime}
+        if other:
+            raise ValueError(f"{log} holds episodes of {policy} on {config.task}/{robot} played with μ0 runtime "
+                             f"{', '.join(sorted(other))}, not {config.mu0_runtime}: evaluate into another --out, "
+                             f"or resume with --mu0-runtime {sorted(other)[0]}")
     pool = None
     if config.backend == "local" and config.workers > 1:
         from mu0sim.rollouts.workers import EpisodePool
@@ -179,15 +200,16 @@ def _run_row(config: EvalConfig, pool, policy: str, robot: str, mu0: str, seeds:
     video_dir = Path(config.out) / "videos"
     if pool is None and config.backend == "local":
         outcomes = iter_episodes(policy, mu0, config.task, robot, seeds, progress=progress, video_dir=video_dir,
-                                 video_seeds=set(video_seeds))
+                                 video_seeds=set(video_seeds), mu0_runtime=config.mu0_runtime)
     else:
         if pool is not None:
-            outcomes = pool.run(policy, mu0, config.task, robot, seeds, video_dir, video_seeds)
+            outcomes = pool.run(policy, mu0, config.task, robot, seeds, video_dir, video_seeds, config.mu0_runtime)
         else:
             from mu0sim.rollouts.workers import run_episodes_ray
 
             outcomes = run_episodes_ray(policy, mu0, config.task, robot, seeds, workers=config.workers,
-                                        address=config.address, video_dir=video_dir, video_seeds=video_seeds)
+                                        address=config.address, video_dir=video_dir, video_seeds=video_seeds,
+                                        mu0_runtime=config.mu0_runtime)
         outcomes = tqdm(outcomes, total=len(seeds), unit="ep", disable=not progress, dynamic_ncols=True,
                         desc=f"eval {config.task}/{robot} ({config.workers} {config.backend} workers)")
     played_by = policy_id(policy)
@@ -195,7 +217,7 @@ def _run_row(config: EvalConfig, pool, policy: str, robot: str, mu0: str, seeds:
         record = {"policy": policy, "policy_id": played_by, "task": config.task, "robot": robot,
                   "seed": outcome.seed, "success": outcome.success, "length": outcome.length,
                   "sim_error": outcome.sim_error, "wall_s": outcome.wall_s,
-                  "first_grasp_step": outcome.first_grasp_step}
+                  "first_grasp_step": outcome.first_grasp_step, "mu0_runtime": config.mu0_runtime}
         with open(log, "a") as f:  # at once: Ctrl-C or a crash keeps every finished episode
             f.write(json.dumps(record) + "\n")
         yield record

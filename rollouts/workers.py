@@ -37,10 +37,12 @@ class EpisodeJob:
     robot: str
     seed: int
     video_dir: str | None = None
+    mu0_runtime: str = "torchscript"
 
     @property
-    def row(self) -> tuple[str, str, str, str]:
-        return self.policy_dir, self.mu0, self.task, self.robot
+    def row(self) -> tuple[str, str, str, str, str]:
+        """What a worker builds once and keeps: ``EpisodeRunner(*row)``."""
+        return self.policy_dir, self.mu0, self.task, self.robot, self.mu0_runtime
 
 
 def _crash_hook() -> tuple[int, Path] | None:
@@ -122,7 +124,8 @@ class EpisodePool:
             proc.join(5)
 
     def run(self, policy_dir: str | Path, mu0: str | Path, task: str, robot: str, seeds: list[int],
-            video_dir: str | Path | None = None, video_seeds: list[int] = ()) -> Iterator[EpisodeOutcome]:
+            video_dir: str | Path | None = None, video_seeds: list[int] = (),
+            mu0_runtime: str = "torchscript") -> Iterator[EpisodeOutcome]:
         """Yield one :class:`EpisodeOutcome` per seed as episodes finish. Stopping early (an exception, Ctrl-C, a
         consumer that breaks off) kills the workers still busy; the pool restarts them on next use."""
         todo = deque(seeds)
@@ -136,7 +139,7 @@ class EpisodePool:
                     return
                 seed = todo.popleft()
             job = EpisodeJob(next(self._job_ids), str(policy_dir), str(mu0), task, robot, seed,
-                             None if video_dir is None or seed not in videos else str(video_dir))
+                             None if video_dir is None or seed not in videos else str(video_dir), mu0_runtime)
             busy[slot] = job
             self._slot(slot)[1].put(job)
 
@@ -185,22 +188,22 @@ class EpisodePool:
 
 def run_episodes_parallel(policy_dir: str | Path, mu0: str | Path, task: str, robot: str, seeds: list[int],
                           workers: int = 2, max_retries: int = 2, video_dir: str | Path | None = None,
-                          video_seeds: list[int] = ()) -> Iterator[EpisodeOutcome]:
+                          video_seeds: list[int] = (), mu0_runtime: str = "torchscript") -> Iterator[EpisodeOutcome]:
     """One row on a pool of its own (:class:`EpisodePool` to share the workers across rows)."""
     with EpisodePool(workers, max_retries) as pool:
-        yield from pool.run(policy_dir, mu0, task, robot, seeds, video_dir, video_seeds)
+        yield from pool.run(policy_dir, mu0, task, robot, seeds, video_dir, video_seeds, mu0_runtime)
 
 
 class _RayEpisodeRunner:
     """A Ray actor: builds the row's env, μ0 and policy on first use and keeps them; one episode per call."""
 
     def __init__(self, policy_dir: str, mu0: str, task: str, robot: str, video_dir: str | None,
-                 video_seeds: list[int]) -> None:
+                 video_seeds: list[int], mu0_runtime: str = "torchscript") -> None:
         os.environ.setdefault("LP_NUM_THREADS", "1")  # as in the process pool: one core per actor
         import torch
 
         torch.set_num_threads(1)
-        self.args = (policy_dir, mu0, task, robot)
+        self.args = (policy_dir, mu0, task, robot, mu0_runtime)
         self.video = (video_dir, set(video_seeds))
         self.runner = None
 
@@ -217,7 +220,8 @@ class _RayEpisodeRunner:
 
 def run_episodes_ray(policy_dir: str | Path, mu0: str | Path, task: str, robot: str, seeds: list[int],
                      workers: int = 2, address: str | None = None, max_retries: int = 2,
-                     video_dir: str | Path | None = None, video_seeds: list[int] = ()) -> Iterator[EpisodeOutcome]:
+                     video_dir: str | Path | None = None, video_seeds: list[int] = (),
+                     mu0_runtime: str = "torchscript") -> Iterator[EpisodeOutcome]:
     """Like :func:`run_episodes_parallel` on Ray actors (``address``: an existing cluster; None starts a local
     instance). Paths must be readable by every node (shared storage on a cluster)."""
     import ray
@@ -227,7 +231,8 @@ def run_episodes_ray(policy_dir: str | Path, mu0: str | Path, task: str, robot: 
                  runtime_env={"env_vars": {k: v for k, v in os.environ.items()
                                            if k in ("MUJOCO_GL", CRASH_HOOK)}})
     runner = ray.remote(num_cpus=1)(_RayEpisodeRunner)
-    args = (str(policy_dir), str(mu0), task, robot, None if video_dir is None else str(video_dir), list(video_seeds))
+    args = (str(policy_dir), str(mu0), task, robot, None if video_dir is None else str(video_dir), list(video_seeds),
+            mu0_runtime)
     actors = [runner.remote(*args) for _ in range(max(1, min(workers, len(seeds))))]
     todo = list(seeds)
     crashes: Counter = Counter()

@@ -189,3 +189,24 @@ def test_workers_exit_when_their_parent_is_killed():
     while alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive()
+
+
+def test_the_mu0_runtime_is_recorded_and_one_row_never_mixes_two(policy, tmp_path):
+    """ONNX Runtime episodes are as reproducible as TorchScript's (same outcomes for 1 or 2 workers), each record
+    names its runtime, and resuming a row with the other runtime is refused: the two may play a seed differently."""
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"ort_w{workers}"
+        evaluate(EvalConfig(policies=[policy], task="Lift", robots=["Panda"], episodes=2, seed_start=50,
+                            out=str(out), workers=workers, mu0_runtime="onnxruntime"), progress=False)
+        runs[workers] = _outcomes(out)
+        records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+        assert {r["mu0_runtime"] for r in records} == {"onnxruntime"}
+    assert runs[1] == runs[2] and sorted(runs[1]) == [50, 51]
+    with pytest.raises(ValueError, match="played with μ0 runtime onnxruntime, not torchscript.*--mu0-runtime "
+                                         "onnxruntime"):
+        evaluate(EvalConfig(policies=[policy], task="Lift", robots=["Panda"], episodes=3, seed_start=50,
+                            out=str(tmp_path / "ort_w1")), progress=False)
+    with pytest.raises(ValueError, match="unknown mu0_runtime 'tensorrt'; valid mu0_runtimes: eager, torchscript"):
+        evaluate(EvalConfig(policies=[policy], task="Lift", robots=["Panda"], mu0_runtime="tensorrt"),
+                 progress=False)

@@ -72,6 +72,8 @@ def test_mu0_from_pretrained_is_frozen_batched_and_deterministic(tiny_checkpoint
         mu0.predict_traces(rgb, depth, query, text, history_uvz=np.zeros((2, 5, 3, 3)))
     with pytest.raises(FileNotFoundError, match="not found"):
         Mu0.from_pretrained(ckpt / "missing")
+    with pytest.raises(ValueError, match="unknown inference runtime 'cuda'; choose one of eager, torchscript"):
+        Mu0.from_pretrained(ckpt, runtime="cuda")
 
 
 def test_pretrain_rejects_bad_settings_with_clear_errors(tiny_checkpoint, tmp_path, capsys):

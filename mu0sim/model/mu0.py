@@ -16,6 +16,7 @@ import torch
 
 from mu0sim.camera import CameraParams, unproject_points
 from mu0sim.model.backbone import FrozenVisionEncoder, ImageFeatures, InstructionCache
+from mu0sim.model.inference_graph import check_runtime
 from mu0sim.model.networks import TraceBatch
 from mu0sim.model.trace_model import TraceModel, load_trace_model
 
@@ -45,12 +46,12 @@ class Mu0:
     """Frozen μ0: backbone + trace expert, eval mode, no gradients."""
 
     def __init__(self, model: TraceModel, encoder: FrozenVisionEncoder, instructions: InstructionCache,
-                 meta: dict, inference_graphs: bool = True) -> None:
-        """``inference_graphs``: run the trace expert through frozen per-shape graphs (identical outputs, less
-        Python overhead; the encoder's own flag does the same for the backbone)."""
+                 meta: dict, runtime: str = "torchscript") -> None:
+        """``runtime``: how the trace expert runs (one of ``RUNTIMES``, :mod:`mu0sim.model.inference_graph`);
+        the encoder's own ``runtime`` does the same for the backbone."""
         if model.config.kind != "mu0":
             raise ValueError(f"checkpoint holds a {model.config.kind!r} model, not μ0")
-        self.model = model.freeze(inference_graphs)
+        self.model = model.freeze(runtime)
         self.encoder = encoder.eval().requires_grad_(False)
         self.instructions = instructions
         self.meta = meta
@@ -58,15 +59,20 @@ class Mu0:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, encoder: FrozenVisionEncoder | None = None,
-                        inference_graphs: bool = True) -> "Mu0":
-        """Load a checkpoint folder; ``inference_graphs`` False runs backbone and expert eagerly (same outputs)."""
+                        runtime: str = "torchscript") -> "Mu0":
+        """Load a checkpoint folder. ``runtime`` (one of ``RUNTIMES``) runs backbone and expert: ``"eager"`` as
+        plain torch modules; ``"torchscript"`` as frozen per-shape graphs, outputs identical to eager, less
+        Python overhead; ``"onnxruntime"`` as ONNX Runtime sessions, outputs within ~1e-6 relative and ~1.7x
+        faster per query on one CPU thread (bench/mu0_latency.py), so closed-loop episodes may end differently
+        from the other two."""
+        check_runtime(runtime)
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"μ0 checkpoint folder {path} not found")
         model, meta = load_trace_model(path)
         instructions_file = path / "instructions.json"
         instructions = InstructionCache.load(instructions_file) if instructions_file.exists() else InstructionCache()
-        return cls(model, encoder or FrozenVisionEncoder(inference_graphs), instructions, meta, inference_graphs)
+        return cls(model, encoder or FrozenVisionEncoder(runtime), instructions, meta, runtime)
 
     @property
     def image_size(self) -> int:

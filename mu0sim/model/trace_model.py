@@ -17,7 +17,7 @@ from torch import nn
 
 from mu0sim.bspline import SUPPORTED_NUM_CONTROL, basis_matrix, fit_bspline
 from mu0sim.config import from_dict
-from mu0sim.model.inference_graph import InferenceGraphs
+from mu0sim.model.inference_graph import InferenceGraphs, check_runtime
 from mu0sim.model.networks import (FLOW_PREDICTIONS, FlowMatchingHead, TokenARHead, TraceBatch, TraceEncoder,
                                    WaypointHead)
 
@@ -108,15 +108,18 @@ class TraceModel(nn.Module):
         self.register_buffer("scale", torch.as_tensor(normalizer.scale, dtype=torch.float32), persistent=False)
         self._graphs: tuple[InferenceGraphs, InferenceGraphs] | None = None  # (encoder, velocity) once frozen
 
-    def freeze(self, inference_graphs: bool = True) -> "TraceModel":
-        """For inference only from here on (frozen μ0): eval mode, no gradients, and (``inference_graphs``) μ0's
-        queries without padded keypoints run the encoder and the flow's velocity as frozen inference graphs
-        (identical outputs, :mod:`mu0sim.model.inference_graph`). A model frozen with graphs refuses to train:
-        the graphs hold its weights."""
+    def freeze(self, runtime: str = "torchscript") -> "TraceModel":
+        """For inference only from here on (frozen μ0): eval mode, no gradients, and unless ``runtime`` is
+        ``"eager"``, μ0's queries without padded keypoints run the encoder and the flow's velocity as frozen
+        inference graphs in that runtime (:mod:`mu0sim.model.inference_graph`: ``"torchscript"`` gives identical
+        outputs, ``"onnxruntime"`` agrees to ~1e-6 relative and runs faster). A model frozen with graphs refuses to
+        train: the graphs hold its weights."""
         self.eval().requires_grad_(False)
-        if inference_graphs and self.config.kind == "mu0" and self._graphs is None:
-            self._graphs = (InferenceGraphs(self.encoder, lambda encoder, *tensors: encoder(TraceBatch(*tensors))),
-                            InferenceGraphs(self.head, FlowMatchingHead.velocity))
+        check_runtime(runtime)
+        if runtime != "eager" and self.config.kind == "mu0" and self._graphs is None:
+            self._graphs = (InferenceGraphs(self.encoder, lambda encoder, *tensors: encoder(TraceBatch(*tensors)),
+                                            runtime=runtime),
+                            InferenceGraphs(self.head, FlowMatchingHead.velocity, runtime=runtime))
         return self
 
     def train(self, mode: bool = True) -> "TraceModel":
