@@ -18,7 +18,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from mu0sim.rollouts.evaluate import current_episodes, paired_outcomes
+from mu0sim.rollouts.evaluate import current_episodes, paired_outcomes, played_with
 
 
 def main() -> None:
@@ -33,6 +33,8 @@ def main() -> None:
     rows = defaultdict(list)
     for r in records if args.all_checkpoints else current_episodes(records):
         name = Path(r["policy"]).name + (f"@{r.get('policy_id')}" if args.all_checkpoints else "")
+        if played_with(r) != "torchscript":  # the same policy played with another μ0 runtime: its own row
+            name += f" [{played_with(r)}]"
         rows[(r["task"], r["robot"], name)].append(r)
     for (task, robot, policy), episodes in sorted(rows.items()):
         failures = [r for r in episodes if not r["success"]]

@@ -69,3 +69,25 @@ def test_wilson_interval_contains_the_rate_exactly_at_every_count():
             assert 0.0 <= low <= successes / trials <= high <= 1.0
     assert wilson_interval(6, 6)[1] == 1.0 and wilson_interval(0, 11)[0] == 0.0
     assert wilson_interval(40, 50) == pytest.approx((0.6696, 0.8876), abs=1e-4)
+
+
+def test_script_sets_one_policy_played_with_two_mu0_runtimes_side_by_side(tmp_path):
+    """Two eval folders of the same policy, one with ``--mu0-runtime onnxruntime``: two rows, one comparison
+    (records without a runtime are TorchScript's, as before the field existed)."""
+    policy = str(tmp_path / "gone" / "Lift_Panda_trace")
+    logs = []
+    for runtime, outcomes in ((None, {0: True, 1: True}), ("onnxruntime", {0: True, 1: False})):
+        log = tmp_path / f"{runtime}.jsonl"
+        log.write_text("".join(json.dumps({"task": "Lift", "robot": "Panda", "policy": policy, "seed": seed,
+                                           "success": ok, "first_grasp_step": 3,
+                                           **({"mu0_runtime": runtime} if runtime else {})}) + "\n"
+                               for seed, ok in outcomes.items()))
+        logs.append(str(log))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "paired_outcomes.py"
+    out = subprocess.run([sys.executable, str(script), *logs], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "Lift/Panda Lift_Panda_trace: 2/2; failures: never grasp 0, grasp, then fail 0",
+        "Lift/Panda Lift_Panda_trace [onnxruntime]: 1/2; failures: never grasp 0, grasp, then fail 1",
+        "Lift_Panda_trace vs Lift_Panda_trace [onnxruntime] (2 seeds): both 1, only the first 1, only the second 0, "
+        "sign test p = 1.000",
+    ]
