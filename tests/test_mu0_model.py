@@ -127,6 +127,27 @@ def test_keypoints_are_permutation_equivariant():
                                atol=1e-5, rtol=1e-5)
 
 
+def test_point_feature_dropout_hides_the_chosen_keypoints_image_features():
+    """Hiding every keypoint's sampled features is the same as zero feature maps (the global image tokens stay);
+    hiding one changes what the model says about it; both dropout settings are range-checked."""
+    samples = synthetic_samples()
+    samples.rgb_map[:] = np.random.default_rng(1).normal(size=samples.rgb_map.shape)
+    model = _model("mu0", samples, point_feature_dropout=0.3).eval()
+    batch, _ = make_batch(samples, np.arange(2), np.zeros((1, 384), np.float32), model.normalizer)
+    every = torch.ones(batch.current.shape[:2], dtype=torch.bool)
+    blank = type(batch)(**{**batch.__dict__, "rgb_map": torch.zeros_like(batch.rgb_map),
+                           "depth_map": torch.zeros_like(batch.depth_map)})
+    torch.testing.assert_close(model.encoder(batch, every), model.encoder(blank))
+    first = torch.zeros_like(every)
+    first[:, 0] = True
+    assert not torch.allclose(model.encoder(batch, first)[:, 0], model.encoder(batch)[:, 0])
+    model.train()
+    assert torch.isfinite(_loss(model, samples, np.arange(4))["loss"])
+    for name in ("point_feature_dropout", "history_dropout"):
+        with pytest.raises(ValueError, match=f"{name} must be in"):
+            TraceModelConfig(**{name: 1.0})
+
+
 def test_unpadded_batches_skip_the_attention_mask_with_the_same_result(monkeypatch):
     """Every query point valid: attention runs without a padding mask (torch's fused kernel, the fast path) and
     predicts what the masked path predicts."""

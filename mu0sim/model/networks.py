@@ -80,13 +80,17 @@ class TraceEncoder(nn.Module):
         self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, batch: TraceBatch) -> torch.Tensor:
+    def forward(self, batch: TraceBatch, hide_point_features: torch.Tensor | None = None) -> torch.Tensor:
+        """``hide_point_features`` (B, K) bool, training only: zero those keypoints' sampled image and depth
+        features, so their tokens must rely on geometry, history and the global tokens."""
         b, k = batch.current.shape[:2]
         uv, z = batch.current[..., :2], batch.current[..., 2:]
         hist = torch.where(batch.history_valid[..., None], batch.history, torch.zeros_like(batch.history))
+        features = torch.cat([sample_at(batch.rgb_map.float(), uv), sample_at(batch.depth_map.float(), uv)], -1)
+        if hide_point_features is not None:
+            features = features * (~hide_point_features)[..., None].to(features.dtype)
         point = torch.cat([fourier_features(uv, self.fourier_bands), z - 1.0, hist.flatten(2),
-                           batch.history_valid.float(), sample_at(batch.rgb_map.float(), uv),
-                           sample_at(batch.depth_map.float(), uv)], -1)
+                           batch.history_valid.float(), features], -1)
         kp_tokens = self.point(point) + self.type_embed[3]
         img = self.image(batch.rgb_tokens.float().flatten(2).transpose(1, 2))
         if img.shape[1] != self.image_pos.shape[0]:

@@ -42,6 +42,9 @@ class TraceModelConfig:
     done_weight: float = 0.5  # per-step validity head (μ0)
     rigidity_weight: float = 0.0  # rigidity of same-body keypoints across control points (μ0; paper: 5)
     history_dropout: float = 0.0  # probability of hiding a sample's whole history during training
+    # probability of hiding a keypoint's sampled image/depth features during training (an unseen robot's gripper
+    # looks unlike the training robots'; its geometry and history do not)
+    point_feature_dropout: float = 0.0
     token_bins: int = 64  # token-ar
     token_sequences_per_step: int = 256  # token-ar: keypoint sequences per training step (its decoder runs over all
     # H steps of each, ~30x the head cost of μ0 per keypoint; a random subset keeps a step's cost comparable)
@@ -55,6 +58,9 @@ class TraceModelConfig:
             raise ValueError(f"num_control must be one of {SUPPORTED_NUM_CONTROL}, got {self.num_control}")
         if self.flow_prediction not in FLOW_PREDICTIONS:
             raise ValueError(f"unknown flow_prediction {self.flow_prediction!r}; valid: {', '.join(FLOW_PREDICTIONS)}")
+        for name in ("history_dropout", "point_feature_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "TraceModelConfig":
@@ -138,7 +144,10 @@ class TraceModel(nn.Module):
         if cfg.history_dropout > 0:
             keep = torch.rand(batch.current.shape[0], 1, 1, device=future.device) >= cfg.history_dropout
             batch = TraceBatch(**{**batch.__dict__, "history_valid": batch.history_valid & keep})
-        cond = self.encoder(batch)
+        hide = None
+        if cfg.point_feature_dropout > 0:
+            hide = torch.rand(batch.current.shape[:2], device=future.device) < cfg.point_feature_dropout
+        cond = self.encoder(batch, hide)
         mask = batch.keypoint_mask
         delta = (future - batch.current[:, :, None]) / self.scale
         if cfg.kind == "waypoint":
