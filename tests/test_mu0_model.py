@@ -143,6 +143,13 @@ def test_point_feature_dropout_hides_the_chosen_keypoints_image_features():
     assert not torch.allclose(model.encoder(batch, first)[:, 0], model.encoder(batch)[:, 0])
     model.train()
     assert torch.isfinite(_loss(model, samples, np.arange(4))["loss"])
+    category = torch.tensor([[0, 1, 2, 1]]).expand(500, -1)  # object, gripper, contact, gripper
+    robot_only = _model("mu0", samples, point_feature_dropout=0.5, point_feature_dropout_categories=("gripper",))
+    hide = robot_only.hidden_points(category.shape, category)
+    assert not hide[:, [0, 2]].any() and 0.4 < hide[:, [1, 3]].float().mean() < 0.6
+    assert model.hidden_points(category.shape, category)[:, 0].any()  # every category by default
+    with pytest.raises(ValueError, match="unknown point_feature_dropout_categories \\['hand'\\]"):
+        TraceModelConfig(point_feature_dropout_categories=("hand",))
     for name in ("point_feature_dropout", "history_dropout"):
         with pytest.raises(ValueError, match=f"{name} must be in"):
             TraceModelConfig(**{name: 1.0})

@@ -20,6 +20,7 @@ from mu0sim.config import from_dict
 from mu0sim.model.inference_graph import InferenceGraphs, check_runtime
 from mu0sim.model.networks import (FLOW_PREDICTIONS, FlowMatchingHead, TokenARHead, TraceBatch, TraceEncoder,
                                    WaypointHead)
+from mu0sim.traces.keypoints import CATEGORIES
 
 MODEL_KINDS = ("mu0", "waypoint", "token-ar")
 
@@ -45,6 +46,7 @@ class TraceModelConfig:
     # probability of hiding a keypoint's sampled image/depth features during training (an unseen robot's gripper
     # looks unlike the training robots'; its geometry and history do not)
     point_feature_dropout: float = 0.0
+    point_feature_dropout_categories: tuple[str, ...] = CATEGORIES  # TraceExtract categories it applies to
     token_bins: int = 64  # token-ar
     token_sequences_per_step: int = 256  # token-ar: keypoint sequences per training step (its decoder runs over all
     # H steps of each, ~30x the head cost of μ0 per keypoint; a random subset keeps a step's cost comparable)
@@ -58,6 +60,9 @@ class TraceModelConfig:
             raise ValueError(f"num_control must be one of {SUPPORTED_NUM_CONTROL}, got {self.num_control}")
         if self.flow_prediction not in FLOW_PREDICTIONS:
             raise ValueError(f"unknown flow_prediction {self.flow_prediction!r}; valid: {', '.join(FLOW_PREDICTIONS)}")
+        bad = [c for c in self.point_feature_dropout_categories if c not in CATEGORIES]
+        if bad:
+            raise ValueError(f"unknown point_feature_dropout_categories {bad}; valid: {', '.join(CATEGORIES)}")
         for name in ("history_dropout", "point_feature_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -137,17 +142,15 @@ class TraceModel(nn.Module):
     # ------------------------------------------------------------------------------------------------ training
     def loss(self, batch: TraceBatch, future: torch.Tensor, future_valid: torch.Tensor,
              controls: torch.Tensor | None = None, fit_valid: torch.Tensor | None = None,
-             body: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+             body: torch.Tensor | None = None, category: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """future (B, K, H, 3) uvz, future_valid (B, K, H); μ0 also takes the fitted normalized ``controls``
-        (B, K, D, 3) with ``fit_valid`` (B, K) and, for the rigidity term, ``body`` (B, K)."""
+        (B, K, D, 3) with ``fit_valid`` (B, K) and, for the rigidity term, ``body`` (B, K); ``category`` (B, K)
+        TraceExtract category indices, for ``point_feature_dropout_categories``."""
         cfg = self.config
         if cfg.history_dropout > 0:
             keep = torch.rand(batch.current.shape[0], 1, 1, device=future.device) >= cfg.history_dropout
             batch = TraceBatch(**{**batch.__dict__, "history_valid": batch.history_valid & keep})
-        hide = None
-        if cfg.point_feature_dropout > 0:
-            hide = torch.rand(batch.current.shape[:2], device=future.device) < cfg.point_feature_dropout
-        cond = self.encoder(batch, hide)
+        cond = self.encoder(batch, self.hidden_points(batch.current.shape[:2], category))
         mask = batch.keypoint_mask
         delta = (future - batch.current[:, :, None]) / self.scale
         if cfg.kind == "waypoint":
@@ -193,6 +196,19 @@ class TraceModel(nn.Module):
             out["rigidity"] = rig.detach()
         out["loss"] = total
         return out
+
+    def hidden_points(self, shape: torch.Size, category: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, K) bool: the keypoints whose sampled features ``point_feature_dropout`` hides in this training step
+        (each with its probability, among ``point_feature_dropout_categories``); None when it is off."""
+        cfg = self.config
+        if cfg.point_feature_dropout <= 0:
+            return None
+        hide = torch.rand(shape, device=self.scale.device) < cfg.point_feature_dropout
+        if category is not None and set(cfg.point_feature_dropout_categories) != set(CATEGORIES):
+            allowed = torch.tensor([CATEGORIES.index(c) for c in cfg.point_feature_dropout_categories],
+                                   device=category.device)
+            hide &= torch.isin(category.long(), allowed)
+        return hide
 
     def _rigidity(self, controls: torch.Tensor, current: torch.Tensor, body: torch.Tensor,
                   use: torch.Tensor) -> torch.Tensor:

@@ -99,7 +99,7 @@ def make_batch(samples: TraceSamples, index: np.ndarray, text: np.ndarray, norma
         history=t(samples.history[index, :width] / normalizer.scale, torch.float32),
         history_valid=t(samples.history_valid[index, :width]), keypoint_mask=t(samples.keypoint_mask[index, :width]))
     targets = {"future": t(samples.future[index, :width]), "future_valid": t(samples.future_valid[index, :width]),
-               "body": t(samples.body[index, :width])}
+               "body": t(samples.body[index, :width]), "category": t(samples.category[index, :width])}
     return batch, targets
 
 
@@ -126,7 +126,8 @@ class _Trainer:
         if self.model.config.kind == "mu0":
             extra = {"controls": torch.as_tensor(self.controls[rows, :width]),
                      "fit_valid": torch.as_tensor(self.fit_ok[rows, :width])}
-        return self.model.loss(batch, tgt["future"], tgt["future_valid"], body=tgt["body"], **extra)
+        return self.model.loss(batch, tgt["future"], tgt["future_valid"], body=tgt["body"], category=tgt["category"],
+                               **extra)
 
     def train_step(self) -> float:
         self.model.train()
