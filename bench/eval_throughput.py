@@ -9,10 +9,10 @@ observation at the same camera and size as μ0 (agentview 128 px RGB-D, ``--robo
 one ``mu0sim eval`` call over every ``--policy`` (one row each, ``--episodes`` episodes per row, seeds 4000..) with
 one worker (in-process) and with two workers (one pool for all rows); with ``--pool``, also the worker pool alone with
 one and with two processes over the same rows; with ``--runtimes``, also the one-worker call with μ0 in each listed
-inference runtime (``mu0sim eval --mu0-runtime``; the other rows use the default, TorchScript). Every episode steps with one torch thread. Steps/s = env steps of
-all episodes / wall time of the call (process start-up included); "per-episode" = env steps / the summed wall time
-of the episodes themselves x workers (what the call would reach without start-up: a worker imports torch and
-robosuite and builds its env and μ0 once, ~5 s). Medians over rounds.
+inference runtime (``mu0sim eval --mu0-runtime``; the other rows use the default, TorchScript). Every episode steps
+with one torch thread. Steps/s = env steps of all episodes / wall time of the call (process start-up included);
+"per-episode" = env steps / the summed wall time of the episodes themselves x workers (what the call would reach
+without start-up: a worker imports torch and robosuite and builds its env and μ0 once, ~5 s). Medians over rounds.
 """
 
 from __future__ import annotations

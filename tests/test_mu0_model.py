@@ -218,7 +218,7 @@ def test_inference_graphs_keep_the_most_recent_shapes_and_match_the_backbone(run
 @pytest.mark.parametrize("prediction", ["velocity", "sample"])
 def test_onnxruntime_graphs_predict_what_the_eager_model_does_up_to_float_rounding(prediction):
     """ONNX Runtime runs the same exported trace with its own kernels: the same futures to ~1e-6, one session per
-    input shape, and the velocity's unused padding mask (dropped by the exporter) is not fed."""
+    input shape, and the integration's unused padding mask (dropped by the exporter) is not fed."""
     samples = synthetic_samples()
     samples.keypoint_mask[:] = True
     eager = _model("mu0", samples, flow_prediction=prediction).eval()

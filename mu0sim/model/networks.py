@@ -165,17 +165,22 @@ class FlowMatchingHead(nn.Module):
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, mask: torch.Tensor, steps: int, generator: torch.Generator | None,
-               noise_scale: float = 1.0, velocity: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
-        """Euler from noise (t = 1) to data (t = 0): x <- x - dt * v. Returns (B, K, D, 3) normalized controls.
-        ``noise_scale`` < 1 starts nearer the noise mean (0 = deterministic, a point estimate). ``velocity``: a
-        stand-in for :meth:`velocity` with its signature (a frozen inference graph of it)."""
-        velocity = velocity if velocity is not None else self.velocity
+               noise_scale: float = 1.0, integrate: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+        """Draw the initial noise, then :meth:`integrate` it over ``steps``. Returns (B, K, D, 3) normalized
+        controls. ``noise_scale`` < 1 starts nearer the noise mean (0 = deterministic, a point estimate).
+        ``integrate``: a stand-in for ``integrate(cond, x, mask)`` at these ``steps`` (a frozen inference graph of
+        it: one call instead of one per step)."""
         b, k = cond.shape[:2]
         x = torch.randn(b, k, self.num_control, 3, generator=generator, device=cond.device,
                         dtype=cond.dtype) * noise_scale
+        return integrate(cond, x, mask) if integrate is not None else self.integrate(cond, x, mask, steps)
+
+    def integrate(self, cond: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, steps: int) -> torch.Tensor:
+        """Euler from ``x`` at t = 1 (noise) to t = 0 (data): x <- x - v / steps, ``steps`` times."""
+        b = cond.shape[0]
         for i in range(steps):
             t = torch.full((b,), 1.0 - i / steps, device=cond.device, dtype=cond.dtype)
-            x = x - velocity(cond, x, t, mask) / steps
+            x = x - self.velocity(cond, x, t, mask) / steps
         return x
 
 

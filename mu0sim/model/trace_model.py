@@ -117,20 +117,22 @@ class TraceModel(nn.Module):
             self.head = TokenARHead(config.dim, config.horizon, config.token_bins, normalizer.step_limit,
                                     config.head_layers, config.heads)
         self.register_buffer("scale", torch.as_tensor(normalizer.scale, dtype=torch.float32), persistent=False)
-        self._graphs: tuple[InferenceGraphs, InferenceGraphs] | None = None  # (encoder, velocity) once frozen
+        self._graphs: tuple[InferenceGraphs, InferenceGraphs] | None = None  # (encoder, integration) once frozen
 
     def freeze(self, runtime: str = "torchscript") -> "TraceModel":
         """For inference only from here on (frozen μ0): eval mode, no gradients, and unless ``runtime`` is
-        ``"eager"``, μ0's queries without padded keypoints run the encoder and the flow's velocity as frozen
+        ``"eager"``, μ0's queries without padded keypoints run the encoder and the flow's Euler integration as frozen
         inference graphs in that runtime (:mod:`mu0sim.model.inference_graph`: ``"torchscript"`` gives identical
         outputs, ``"onnxruntime"`` agrees to ~1e-6 relative and runs faster). A model frozen with graphs refuses to
         train: the graphs hold its weights."""
         self.eval().requires_grad_(False)
         check_runtime(runtime)
         if runtime != "eager" and self.config.kind == "mu0" and self._graphs is None:
+            steps = self.config.flow_steps  # baked into the integration graph: all steps in one call
             self._graphs = (InferenceGraphs(self.encoder, lambda encoder, *tensors: encoder(TraceBatch(*tensors)),
                                             runtime=runtime),
-                            InferenceGraphs(self.head, FlowMatchingHead.velocity, runtime=runtime))
+                            InferenceGraphs(self.head, lambda head, cond, x, mask: head.integrate(cond, x, mask, steps),
+                                            runtime=runtime))
         return self
 
     def train(self, mode: bool = True) -> "TraceModel":
@@ -243,7 +245,7 @@ class TraceModel(nn.Module):
             delta = steps.cumsum(-2).view(b, k, num_samples, -1, 3).transpose(1, 2)
             return {"uvz": delta * self.scale + cur}
         controls = torch.stack([self.head.sample(cond, batch.keypoint_mask, self.config.flow_steps, generator,
-                                                 scale, velocity=graphs[1] if graphs else None)
+                                                 scale, integrate=graphs[1] if graphs else None)
                                 for _ in range(num_samples)], 1)  # (B, S, K, D, 3) normalized
         delta = torch.einsum("hd,bskdc->bskhc", self.basis, controls)
         return {"uvz": delta * self.scale + cur, "controls": controls * self.scale + cur,
