@@ -339,7 +339,7 @@ def _commands() -> list[Command]:
         p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
         p.add_argument("--mu0-runtime", default="torchscript",
                        help="how μ0 runs: torchscript (default; outputs identical to eager), eager, or "
-                            "onnxruntime (~1.4x faster μ0 queries; float rounding differs, so an episode may end "
+                            "onnxruntime (1.4-1.5x faster μ0 queries; float rounding differs, so an episode may end "
                             "otherwise)")
 
     def finetune_args(p: argparse.ArgumentParser) -> None:

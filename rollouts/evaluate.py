@@ -81,7 +81,7 @@ class EvalConfig:
     workers: int = 1  # worker processes (local) or actors (Ray); outcomes do not depend on it
     backend: str = "local"  # "local" (this process, or a process pool) or "ray"
     address: str | None = None  # Ray cluster address; None starts a local Ray instance
-    # how μ0 runs in every episode (Mu0.from_pretrained's runtime): "onnxruntime" is ~1.4x faster per query, but
+    # how μ0 runs in every episode (Mu0.from_pretrained's runtime): "onnxruntime" is 1.4-1.5x faster per query, but
     # its float rounding differs, so an episode may end otherwise than with "torchscript" (= "eager")
     mu0_runtime: str = "torchscript"
 

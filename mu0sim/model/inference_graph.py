@@ -8,7 +8,7 @@ caller runs the module itself (``RUNTIMES``, chosen by name, e.g. ``Mu0.from_pre
   kernels in the same order, so its outputs are bit-identical to the eager module's (tests/test_mu0_model.py).
   Every committed result was produced this way or eagerly, so reruns reproduce them episode for episode.
 - ``"onnxruntime"``: the same trace exported to ONNX (in memory) and run by ONNX Runtime, whose CPU kernels run
-  μ0's backbone ~2x faster than oneDNN's on one thread (bench/mu0_latency.py). Its float rounding differs: outputs
+  μ0's backbone 1.8-1.9x faster than oneDNN's on one thread (bench/mu0_latency.py). Its float rounding differs: outputs
   agree with the eager module's to ~1e-6 relative, not bit for bit, so a closed-loop episode (chaotic contact
   dynamics) may end differently from the TorchScript run of the same seed.
 

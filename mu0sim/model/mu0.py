@@ -62,9 +62,9 @@ class Mu0:
                         runtime: str = "torchscript") -> "Mu0":
         """Load a checkpoint folder. ``runtime`` (one of ``RUNTIMES``) runs backbone and expert: ``"eager"`` as
         plain torch modules; ``"torchscript"`` as frozen per-shape graphs, outputs identical to eager, less
-        Python overhead; ``"onnxruntime"`` as ONNX Runtime sessions, outputs within ~1e-6 relative and ~1.7x
-        faster per query on one CPU thread (bench/mu0_latency.py), so closed-loop episodes may end differently
-        from the other two."""
+        Python overhead; ``"onnxruntime"`` as ONNX Runtime sessions, 1.4-1.5x faster per query than TorchScript
+        on one CPU thread (bench/mu0_latency.py), outputs within ~1e-6 relative, not bit for bit, so a
+        closed-loop episode may end differently from the other two's."""
         check_runtime(runtime)
         path = Path(path)
         if not path.is_dir():
