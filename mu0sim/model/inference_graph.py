@@ -14,7 +14,7 @@ caller runs the module itself (``RUNTIMES``, chosen by name, e.g. ``Mu0.from_pre
 
 Why TorchScript, deprecated in favour of ``torch.compile``: on this machine ``torch.compile`` spent 77 s compiling
 the backbone in a new process (each evaluation worker would pay it), while tracing backbone and expert costs ~0.7 s
-on the first query (an ONNX export + session ~0.5 s more). ``torch.export`` keeps Python in the loop: 1.07x on the
+on the first query (ONNX export + sessions: ~0.75 s more). ``torch.export`` keeps Python in the loop: 1.07x on the
 backbone vs 1.28x for the trace (one probe script, run while another job shared the machine). Only ever use a graph
 for a module whose weights no longer change: the weights are baked into it as constants.
 """
