@@ -17,7 +17,6 @@ from pathlib import Path
 
 from mu0sim.envs.catalog import ROBOTS, TASKS, check_choice
 from mu0sim.io import atomic_write_text, checkpoint_fingerprint
-from mu0sim.model.inference_graph import RUNTIMES
 
 
 BACKENDS = ("local", "ray")
@@ -131,6 +130,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
     if config.workers < 1:
         raise ValueError(f"workers must be >= 1, got {config.workers}")
     check_choice("backend", config.backend, BACKENDS)
+    from mu0sim.model.inference_graph import RUNTIMES  # here, not at the top: the statistics above need no torch
+
     check_choice("mu0_runtime", config.mu0_runtime, RUNTIMES)
     runtime = played_with({"mu0_runtime": config.mu0_runtime})
     out = Path(config.out)
