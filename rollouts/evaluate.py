@@ -108,12 +108,15 @@ def current_episodes(records: list[dict]) -> list[dict]:
     return [r for r in records if ids[r["policy"]] is None or r.get("policy_id") == ids[r["policy"]]]
 
 
-def played_with(record: dict) -> str:
-    """The μ0 runtime an episode record was played with, as an outcome class: eager and TorchScript give
-    bit-identical μ0 outputs, hence identical episodes; records from before the runtime was recorded are
-    TorchScript's."""
-    runtime = record.get("mu0_runtime", "torchscript")
+def outcome_class(runtime: str) -> str:
+    """μ0 runtimes that play identical episodes share a class: eager and TorchScript give bit-identical outputs."""
     return "torchscript" if runtime == "eager" else runtime
+
+
+def played_with(record: dict) -> str:
+    """The outcome class of the μ0 runtime an episode record was played with; records from before the runtime was
+    recorded are TorchScript's."""
+    return outcome_class(record.get("mu0_runtime", "torchscript"))
 
 
 def _policy_robot(policy: str) -> tuple[str, str]:
@@ -133,7 +136,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
     from mu0sim.model.inference_graph import RUNTIMES  # here, not at the top: the statistics above need no torch
 
     check_choice("mu0_runtime", config.mu0_runtime, RUNTIMES)
-    runtime = played_with({"mu0_runtime": config.mu0_runtime})
+    runtime = outcome_class(config.mu0_runtime)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "episodes.jsonl"

@@ -17,7 +17,7 @@ from torch import nn
 
 from mu0sim.bspline import SUPPORTED_NUM_CONTROL, basis_matrix, fit_bspline
 from mu0sim.config import from_dict
-from mu0sim.model.inference_graph import InferenceGraphs, check_runtime
+from mu0sim.model.inference_graph import InferenceGraphs, check_runtime, inference_graphs
 from mu0sim.model.networks import (FLOW_PREDICTIONS, FlowMatchingHead, TokenARHead, TraceBatch, TraceEncoder,
                                    WaypointHead)
 from mu0sim.traces.keypoints import CATEGORIES
@@ -127,12 +127,12 @@ class TraceModel(nn.Module):
         train: the graphs hold its weights."""
         self.eval().requires_grad_(False)
         check_runtime(runtime)
-        if runtime != "eager" and self.config.kind == "mu0" and self._graphs is None:
+        if self.config.kind == "mu0" and self._graphs is None:
             steps = self.config.flow_steps  # baked into the integration graph: all steps in one call
-            self._graphs = (InferenceGraphs(self.encoder, lambda encoder, *tensors: encoder(TraceBatch(*tensors)),
-                                            runtime=runtime),
-                            InferenceGraphs(self.head, lambda head, cond, x, mask: head.integrate(cond, x, mask, steps),
-                                            runtime=runtime))
+            encoder = inference_graphs(self.encoder, lambda encoder, *tensors: encoder(TraceBatch(*tensors)), runtime)
+            integrate = inference_graphs(self.head, lambda head, cond, x, mask: head.integrate(cond, x, mask, steps),
+                                         runtime)
+            self._graphs = None if encoder is None else (encoder, integrate)
         return self
 
     def train(self, mode: bool = True) -> "TraceModel":
@@ -206,7 +206,7 @@ class TraceModel(nn.Module):
         if cfg.point_feature_dropout <= 0:
             return None
         hide = torch.rand(shape, device=self.scale.device) < cfg.point_feature_dropout
-        if category is not None and set(cfg.point_feature_dropout_categories) != set(CATEGORIES):
+        if category is not None:
             allowed = torch.tensor([CATEGORIES.index(c) for c in cfg.point_feature_dropout_categories],
                                    device=category.device)
             hide &= torch.isin(category.long(), allowed)
