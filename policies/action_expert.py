@@ -82,6 +82,7 @@ class ActionExpertConfig:
     world_offsets: bool = False  # also each point minus the gripper in world axes (the frame actions move in)
     trace_skip: bool = False  # the gripper's trace also maps linearly onto the action chunk (see ActionExpertNet)
     wrist_moments: bool = False  # the trunk also reads each object's yaw from its wrist-view points (object_moments)
+    ensemble: int = 1  # networks whose action chunks are averaged, each trained with its own seed (see ActionExpert)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -97,6 +98,8 @@ class ActionExpertConfig:
                              f"wrist_camera={self.wrist_camera!r}")
         if self.wrist_moments and not self.wrist_points:
             raise ValueError("wrist_moments describes the wrist-view points: it needs wrist_points > 0")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1 (networks averaged), got {self.ensemble}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ActionExpertConfig":
@@ -374,14 +377,30 @@ class Normalization:
 
 
 class ActionExpert:
-    """Policy interface (LeRobot-style): ``reset()``, ``select_action(obs)``, ``predict_action_chunk(obs)``."""
+    """Policy interface (LeRobot-style): ``reset()``, ``select_action(obs)``, ``predict_action_chunk(obs)``.
 
-    def __init__(self, net: ActionExpertNet, norm: Normalization, seed: int = 0) -> None:
-        self.net = net.eval()
-        self.config = net.config
+    ``nets``: one network, or the ``config.ensemble`` members of an ensemble (same inputs and normalization, each
+    trained with its own seed), whose action chunks are averaged. One training seed moves a study cell by several
+    episodes in 50 (RESULTS.md): part of a single expert's error is its own, which the mean of several averages out.
+    """
+
+    def __init__(self, nets: ActionExpertNet | list[ActionExpertNet], norm: Normalization, seed: int = 0) -> None:
+        self.members = [n.eval() for n in ([nets] if isinstance(nets, ActionExpertNet) else nets)]
+        self.config = self.members[0].config
+        if len(self.members) != self.config.ensemble:
+            raise ValueError(f"the config asks for an ensemble of {self.config.ensemble} networks, got "
+                             f"{len(self.members)}")
         self.norm = norm
         self._queue: list[np.ndarray] = []
         self._gen = torch.Generator().manual_seed(seed)
+
+    @property
+    def net(self) -> ActionExpertNet:
+        """The network of a single expert (what PPO fine-tunes); an ensemble has no one network."""
+        if len(self.members) > 1:
+            raise ValueError(f"this expert is an ensemble of {len(self.members)} networks; only a single network "
+                             "(ensemble 1) can be used here")
+        return self.members[0]
 
     def reset(self, seed: int | None = None) -> None:
         """Start an episode: drop queued actions; ``seed`` reseeds the flow head's sampling (so an episode's
@@ -396,17 +415,21 @@ class ActionExpert:
 
     @torch.no_grad()
     def predict_action_chunk(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """(chunk, action_dim) actions in [-1, 1] for this observation."""
-        ctx = self.net.context(*self.tensors(obs))
+        """(chunk, action_dim) actions in [-1, 1] for this observation (an ensemble's: the members' mean)."""
+        inputs = self.tensors(obs)
+        chunks = [self._member_chunk(net, net.context(*inputs)) for net in self.members]
+        flat = torch.stack(chunks).mean(0)
+        return flat.view(self.config.chunk, self.config.action_dim).clamp(-1, 1).numpy()
+
+    def _member_chunk(self, net: ActionExpertNet, ctx: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if cfg.head == "regression":
-            flat = self.net(ctx)
-        else:
-            flat = torch.randn(1, cfg.chunk * cfg.action_dim, generator=self._gen)
-            for i in range(cfg.flow_steps):
-                t = torch.full((1,), 1.0 - i / cfg.flow_steps)
-                flat = flat - self.net(ctx, flat, t) / cfg.flow_steps
-        return flat.view(cfg.chunk, cfg.action_dim).clamp(-1, 1).numpy()
+            return net(ctx)
+        flat = torch.randn(1, cfg.chunk * cfg.action_dim, generator=self._gen)
+        for i in range(cfg.flow_steps):
+            t = torch.full((1,), 1.0 - i / cfg.flow_steps)
+            flat = flat - net(ctx, flat, t) / cfg.flow_steps
+        return flat
 
     def select_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """Next action; a new chunk is predicted when the last one's ``execute`` actions are used up (align this
@@ -423,7 +446,8 @@ class ActionExpert:
         directory.mkdir(parents=True, exist_ok=True)
         # config.json last: it marks a finished checkpoint (`mu0sim ablate` reuses a folder that has one)
         weights = directory / "model.safetensors"
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(weights.with_suffix(".tmp")))
+        save_file({k: v.contiguous() for k, v in member_weights(self.members).items()},
+                  str(weights.with_suffix(".tmp")))
         os.replace(weights.with_suffix(".tmp"), weights)
         atomic_write_text(directory / "normalization.json", json.dumps(self.norm.to_dict()))
         atomic_write_text(directory / "config.json", json.dumps({"policy": asdict(self.config), **(extra or {})},
@@ -450,9 +474,25 @@ class ActionExpert:
             raise ValueError(f"{directory} was trained for robot {config.robot!r}, not {robot!r}")
         if mu0_id is not None and config.mu0_id and mu0_id != config.mu0_id:
             raise ValueError(f"{directory} was trained on traces of μ0 {config.mu0_id}, this μ0 is {mu0_id}")
-        net = ActionExpertNet(config)
-        net.load_state_dict(load_file(str(directory / "model.safetensors")))
-        return cls(net, Normalization.from_dict(json.loads((directory / "normalization.json").read_text())), seed)
+        members = [ActionExpertNet(config) for _ in range(config.ensemble)]
+        load_member_weights(members, load_file(str(directory / "model.safetensors")))
+        return cls(members, Normalization.from_dict(json.loads((directory / "normalization.json").read_text())), seed)
+
+
+def member_weights(members: list[ActionExpertNet]) -> dict[str, torch.Tensor]:
+    """One state dict for an expert's networks: a single network's keys as they are (every checkpoint before
+    ensembles), an ensemble's prefixed by the member's index (``"0.trunk.0.weight"``, ...)."""
+    if len(members) == 1:
+        return members[0].state_dict()
+    return nn.ModuleList(members).state_dict()
+
+
+def load_member_weights(members: list[ActionExpertNet], weights: dict[str, torch.Tensor]) -> None:
+    """Inverse of :func:`member_weights`; a checkpoint with another number of members fails with torch's key error."""
+    if len(members) == 1:
+        members[0].load_state_dict(weights)
+    else:
+        nn.ModuleList(members).load_state_dict(weights)
 
 
 def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str | None = None,
@@ -534,4 +574,4 @@ __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "No
            "label_one_hot", "label_slots",
            "POOLINGS",
            "wrist_point_features",
-           "EXPERT_INPUTS", "LABEL_SLOTS"]
+           "EXPERT_INPUTS", "LABEL_SLOTS", "load_member_weights", "member_weights"]

@@ -7,6 +7,7 @@ cached next to the dataset (``<dataset>.bc-<μ0 id>-<query>.npz``). Training the
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -69,6 +70,7 @@ class TrainPolicyConfig:
     wrist_moments: bool = False  # the expert also reads each object's yaw from its wrist-view points
     trace_dropout: float = 0.0  # training only: the chance that a sample reads no traces (no-trace's input)
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
+    ensemble: int = 1  # train this many networks (seeds seed, seed + 1, ...) and average their action chunks
     # action-pretrained and trace-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps``
     # before the ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
     pretrain_data: list[str] = field(default_factory=list)
@@ -82,7 +84,7 @@ class TrainPolicyConfig:
                                   wrist_points=self.wrist_points, pooling=self.pooling,
                                   image_feature=self.image_feature, wrist_features=self.wrist_features,
                                   world_offsets=self.world_offsets, trace_skip=self.trace_skip,
-                                  wrist_moments=self.wrist_moments)
+                                  wrist_moments=self.wrist_moments, ensemble=self.ensemble)
 
     def check(self) -> None:
         """Refuse settings that cannot train, before any data is read or replayed (minutes of μ0 features, or
@@ -454,8 +456,6 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
                              None if wrist is None else wrist[train],
                              None if wrist_points is None else (wrist_points[0][train], wrist_points[1][train]))
     pc = config.expert_config(robot=robots.pop(), task=",".join(sorted(tasks)), mu0_id=mu0_id)
-    torch.manual_seed(config.seed)
-    net = ActionExpertNet(pc)
     tens = {"points": torch.as_tensor((points - norm.point_mean) / norm.point_std, dtype=torch.float32),
             "mask": torch.as_tensor(mask), "proprio": torch.as_tensor((proprio - norm.proprio_mean) / norm.proprio_std,
                                                                        dtype=torch.float32),
@@ -472,13 +472,12 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     tens["slots"] = torch.as_tensor(label_slots(data["mu0_query_label"]))
     if config.wrist_moments:
         tens["moments"] = torch.as_tensor(wrist_object_moments(data))
-    rng = np.random.default_rng(config.seed)
     val_rows = np.flatnonzero(is_val)
 
     # what a trace-less sample reads in the trace columns: raw zeros, normalized
     no_motion = torch.as_tensor(-norm.point_mean[MOTION_SLICE] / norm.point_std[MOTION_SLICE], dtype=torch.float32)
 
-    def loss_of(rows) -> torch.Tensor:
+    def context_of(net: ActionExpertNet, rows) -> torch.Tensor:
         points = tens["points"][rows]
         if config.trace_dropout and net.training:
             # a sample without traces must be acted on from the scene alone: the expert cannot lean on the traces
@@ -486,12 +485,14 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
             drop = torch.rand(len(rows)) < config.trace_dropout  # global RNG: a resumed run saves it
             points = points.clone()
             points[drop, :, MOTION_SLICE] = no_motion
-        ctx = net.context(points, tens["mask"][rows], tens["proprio"][rows], tens["image"][rows],
-                          tens["wrist"][rows] if "wrist" in tens else None,
-                          (tens["wrist_points"][rows], tens["wrist_point_mask"][rows], tens["wrist_point_slots"][rows])
-                          if "wrist_points" in tens else None, tens["slots"][rows],
-                          tens["moments"][rows] if "moments" in tens else None)
-        return chunk_loss(net, ctx, tens["target"][rows], tens["valid"][rows])
+        return net.context(points, tens["mask"][rows], tens["proprio"][rows], tens["image"][rows],
+                           tens["wrist"][rows] if "wrist" in tens else None,
+                           (tens["wrist_points"][rows], tens["wrist_point_mask"][rows],
+                            tens["wrist_point_slots"][rows]) if "wrist_points" in tens else None,
+                           tens["slots"][rows], tens["moments"][rows] if "moments" in tens else None)
+
+    def loss_of(net: ActionExpertNet, rows) -> torch.Tensor:
+        return chunk_loss(net, context_of(net, rows), tens["target"][rows], tens["valid"][rows])
 
     stages = [("fine-tune" if config.pretrain_data else "train", np.flatnonzero(train & data["target"]),
                config.steps)]
@@ -501,24 +502,55 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     state = resume.load()
     history: list[dict] = state["history"] if state else []
     start = time.perf_counter() - (state["elapsed_s"] if state else 0.0)
-    for index, (stage, rows, steps) in enumerate(stages):
-        if state and index < state["stage_index"]:
-            continue  # finished before the interruption
-        _optimize(net, loss_of, rows, val_rows, steps, config, rng, history, stage, progress,
-                  resume=resume, stage_index=index, state=state if state and index == state["stage_index"] else None,
-                  start=start)
+    finished = state.get("finished", []) if state else []  # weights of the ensemble members trained before an interruption
+    members: list[ActionExpertNet] = []
+    for member in range(config.ensemble):
+        # member 0 is exactly the single expert of this seed; each further one differs in init and batch order only
+        torch.manual_seed(config.seed + member)
+        net = ActionExpertNet(pc)
+        members.append(net)
+        if member < len(finished):
+            net.load_state_dict(finished[member])
+            continue
+        rng = np.random.default_rng(config.seed + member)
+        resumed = state if state and state.get("member", 0) == member else None
+        for index, (stage, rows, steps) in enumerate(stages):
+            if resumed and index < resumed["stage_index"]:
+                continue  # finished before the interruption
+            _optimize(net, functools.partial(loss_of, net), rows, val_rows, steps, config, rng, history,
+                      stage if config.ensemble == 1 else f"{stage}, member {member}", progress, resume=resume,
+                      stage_index=index, state=resumed if resumed and index == resumed["stage_index"] else None,
+                      start=start, member=member, finished=[m.state_dict() for m in members[:member]])
     wall = time.perf_counter() - start
-    policy = ActionExpert(net, norm)
+    policy = ActionExpert(members, norm)
     total_steps = sum(s for _, _, s in stages)
     summary = {"out": config.out, "variant": config.variant, "robot": pc.robot,
                "samples": int((train & data["target"]).sum()), "pretrain_samples": int((train & ~data["target"]).sum()),
                "val_samples": int(is_val.sum()), "steps": total_steps, "wall_s": round(wall, 1),
-               "samples_per_s": round(total_steps * config.batch_size / wall, 1),
-               "val_loss": history[-1]["val_loss"] if history else None}
+               "samples_per_s": round(config.ensemble * total_steps * config.batch_size / wall, 1),
+               "val_loss": ensemble_val_loss(members, context_of, tens, val_rows, history)}
     policy.save(config.out, {"training": {**summary, "history": history}, "train_config": asdict(config),
                              "data_collection": read_collection(config.data[0])})
     resume.clear()
     return summary
+
+
+def ensemble_val_loss(members: list[ActionExpertNet], context_of: Callable, tens: dict[str, torch.Tensor],
+                      val_rows: np.ndarray, history: list[dict]) -> float | None:
+    """The expert's validation loss: a single network's last one; a regression ensemble's is that of the members'
+    mean chunk (what it acts on), a flow ensemble's the mean of its members' last ones."""
+    if not history:
+        return None
+    if len(members) == 1:
+        return history[-1]["val_loss"]
+    if members[0].config.head != "regression" or not len(val_rows):
+        finals = [next(h["val_loss"] for h in reversed(history) if h["stage"].endswith(f"member {i}"))
+                  for i in range(len(members))]
+        return float(np.mean(finals))
+    with torch.no_grad():
+        mean = torch.stack([net.eval()(context_of(net, val_rows)) for net in members]).mean(0)
+    valid = tens["valid"][val_rows]
+    return float((((mean - tens["target"][val_rows]) ** 2) * valid).sum() / valid.sum().clamp(min=1))
 
 
 class TrainingResume:
@@ -554,9 +586,10 @@ class TrainingResume:
 def _optimize(net, loss_of, rows: np.ndarray, val_rows: np.ndarray, steps: int, config: TrainPolicyConfig,
               rng: np.random.Generator, history: list[dict], stage: str, progress: bool,
               resume: TrainingResume | None = None, stage_index: int = 0, state: dict | None = None,
-              start: float = 0.0) -> None:
+              start: float = 0.0, member: int = 0, finished: list[dict] | None = None) -> None:
     """AdamW + cosine schedule over ``steps`` batches of ``rows``; validation every 500 steps into ``history``.
-    ``state``: where an interrupted run of this stage stopped (:class:`TrainingResume`); ``resume`` saves it."""
+    ``state``: where an interrupted run of this stage stopped (:class:`TrainingResume`); ``resume`` saves it, with
+    the ensemble ``member`` being trained and the weights of the members ``finished`` before it."""
     from tqdm import tqdm
 
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -571,7 +604,8 @@ def _optimize(net, loss_of, rows: np.ndarray, val_rows: np.ndarray, steps: int, 
         first = state["step"]
 
     def snapshot(step: int) -> dict:
-        return {"stage_index": stage_index, "step": step, "net": net.state_dict(), "optimizer": opt.state_dict(),
+        return {"member": member, "finished": finished or [], "stage_index": stage_index, "step": step,
+                "net": net.state_dict(), "optimizer": opt.state_dict(),
                 "schedule": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "history": history, "elapsed_s": time.perf_counter() - start}
 

@@ -180,6 +180,8 @@ def test_config_refuses_bad_values():
         train_policy(TrainPolicyConfig(**unread, chunk=64))
     with pytest.raises(ValueError, match="valid poolings"):
         train_policy(TrainPolicyConfig(**unread, pooling="max"))
+    with pytest.raises(ValueError, match="ensemble must be >= 1"):
+        train_policy(TrainPolicyConfig(**unread, ensemble=0))
 
 
 @pytest.mark.parametrize("head, options", [("regression", {}),
@@ -247,6 +249,62 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(tiny_mu0, tmp_
     assert not (out / ".resume").exists()
     history = json.loads((out / "config.json").read_text())["training"]["history"]
     assert [h["stage"] for h in history] == ["pretrain", "fine-tune"]
+
+
+def test_an_ensemble_is_its_seeds_single_experts_averaged_and_resumes_between_members(tiny_mu0, tmp_path,
+                                                                                      monkeypatch):
+    """``ensemble=2`` trains the single experts of seeds 0 and 1 (bit-identical weights) into one checkpoint and acts
+    on the mean of their chunks; Ctrl-C while the second member trains keeps the first, and the rerun ends where an
+    uninterrupted one does."""
+    import os
+    import signal
+
+    import torch
+    from safetensors.torch import load_file
+
+    ckpt, (panda, _) = tiny_mu0
+
+    def train(out, **options):
+        train_policy(TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / out), steps=6,
+                                       batch_size=16, num_points=16, **options), progress=False)
+        return tmp_path / out
+
+    singles = [train(f"seed{seed}", seed=seed) for seed in (0, 1)]
+    ensemble = train("ensemble", ensemble=2)
+    weights = load_file(str(ensemble / "model.safetensors"))
+    for i, single in enumerate(singles):
+        for key, value in load_file(str(single / "model.safetensors")).items():
+            assert torch.equal(weights[f"{i}.{key}"], value)
+    training = json.loads((ensemble / "config.json").read_text())["training"]
+    assert [h["stage"] for h in training["history"]] == ["train, member 0", "train, member 1"]
+    assert np.isfinite(training["val_loss"])
+
+    env, expert = expert_env(ensemble, ckpt, "Lift")
+    obs, _ = env.reset(seed=3)
+    members = [ActionExpert.from_pretrained(single) for single in singles]
+    with torch.no_grad():
+        mean = torch.stack([m.net(m.net.context(*m.tensors(obs))) for m in members]).mean(0)
+    np.testing.assert_allclose(expert.predict_action_chunk(obs), mean.view(16, 7).clamp(-1, 1).numpy(), atol=1e-6)
+    env.close()
+    with pytest.raises(ValueError, match="ensemble of 2 networks"):
+        expert.net  # noqa: B018  (what PPO fine-tunes: one network)
+
+    step, calls = torch.optim.AdamW.step, []
+
+    def ctrl_c_in_the_second_member(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 9:  # the second member's third step
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", ctrl_c_in_the_second_member)
+    with pytest.raises(KeyboardInterrupt):
+        train("interrupted", ensemble=2)
+    saved = torch.load(tmp_path / "interrupted" / ".resume" / "state.pt", weights_only=False)
+    assert (saved["member"], saved["step"], len(saved["finished"])) == (1, 3, 1)
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    resumed = load_file(str(train("interrupted", ensemble=2) / "model.safetensors"))
+    assert resumed.keys() == weights.keys() and all(torch.equal(weights[k], resumed[k]) for k in weights)
 
 
 def test_gt_trace_and_action_pretrained_variants_train_and_run(tiny_mu0, tmp_path):
