@@ -51,6 +51,7 @@ VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained", "t
 PRETRAINED_VARIANTS = ("action-pretrained", "trace-pretrained")  # pretrained on other robots' demos, then fine-tuned
 HEADS = ("regression", "flow")
 POOLINGS = ("attention", "per-label")
+MOMENT_SOURCES = ("points", "pixels")  # wrist_moments from the W wrist-view points, or from every object pixel
 PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
 TRACE_STEPS = (2, 4, 8, 12, 16, 24, 32)  # future steps of each trace the expert reads (of μ0's H = 32)
 LABEL_SLOTS = 5  # one-hot of a query point's label: background, robot, first, second, any further task object
@@ -83,6 +84,7 @@ class ActionExpertConfig:
     trace_skip: bool = False  # the gripper's trace also maps linearly onto the action chunk (see ActionExpertNet)
     wrist_moments: bool = False  # the trunk also reads each object's yaw from its wrist-view points (object_moments)
     ensemble: int = 1  # networks whose action chunks are averaged, each trained with its own seed (see ActionExpert)
+    moments_from: str = "points"  # wrist_moments of the sampled wrist points, or of every object pixel ("pixels")
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -98,6 +100,11 @@ class ActionExpertConfig:
                              f"wrist_camera={self.wrist_camera!r}")
         if self.wrist_moments and not self.wrist_points:
             raise ValueError("wrist_moments describes the wrist-view points: it needs wrist_points > 0")
+        if self.moments_from not in MOMENT_SOURCES:
+            raise ValueError(f"unknown moments_from {self.moments_from!r}; valid sources: {', '.join(MOMENT_SOURCES)}")
+        if self.moments_from != "points" and not self.wrist_moments:
+            raise ValueError(f"moments_from={self.moments_from!r} says where wrist_moments come from: it needs "
+                             "wrist_moments=true")
         if self.ensemble < 1:
             raise ValueError(f"ensemble must be >= 1 (networks averaged), got {self.ensemble}")
 
@@ -553,7 +560,14 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
             torch.as_tensor(((proprio_features(obs) - norm.proprio_mean) / norm.proprio_std).astype(np.float32)),
             torch.as_tensor(((obs["mu0_image"] - norm.image_mean) / norm.image_std).astype(np.float32)), wrist,
             wrist_points, torch.as_tensor(label_slots(obs["mu0_query_label"])),
-            torch.as_tensor(wrist_object_moments(obs)) if config.wrist_moments else None)
+            torch.as_tensor(expert_moments(obs, config)) if config.wrist_moments else None)
+
+
+def expert_moments(obs: dict[str, np.ndarray], config: ActionExpertConfig) -> np.ndarray:
+    """The wrist-view objects' moments the expert reads (``config.moments_from``), for a batch of observations."""
+    if config.moments_from == "pixels":
+        return np.asarray(obs["wrist_object_moments"], np.float32)
+    return wrist_object_moments(obs)
 
 
 def chunk_loss(net: ActionExpertNet, ctx: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -574,4 +588,5 @@ __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "No
            "label_one_hot", "label_slots",
            "POOLINGS",
            "wrist_point_features",
-           "EXPERT_INPUTS", "LABEL_SLOTS", "load_member_weights", "member_weights"]
+           "EXPERT_INPUTS", "LABEL_SLOTS", "MOMENT_SOURCES", "expert_moments", "load_member_weights",
+           "member_weights"]

@@ -28,7 +28,7 @@ from mu0sim.io import checkpoint_fingerprint
 from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, PRETRAINED_VARIANTS, TRACE_STEPS,
                                            ActionExpert, ActionExpertConfig, ActionExpertNet, Normalization,
                                            chunk_loss, label_slots, point_features, proprio_features,
-                                           wrist_object_moments, wrist_point_features)
+                                           expert_moments, wrist_point_features)
 from mu0sim.policies.trace_observation import WRIST_POINT_KEYS
 
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
@@ -71,6 +71,7 @@ class TrainPolicyConfig:
     trace_dropout: float = 0.0  # training only: the chance that a sample reads no traces (no-trace's input)
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
     ensemble: int = 1  # train this many networks (seeds seed, seed + 1, ...) and average their action chunks
+    moments_from: str = "points"  # wrist_moments of the sampled wrist points or of every object pixel ("pixels")
     # action-pretrained and trace-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps``
     # before the ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
     pretrain_data: list[str] = field(default_factory=list)
@@ -84,7 +85,8 @@ class TrainPolicyConfig:
                                   wrist_points=self.wrist_points, pooling=self.pooling,
                                   image_feature=self.image_feature, wrist_features=self.wrist_features,
                                   world_offsets=self.world_offsets, trace_skip=self.trace_skip,
-                                  wrist_moments=self.wrist_moments, ensemble=self.ensemble)
+                                  wrist_moments=self.wrist_moments, ensemble=self.ensemble,
+                                  moments_from=self.moments_from)
 
     def check(self) -> None:
         """Refuse settings that cannot train, before any data is read or replayed (minutes of μ0 features, or
@@ -471,7 +473,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
         tens["wrist_point_slots"] = torch.as_tensor(wrist_points[2])
     tens["slots"] = torch.as_tensor(label_slots(data["mu0_query_label"]))
     if config.wrist_moments:
-        tens["moments"] = torch.as_tensor(wrist_object_moments(data))
+        tens["moments"] = torch.as_tensor(expert_moments(data, pc))
     val_rows = np.flatnonzero(is_val)
 
     # what a trace-less sample reads in the trace columns: raw zeros, normalized

@@ -386,6 +386,17 @@ def test_wrist_points_train_run_and_keep_older_configs(tiny_mu0, tmp_path):
     policy = ActionExpert.from_pretrained(tmp_path / "wpm")
     assert policy.config.wrist_moments and policy.predict_action_chunk(obs).shape == (16, 7)
     assert policy.tensors(obs)[-1].shape == (1, 12)
+    # moments_from="pixels": the same moments of every object pixel, which the wrapper adds and the cache keeps
+    pixels = TrainPolicyConfig(**{**asdict(moments), "out": str(tmp_path / "wpp"), "moments_from": "pixels"})
+    assert np.isfinite(train_policy(pixels, progress=False)["val_loss"])
+    policy = ActionExpert.from_pretrained(tmp_path / "wpp")
+    np.testing.assert_array_equal(policy.tensors(obs)[-1][0].numpy(), obs["wrist_object_moments"])
+    with np.load(cache) as rows:
+        assert rows["wrist_object_moments"].shape[1:] == (12,)
+    with pytest.raises(ValueError, match="valid sources: points, pixels"):
+        ActionExpertConfig(wrist_points=4, wrist_moments=True, moments_from="depth")
+    with pytest.raises(ValueError, match="needs wrist_moments=true"):
+        ActionExpertConfig(wrist_points=4, moments_from="pixels")
 
 
 def test_per_label_pooling_ignores_how_many_points_other_objects_got():
