@@ -163,7 +163,11 @@ def object_moments(in_gripper: np.ndarray, labels: np.ndarray, mask: np.ndarray)
 
     Why: the yaw to turn the gripper by before a grasp is a property of the point set, which per-point embeddings
     pooled by attention hardly recover from 50 demos (Stack/Sawyer closed on the red cube at a yaw unrelated to
-    the needed one; Sawyer's fingers, 6.75 cm open, fail to square up a 4 cm cube held 20+ degrees off)."""
+    the needed one; Sawyer's fingers, 6.75 cm open, fail to square up a 4 cm cube held 20+ degrees off).
+
+    What it reads (Stack/Sawyer demos, RESULTS.md session 28): with a whole square in view, arg(m_4) / 4 sits 45
+    degrees off its faces (corners weigh most); once the square fills the view and is cut by the image's edges,
+    it reads the faces' yaw itself. Either way the reading turns with the object."""
     labels, mask = np.asarray(labels), np.asarray(mask) > 0
     z = in_gripper[..., 0].astype(np.float64) + 1j * in_gripper[..., 1]
     out = np.zeros((*z.shape[:-1], OBJECT_SLOTS, 4), np.float32)
