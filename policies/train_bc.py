@@ -504,7 +504,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     state = resume.load()
     history: list[dict] = state["history"] if state else []
     start = time.perf_counter() - (state["elapsed_s"] if state else 0.0)
-    finished = state.get("finished", []) if state else []  # weights of the ensemble members trained before an interruption
+    finished = state.get("finished", []) if state else []  # weights of ensemble members trained before a Ctrl-C
     members: list[ActionExpertNet] = []
     for member in range(config.ensemble):
         # member 0 is exactly the single expert of this seed; each further one differs in init and batch order only
@@ -546,7 +546,7 @@ def ensemble_val_loss(members: list[ActionExpertNet], context_of: Callable, tens
     if len(members) == 1:
         return history[-1]["val_loss"]
     if members[0].config.head != "regression" or not len(val_rows):
-        finals = [next(h["val_loss"] for h in reversed(history) if h["stage"].endswith(f"member {i}"))
+        finals = [next(h["val_loss"] for h in reversed(history) if h["stage"].endswith(f", member {i}"))
                   for i in range(len(members))]
         return float(np.mean(finals))
     with torch.no_grad():

@@ -288,6 +288,10 @@ def test_an_ensemble_is_its_seeds_single_experts_averaged_and_resumes_between_me
     env.close()
     with pytest.raises(ValueError, match="ensemble of 2 networks"):
         expert.net  # noqa: B018  (what PPO fine-tunes: one network)
+    flow = train("flow", ensemble=2, head="flow")  # each member samples its own chunk; the mean is played
+    assert np.isfinite(json.loads((flow / "config.json").read_text())["training"]["val_loss"])
+    chunk = ActionExpert.from_pretrained(flow).predict_action_chunk(obs)
+    assert chunk.shape == (16, 7) and np.abs(chunk).max() <= 1.0
 
     step, calls = torch.optim.AdamW.step, []
 
