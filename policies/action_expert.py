@@ -533,7 +533,8 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
     env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
                               query_every=policy.config.execute, camera=mu0.config.camera,
                               traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera,
-                              wrist_points=policy.config.wrist_points, oracle=oracle)
+                              wrist_points=policy.config.wrist_points, oracle=oracle,
+                              pixel_moments=policy.config.moments_from == "pixels")
     return env, policy
 
 
@@ -570,6 +571,9 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
 def expert_moments(obs: dict[str, np.ndarray], config: ActionExpertConfig) -> np.ndarray:
     """The wrist-view objects' moments the expert reads (``config.moments_from``), for a batch of observations."""
     if config.moments_from == "pixels":
+        if "wrist_object_moments" not in obs:
+            raise ValueError("this expert reads its objects' moments from every wrist-view pixel: wrap the env with "
+                             "Mu0TraceObservation(..., pixel_moments=True)")
         return np.asarray(obs["wrist_object_moments"], np.float32)
     return wrist_object_moments(obs)
 

@@ -27,7 +27,7 @@ Added observation keys (K query points, H future steps):
                               the third-person camera, which is exactly when a grasp needs it (Stack)
     wrist_query_label (W,)    their segmentation labels (2.. the task's objects)
     wrist_query_mask  (W,)    1 for real points, 0 for padding (nothing of the objects in view)
-    wrist_object_moments (12,) with ``wrist_points``: :func:`~mu0sim.policies.action_expert.object_moments` of every
+    wrist_object_moments (12,) with ``pixel_moments``: :func:`~mu0sim.policies.action_expert.object_moments` of every
                               interior pixel of each task object in the wrist view (3 objects x (m_2, m_4) as real,
                               imaginary), in the gripper's frame: the objects' yaw without the sampling noise of
                               W points (an expert reads it with ``moments_from="pixels"``)
@@ -44,10 +44,16 @@ from gymnasium import spaces
 from mu0sim.camera import project_points, unproject_points
 from mu0sim.envs.catalog import check_choice
 from mu0sim.policies.action_expert import OBJECT_SLOTS, in_gripper_frame, object_moments
+from mu0sim.traces.keypoints import interior_mask
 
 QUERY_MODES = ("grid", "keypoints")
-WRIST_POINT_KEYS = ("wrist_query_world", "wrist_query_label", "wrist_query_mask",  # with wrist_points
-                    "wrist_object_moments")
+WRIST_POINT_KEYS = ("wrist_query_world", "wrist_query_label", "wrist_query_mask")  # with wrist_points
+PIXEL_MOMENTS_KEY = "wrist_object_moments"  # with pixel_moments
+
+
+def wrist_keys(wrist_points: int, pixel_moments: bool = False) -> tuple[str, ...]:
+    """The observation keys the wrapper adds for these wrist-view settings (beyond ``wrist_tokens``)."""
+    return (*(WRIST_POINT_KEYS if wrist_points else ()), *((PIXEL_MOMENTS_KEY,) if pixel_moments else ()))
 TRACE_SOURCES = ("mu0", "oracle")
 
 
@@ -109,14 +115,12 @@ def object_pixel_moments(labels: np.ndarray, depth_m: np.ndarray, params, obs: d
     the camera ``params`` and seen in the gripper's frame (the eef pose in ``obs``).
 
     Why every pixel: the 4-fold moment of 16 farthest-point samples depends on where the samples fall (corners or
-    edge midpoints turn its phase by up to 45 degrees); on Stack/Sawyer demos the samples' yaw was 5 degrees off
-    the pixels' (median) while the gripper hovered and turned. Edge pixels are left out: their depth may be the
-    background's, which moves them outwards along their rays."""
-    inner = labels >= 2
-    inner[1:] &= labels[1:] == labels[:-1]
-    inner[:-1] &= labels[:-1] == labels[1:]
-    inner[:, 1:] &= labels[:, 1:] == labels[:, :-1]
-    inner[:, :-1] &= labels[:, :-1] == labels[:, 1:]
+    edge midpoints turn its phase by up to 45 degrees); on three Stack/Sawyer demos the samples' yaw was 3.8
+    degrees off the pixels' (median) while the gripper hovered and turned. Edge pixels are left out: their depth may
+    be the background's, which moves them outwards along their rays."""
+    inner = np.zeros(labels.shape, bool)
+    for label in np.unique(labels[labels >= 2]):
+        inner |= interior_mask(labels == label)
     rows, cols = np.nonzero(inner)
     if not len(rows):
         return np.zeros(OBJECT_SLOTS * 4, np.float32)
@@ -143,10 +147,12 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def __init__(self, env: gym.Env, mu0, query: str = "keypoints", num_points: int = 32, grid: int = 8,
                  query_every: int = 8, camera: str = "agentview", seed: int = 0, traces: str = "mu0",
-                 oracle=None, wrist_camera: str | None = None, wrist_points: int = 0) -> None:
+                 oracle=None, wrist_camera: str | None = None, wrist_points: int = 0,
+                 pixel_moments: bool = False) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, mu0=mu0, query=query, num_points=num_points, grid=grid,
                                                  query_every=query_every, camera=camera, seed=seed, traces=traces,
-                                                 oracle=oracle, wrist_camera=wrist_camera, wrist_points=wrist_points)
+                                                 oracle=oracle, wrist_camera=wrist_camera, wrist_points=wrist_points,
+                                                 pixel_moments=pixel_moments)
         gym.Wrapper.__init__(self, env)
         if query not in QUERY_MODES:
             raise ValueError(f"unknown query mode {query!r}; valid modes: {', '.join(QUERY_MODES)}")
@@ -166,7 +172,10 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise ValueError(f"wrist_points must be >= 0 and needs a wrist_camera; got wrist_points={wrist_points} "
                              f"with wrist_camera={wrist_camera!r}")
         self.mu0, self.query, self.camera, self.query_every = mu0, query, camera, query_every
-        self.wrist_camera, self.wrist_points = wrist_camera, wrist_points
+        if pixel_moments and not wrist_points:
+            raise ValueError("pixel_moments describes the wrist view's objects like wrist_points do: it needs "
+                             f"wrist_points > 0, got {wrist_points}")
+        self.wrist_camera, self.wrist_points, self.pixel_moments = wrist_camera, wrist_points, pixel_moments
         self.num_points = grid * grid if query == "grid" else num_points
         self.grid = grid
         self.oracle = None
@@ -195,8 +204,9 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self.observation_space.spaces.update({
                 "wrist_query_world": spaces.Box(-np.inf, np.inf, (wrist_points, 3), np.float32),
                 "wrist_query_label": spaces.Box(-1.0, 255.0, (wrist_points,), np.float32),
-                "wrist_query_mask": spaces.Box(0.0, 1.0, (wrist_points,), np.float32),
-                "wrist_object_moments": spaces.Box(-1.0, 1.0, (OBJECT_SLOTS * 4,), np.float32)})
+                "wrist_query_mask": spaces.Box(0.0, 1.0, (wrist_points,), np.float32)})
+        if pixel_moments:
+            self.observation_space.spaces[PIXEL_MOMENTS_KEY] = spaces.Box(-1.0, 1.0, (OBJECT_SLOTS * 4,), np.float32)
         self._last: dict[str, np.ndarray] = {}
         self._age = 0
         self.queries = 0
@@ -298,9 +308,11 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         r, c = points[:, 1].astype(int), points[:, 0].astype(int)
         world = unproject_points(points, frame.depth_m[r, c], params)
         mask = (np.arange(count) < n).astype(np.float32)
-        return {"wrist_query_world": (world * mask[:, None]).astype(np.float32),
-                "wrist_query_label": (labels[r, c] * mask).astype(np.float32), "wrist_query_mask": mask,
-                "wrist_object_moments": object_pixel_moments(labels, frame.depth_m, params, obs)}
+        out = {"wrist_query_world": (world * mask[:, None]).astype(np.float32),
+               "wrist_query_label": (labels[r, c] * mask).astype(np.float32), "wrist_query_mask": mask}
+        if self.pixel_moments:  # 0.6-3.4 ms a query (every object pixel): only for the experts that read it
+            out[PIXEL_MOMENTS_KEY] = object_pixel_moments(labels, frame.depth_m, params, obs)
+        return out
 
     def _with_last(self, obs: dict[str, np.ndarray]) -> dict[str, Any]:
         # copies: users keep observations, and the next steps must not change them

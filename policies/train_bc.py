@@ -29,7 +29,7 @@ from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, PRETRAIN
                                            ActionExpert, ActionExpertConfig, ActionExpertNet, Normalization,
                                            chunk_loss, label_slots, point_features, proprio_features,
                                            expert_moments, wrist_point_features)
-from mu0sim.policies.trace_observation import WRIST_POINT_KEYS
+from mu0sim.policies.trace_observation import wrist_keys
 
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
 FEATURE_KEYS = ("mu0_query_world", "mu0_query_uvz", "mu0_traces", "mu0_traces_world", "mu0_query_mask",
@@ -128,11 +128,13 @@ def oracle_version(variant: str, task: str) -> int | None:
 
 
 def feature_cache_path(dataset: str | Path, mu0_id: str, query: str, num_points: int, traces: str = "mu0",
-                       wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0) -> Path:
+                       wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0,
+                       pixel_moments: bool = False) -> Path:
     """Where :func:`replay_features` caches a dataset's features for these settings (next to the dataset)."""
     dataset = Path(dataset)
     suffix = (("" if traces == "mu0" else f"-{traces}") + ("" if wrist_camera is None else f"-{wrist_camera}")
-              + ("" if not wrist_points else f"-wp{wrist_points}") + ("" if every == 1 else f"-every{every}"))
+              + ("" if not wrist_points else f"-wp{wrist_points}") + ("-pm" if pixel_moments else "")
+              + ("" if every == 1 else f"-every{every}"))
     return dataset.with_name(f"{dataset.stem}.bc-{mu0_id}-{query}{num_points}{suffix}.npz")
 
 
@@ -170,29 +172,29 @@ def _demo_ids(dataset: Path, episodes: int | None) -> list[int]:
         return [int(n[5:]) for n in demo_names(f)[:episodes]]
 
 
-def _cache_covers(cache: Path, demo_ids: set[int], wrist_points: int = 0) -> bool:
+def _cache_covers(cache: Path, demo_ids: set[int], extra: tuple[str, ...] = ()) -> bool:
     """Whether ``cache`` holds every feature of this mu0sim's inputs (``EXPERT_INPUTS``) for each of ``demo_ids``
     (reads only the keys and two columns; an older mu0sim's cache is replayed)."""
-    return _cached_demo_ids(cache, wrist_points) >= set(demo_ids)
+    return _cached_demo_ids(cache, extra) >= set(demo_ids)
 
 
-def _cached_demo_ids(cache: Path, wrist_points: int = 0) -> set[int]:
+def _cached_demo_ids(cache: Path, extra: tuple[str, ...] = ()) -> set[int]:
     """The demos ``cache`` holds features of this mu0sim's inputs for (none: no cache, or an older mu0sim's)."""
     if not cache.exists():
         return set()
-    keys = {"action_chunk", "inputs", *FEATURE_KEYS, *(WRIST_POINT_KEYS if wrist_points else ())}
+    keys = {"action_chunk", "inputs", *FEATURE_KEYS, *extra}
     with np.load(cache) as data:
         if not keys <= set(data.files) or int(data["inputs"]) != EXPERT_INPUTS:
             return set()
         return {int(i) for i in np.unique(data["episode"])}
 
 
-def _extend_cache(cache: Path, new: dict[str, np.ndarray], wrist_points: int = 0) -> dict[str, np.ndarray]:
+def _extend_cache(cache: Path, new: dict[str, np.ndarray], extra: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Write ``cache`` with the rows it already holds (of this mu0sim's inputs) and ``new`` demos' rows, in demo
     order; returns everything it now holds. A dataset grown from 50 to 100 demos replays only the 50 new ones."""
-    held = _cached_demo_ids(cache, wrist_points) - {int(i) for i in np.unique(new["episode"])}
+    held = _cached_demo_ids(cache, extra) - {int(i) for i in np.unique(new["episode"])}
     if held:
-        old = _from_cache(cache, held, wrist_points)
+        old = _from_cache(cache, held, extra)
         if set(old) != set(new):  # the file name fixes the settings, EXPERT_INPUTS the keys: not expected
             raise ValueError(f"{cache}: cached features {sorted(old)} differ from the new rows' {sorted(new)}; "
                              "delete the cache to replay every demo")
@@ -203,9 +205,9 @@ def _extend_cache(cache: Path, new: dict[str, np.ndarray], wrist_points: int = 0
     return new
 
 
-def _from_cache(cache: Path, demo_ids: set[int], wrist_points: int = 0) -> dict[str, np.ndarray] | None:
+def _from_cache(cache: Path, demo_ids: set[int], extra: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
     """The cached rows of ``demo_ids``, or None when the cache does not cover them (see :func:`_cache_covers`)."""
-    if not _cache_covers(cache, demo_ids, wrist_points):
+    if not _cache_covers(cache, demo_ids, extra):
         return None
     data = dict(np.load(cache))
     del data["inputs"]
@@ -215,22 +217,26 @@ def _from_cache(cache: Path, demo_ids: set[int], wrist_points: int = 0) -> dict[
 
 def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_points: int,
                     episodes: int | None = None, progress: bool = True, traces: str = "mu0",
-                    wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0) -> dict[str, np.ndarray]:
+                    wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0,
+                    pixel_moments: bool = False) -> dict[str, np.ndarray]:
     """Per-step μ0 observation features and actions of every demo (cached). Returns arrays over all steps plus
     ``episode`` (N,) and ``step`` (N,). ``traces="oracle"`` stores ground-truth future traces instead of μ0's;
     ``wrist_camera`` adds ``wrist_tokens`` (stored as float16: they are most of the cache), ``wrist_points`` the
-    wrist-view points. ``every``: rows for every k-th step only (μ0 runs and the cameras render only there)."""
+    wrist-view points, ``pixel_moments`` their objects' moments from every pixel. ``every``: rows for every k-th
+    step only (μ0 runs and the cameras render only there)."""
     dataset = Path(dataset)
-    cache = feature_cache_path(dataset, mu0_id, query, num_points, traces, wrist_camera, every, wrist_points)
+    cache = feature_cache_path(dataset, mu0_id, query, num_points, traces, wrist_camera, every, wrist_points,
+                               pixel_moments)
+    extra = wrist_keys(wrist_points, pixel_moments)
     demos = _read_demos(dataset, episodes)
     wanted = {d[0] for d in demos}
-    cached = _from_cache(cache, wanted, wrist_points)
+    cached = _from_cache(cache, wanted, extra)
     if cached is not None:
         return cached
-    held = _cached_demo_ids(cache, wrist_points)
+    held = _cached_demo_ids(cache, extra)
     new = _replay_rows(dataset, [d for d in demos if d[0] not in held], mu0, query, num_points, traces,
-                       wrist_camera, every, progress, wrist_points=wrist_points)
-    data = _extend_cache(cache, new, wrist_points)  # every cached demo: keep the asked ones (no second read)
+                       wrist_camera, every, progress, wrist_points=wrist_points, pixel_moments=pixel_moments)
+    data = _extend_cache(cache, new, extra)  # every cached demo: keep the asked ones (no second read)
     keep = np.isin(data["episode"], sorted(wanted))
     return {k: v[keep] for k, v in data.items()}
 
@@ -244,7 +250,8 @@ def _write_cache(cache: Path, data: dict[str, np.ndarray]) -> None:
 
 def _replay_rows(dataset: Path, demos: list[RecordedDemo], mu0, query: str,
                  num_points: int, traces: str, wrist_camera: str | None, every: int, progress: bool = False,
-                 on_demo: Callable[[], None] | None = None, wrist_points: int = 0) -> dict[str, np.ndarray]:
+                 on_demo: Callable[[], None] | None = None, wrist_points: int = 0,
+                 pixel_moments: bool = False) -> dict[str, np.ndarray]:
     """The feature rows of ``demos`` (see :func:`replay_features`); a demo's rows depend on that demo only (the
     wrapper's query-point sampling is reseeded with its seed), so demos can be replayed in any split.
     ``on_demo()`` is called after each demo (progress from worker processes)."""
@@ -260,8 +267,9 @@ def _replay_rows(dataset: Path, demos: list[RecordedDemo], mu0, query: str,
     oracle = RecordedFutureOracle() if traces == "oracle" else None
     env = Mu0TraceObservation(env, mu0, query=query, num_points=num_points, query_every=every,
                               camera=mu0.config.camera,
-                              traces=traces, oracle=oracle, wrist_camera=wrist_camera, wrist_points=wrist_points)
-    keys = (*FEATURE_KEYS, *(("wrist_tokens",) if wrist_camera else ()), *(WRIST_POINT_KEYS if wrist_points else ()))
+                              traces=traces, oracle=oracle, wrist_camera=wrist_camera, wrist_points=wrist_points,
+                              pixel_moments=pixel_moments)
+    keys = (*FEATURE_KEYS, *(("wrist_tokens",) if wrist_camera else ()), *wrist_keys(wrist_points, pixel_moments))
     rows: dict[str, list] = {k: [] for k in (*keys, "action_chunk", "episode", "step", "episode_length")}
     worst = 0.0
     try:
@@ -306,6 +314,11 @@ class FeatureJob:
     wrist_camera: str | None
     every: int
     wrist_points: int = 0
+    pixel_moments: bool = False
+
+    @property
+    def extra_keys(self) -> tuple[str, ...]:
+        return wrist_keys(self.wrist_points, self.pixel_moments)
 
 
 def feature_jobs(config: TrainPolicyConfig) -> list[FeatureJob]:
@@ -313,7 +326,7 @@ def feature_jobs(config: TrainPolicyConfig) -> list[FeatureJob]:
     pretrain_episodes = config.pretrain_episodes or config.episodes
     return [FeatureJob(str(d), config.episodes if i < len(config.data) else pretrain_episodes, config.query,
                        config.num_points, trace_source(config.variant), config.wrist_camera, config.feature_every,
-                       config.wrist_points)
+                       config.wrist_points, config.moments_from == "pixels")
             for i, d in enumerate([*config.data, *config.pretrain_data])]
 
 
@@ -336,12 +349,12 @@ def _feature_worker_run(job: FeatureJob, demo_ids: list[int]) -> dict[str, np.nd
     dataset = Path(job.dataset)
     return _replay_rows(dataset, _read_demos(dataset, job.episodes, only=demo_ids), state["mu0"], job.query,
                         job.num_points, job.traces, job.wrist_camera, job.every, on_demo=lambda: state["done"].put(1),
-                        wrist_points=job.wrist_points)
+                        wrist_points=job.wrist_points, pixel_moments=job.pixel_moments)
 
 
 def _job_cache(job: FeatureJob, mu0_id: str) -> Path:
     return feature_cache_path(job.dataset, mu0_id, job.query, job.num_points, job.traces, job.wrist_camera,
-                              job.every, job.wrist_points)
+                              job.every, job.wrist_points, job.pixel_moments)
 
 
 def _one_job_per_cache(jobs) -> list[FeatureJob]:
@@ -349,7 +362,8 @@ def _one_job_per_cache(jobs) -> list[FeatureJob]:
     50 demos of a dataset share one cache (two jobs would replay the 10 twice and write the file twice)."""
     merged: dict[tuple, FeatureJob] = {}
     for job in jobs:
-        key = (job.dataset, job.query, job.num_points, job.traces, job.wrist_camera, job.every, job.wrist_points)
+        key = (job.dataset, job.query, job.num_points, job.traces, job.wrist_camera, job.every, job.wrist_points,
+               job.pixel_moments)
         other = merged.get(key)
         if other is None or other.episodes is not None and (job.episodes is None or job.episodes > other.episodes):
             merged[key] = job
@@ -377,7 +391,7 @@ def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progres
               for j in _one_job_per_cache(j for c in configs for j in feature_jobs(c))}
     demo_ids = {}  # per job, the demos its cache lacks (a grown dataset replays only its new demos)
     for j, ids in wanted.items():
-        held = _cached_demo_ids(_job_cache(j, mu0_id), j.wrist_points)
+        held = _cached_demo_ids(_job_cache(j, mu0_id), j.extra_keys)
         if missing := [i for i in ids if i not in held]:
             demo_ids[j] = missing
     jobs = list(demo_ids)
@@ -399,7 +413,7 @@ def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progres
                 job, _ = pending.pop(future)
                 # each shard joins its cache as it comes in (in demo order): an interrupted replay keeps every
                 # finished shard, and the rerun replays only the rest. A worker's error surfaces here.
-                _extend_cache(_job_cache(job, mu0_id), future.result(), job.wrist_points)
+                _extend_cache(_job_cache(job, mu0_id), future.result(), job.extra_keys)
             while True:
                 try:
                     bar.update(done_queue.get_nowait())
@@ -433,7 +447,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     mu0 = Mu0.from_pretrained(config.mu0)
     mu0_id = mu0_fingerprint(config.mu0)
     parts = [replay_features(j.dataset, mu0, mu0_id, j.query, j.num_points, j.episodes, progress, j.traces,
-                             j.wrist_camera, j.every, j.wrist_points) for j in feature_jobs(config)]
+                             j.wrist_camera, j.every, j.wrist_points, j.pixel_moments) for j in feature_jobs(config)]
     for i, p in enumerate(parts):
         p["episode"] = p["episode"] + 100000 * i  # distinct episodes across files
         p["target"] = np.full(len(p["episode"]), i < len(config.data))

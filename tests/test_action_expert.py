@@ -390,12 +390,20 @@ def test_wrist_points_train_run_and_keep_older_configs(tiny_mu0, tmp_path):
     policy = ActionExpert.from_pretrained(tmp_path / "wpm")
     assert policy.config.wrist_moments and policy.predict_action_chunk(obs).shape == (16, 7)
     assert policy.tensors(obs)[-1].shape == (1, 12)
-    # moments_from="pixels": the same moments of every object pixel, which the wrapper adds and the cache keeps
+    # moments_from="pixels": the same moments of every object pixel, which only its wrapper adds and its own cache
+    # keeps (the points-only cache above is not touched)
     pixels = TrainPolicyConfig(**{**asdict(moments), "out": str(tmp_path / "wpp"), "moments_from": "pixels"})
     assert np.isfinite(train_policy(pixels, progress=False)["val_loss"])
-    policy = ActionExpert.from_pretrained(tmp_path / "wpp")
-    np.testing.assert_array_equal(policy.tensors(obs)[-1][0].numpy(), obs["wrist_object_moments"])
+    with pytest.raises(ValueError, match="pixel_moments=True"):
+        ActionExpert.from_pretrained(tmp_path / "wpp").tensors(obs)
+    env, policy = expert_env(tmp_path / "wpp", ckpt, "Lift")
+    pixel_obs, _ = env.reset(seed=100)
+    env.close()
+    np.testing.assert_array_equal(policy.tensors(pixel_obs)[-1][0].numpy(), pixel_obs["wrist_object_moments"])
     with np.load(cache) as rows:
+        assert "wrist_object_moments" not in rows.files
+    pixel_cache = next(panda.parent.glob(f"{panda.stem}.bc-*-keypoints16-robot0_eye_in_hand-wp8-pm.npz"))
+    with np.load(pixel_cache) as rows:
         assert rows["wrist_object_moments"].shape[1:] == (12,)
     with pytest.raises(ValueError, match="valid sources: points, pixels"):
         ActionExpertConfig(wrist_points=4, wrist_moments=True, moments_from="depth")

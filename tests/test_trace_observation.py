@@ -69,8 +69,13 @@ def test_wrist_view_and_oracle_traces(mu0):
 
 def test_wrist_points_lie_on_the_objects_in_the_wrist_view(mu0):
     """``wrist_points`` samples the task objects' pixels of the wrist view: at reset the Panda's wrist camera looks
-    down at Lift's cube, so every point is a cube point (label 2), within the cube's extent of its centre."""
-    env = Mu0TraceObservation(_env(), mu0, num_points=16, wrist_camera="robot0_eye_in_hand", wrist_points=12)
+    down at Lift's cube, so every point is a cube point (label 2), within the cube's extent of its centre. With
+    ``pixel_moments`` the moments of every cube pixel come too (and only then: they cost every query)."""
+    plain = Mu0TraceObservation(_env(), mu0, num_points=16, wrist_camera="robot0_eye_in_hand", wrist_points=12)
+    assert "wrist_object_moments" not in plain.reset(seed=0)[0]
+    plain.close()
+    env = Mu0TraceObservation(_env(), mu0, num_points=16, wrist_camera="robot0_eye_in_hand", wrist_points=12,
+                              pixel_moments=True)
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
     assert obs["wrist_query_world"].shape == (12, 3) and obs["wrist_query_mask"].sum() == 12
@@ -180,3 +185,5 @@ def test_bad_setups_are_refused(mu0):
         Mu0TraceObservation(_env(), mu0, traces="future")
     with pytest.raises(ValueError, match="needs a wrist_camera"):
         Mu0TraceObservation(_env(), mu0, wrist_points=8)
+    with pytest.raises(ValueError, match="pixel_moments .* needs wrist_points > 0, got 0"):
+        Mu0TraceObservation(_env(), mu0, wrist_camera="robot0_eye_in_hand", pixel_moments=True)

@@ -71,7 +71,7 @@ def farthest_point_sampling(points: np.ndarray, count: int, rng: np.random.Gener
     return np.array(chosen)
 
 
-def _interior(mask: np.ndarray) -> np.ndarray:
+def interior_mask(mask: np.ndarray) -> np.ndarray:
     """Mask pixels whose 4 neighbours are in the mask too (edge pixels mix surfaces and depths)."""
     inner = mask.copy()
     inner[1:, :] &= mask[:-1, :]
@@ -92,7 +92,7 @@ def select_surface_keypoints(base_env, camera: str, params: CameraParams, per_ob
     for label, name in base_env.segmentation_labels.items():
         if label < 2:
             continue
-        mask = _interior(labels == label)
+        mask = interior_mask(labels == label)
         rows, cols = np.nonzero(mask)
         if len(rows) == 0:
             continue
