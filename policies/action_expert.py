@@ -23,7 +23,10 @@ their own embedding. ``pooling="per-label"`` adds a pool per label slot; ``image
 leave the expert geometry alone (points + proprioception), which on Stack stops a 50-demo expert from recalling
 whole training demos by their look (RESULTS.md). ``wrist_moments`` adds each task object's orientation in the
 gripper's frame, from its wrist-view points (:func:`object_moments`), to the trunk: the yaw to turn to before a
-grasp, which the pooled per-point embeddings did not recover on Stack/Sawyer (RESULTS.md).
+grasp, which the pooled per-point embeddings did not recover on Stack/Sawyer (RESULTS.md). ``grip_clock`` adds how many
+steps in a row the expert's own gripper command has been "close" (:func:`grip_clock_steps`): its demos lift a fixed
+count of steps after closing, while the fingers' width, the only trace of that in one observation, creeps for most
+of the wait and stops elsewhere on a grasp held off-centre.
 
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
@@ -52,6 +55,8 @@ PRETRAINED_VARIANTS = ("action-pretrained", "trace-pretrained")  # pretrained on
 HEADS = ("regression", "flow")
 POOLINGS = ("attention", "per-label")
 MOMENT_SOURCES = ("points", "pixels")  # wrist_moments from the W wrist-view points, or from every object pixel
+GRIP_CLOCK_KEY = "expert_grip_clock"  # steps the expert's own gripper command has been "close" in a row (its state)
+GRIP_CLOCK_CAP = 24  # steps; the clock reads min(steps, cap) / cap (the demos lift 12 steps after closing)
 PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
 TRACE_STEPS = (2, 4, 8, 12, 16, 24, 32)  # future steps of each trace the expert reads (of μ0's H = 32)
 LABEL_SLOTS = 5  # one-hot of a query point's label: background, robot, first, second, any further task object
@@ -85,6 +90,7 @@ class ActionExpertConfig:
     wrist_moments: bool = False  # the trunk also reads each object's yaw from its wrist-view points (object_moments)
     ensemble: int = 1  # networks whose action chunks are averaged, each trained with its own seed (see ActionExpert)
     moments_from: str = "points"  # wrist_moments of the sampled wrist points, or of every object pixel ("pixels")
+    grip_clock: bool = False  # the trunk also reads how long its own gripper command has been "close" (see above)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -224,6 +230,32 @@ def proprio_features(obs: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([np.asarray(obs[k], np.float32) for k in PROPRIO_KEYS], -1)
 
 
+def grip_clock_steps(grip_chunks: np.ndarray, episode: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """(N,) int: for each row, how many steps in a row before its ``step`` the gripper was commanded closed
+    (command > 0). ``grip_chunks`` (N, L): the gripper commands executed from each row's step on (the cached action
+    chunks' last column), so rows every few steps of an episode still give every step's command. What
+    :class:`ActionExpert` counts of its own actions as it acts."""
+    grip_chunks, episode, step = np.asarray(grip_chunks), np.asarray(episode), np.asarray(step)
+    clock = np.zeros(len(step), np.int64)
+    for e in np.unique(episode):
+        rows = np.flatnonzero(episode == e)
+        closed = np.zeros(int(step[rows].max()) + 1, bool)  # each step's command (steps no row covers: open)
+        for r in rows[np.argsort(step[rows])[::-1]]:  # the nearest row's chunk wins
+            s = int(step[r])
+            span = min(grip_chunks.shape[1], len(closed) - s)
+            closed[s:s + span] = grip_chunks[r, :span] > 0
+        run = np.zeros(len(closed) + 1, np.int64)  # run[s]: closed commands in a row just before step s
+        for s in range(len(closed)):
+            run[s + 1] = run[s] + 1 if closed[s] else 0
+        clock[rows] = run[step[rows]]
+    return clock
+
+
+def grip_clock_feature(steps: np.ndarray) -> np.ndarray:
+    """(..., 1) the clock the expert reads: min(steps, GRIP_CLOCK_CAP) / GRIP_CLOCK_CAP, in [0, 1]."""
+    return (np.minimum(np.asarray(steps, np.float32), GRIP_CLOCK_CAP) / GRIP_CLOCK_CAP)[..., None]
+
+
 POINT_DIM = 3 + 3 + 3 + LABEL_SLOTS + 3 * len(TRACE_STEPS)
 MOTION_DIM = 3 * len(TRACE_STEPS)
 MOTION_SLICE = slice(POINT_DIM - MOTION_DIM, POINT_DIM)  # the trace's columns in point_features
@@ -245,7 +277,7 @@ class ActionExpertNet(nn.Module):
             self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
         self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
-        self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM, d), nn.GELU())
+        self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM + config.grip_clock, d), nn.GELU())
         # whole-image features identify a demo at a glance; without them the expert must act from geometry
         self.image = nn.Sequential(nn.Linear(IMAGE_DIM, d), nn.GELU()) if config.image_feature else None
         parts = 2 + config.image_feature
@@ -403,6 +435,7 @@ class ActionExpert:
                              f"{len(self.members)}")
         self.norm = norm
         self._queue: list[np.ndarray] = []
+        self._closed_steps = 0  # grip_clock: steps in a row its executed gripper command has been "close"
         self._gen = torch.Generator().manual_seed(seed)
 
     @property
@@ -417,12 +450,16 @@ class ActionExpert:
         """Start an episode: drop queued actions; ``seed`` reseeds the flow head's sampling (so an episode's
         outcome depends on its seed only, not on which episodes ran before it in this process)."""
         self._queue = []
+        self._closed_steps = 0
         if seed is not None:
             self._gen.manual_seed(seed)
 
     def tensors(self, obs: dict[str, np.ndarray]) -> tuple[torch.Tensor | None, ...]:
-        """The network's inputs for one observation (a batch of one)."""
-        return expert_inputs({k: np.asarray(v)[None] for k, v in obs.items()}, self.config, self.norm)
+        """The network's inputs for one observation (a batch of one); a ``grip_clock`` expert adds its own clock."""
+        batch = {k: np.asarray(v)[None] for k, v in obs.items()}
+        if self.config.grip_clock:
+            batch[GRIP_CLOCK_KEY] = np.array([self._closed_steps])
+        return expert_inputs(batch, self.config, self.norm)
 
     @torch.no_grad()
     def predict_action_chunk(self, obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -447,7 +484,9 @@ class ActionExpert:
         with the wrapper's ``query_every`` so each chunk starts on a fresh μ0 query)."""
         if not self._queue:
             self._queue = list(self.predict_action_chunk(obs)[:self.config.execute])
-        return self._queue.pop(0).astype(np.float32)
+        action = self._queue.pop(0).astype(np.float32)
+        self._closed_steps = self._closed_steps + 1 if action[-1] > 0 else 0
+        return action
 
     # ----------------------------------------------------------------------------------------- checkpoints
     def save(self, directory: str | Path, extra: dict | None = None) -> None:
@@ -561,8 +600,14 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
         wrist_points = (torch.as_tensor(features.astype(np.float32)),
                         torch.as_tensor(np.asarray(obs["wrist_query_mask"], np.float32)),
                         torch.as_tensor(label_slots(obs["wrist_query_label"])))
+    proprio = (proprio_features(obs) - norm.proprio_mean) / norm.proprio_std
+    if config.grip_clock:
+        if GRIP_CLOCK_KEY not in obs:
+            raise ValueError(f"this expert reads its own gripper clock ({GRIP_CLOCK_KEY!r}), which "
+                             "ActionExpert.select_action keeps as it acts; it is not an env observation")
+        proprio = np.concatenate([proprio, grip_clock_feature(obs[GRIP_CLOCK_KEY])], -1)
     return (torch.as_tensor(points.astype(np.float32)), torch.as_tensor(np.asarray(obs["mu0_query_mask"])),
-            torch.as_tensor(((proprio_features(obs) - norm.proprio_mean) / norm.proprio_std).astype(np.float32)),
+            torch.as_tensor(proprio.astype(np.float32)),
             torch.as_tensor(((obs["mu0_image"] - norm.image_mean) / norm.image_std).astype(np.float32)), wrist,
             wrist_points, torch.as_tensor(label_slots(obs["mu0_query_label"])),
             torch.as_tensor(expert_moments(obs, config)) if config.wrist_moments else None)
@@ -597,4 +642,4 @@ __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "No
            "POOLINGS",
            "wrist_point_features",
            "EXPERT_INPUTS", "LABEL_SLOTS", "MOMENT_SOURCES", "expert_moments", "load_member_weights",
-           "member_weights"]
+           "member_weights", "GRIP_CLOCK_CAP", "GRIP_CLOCK_KEY", "grip_clock_feature", "grip_clock_steps"]

@@ -78,6 +78,9 @@ class ExpertFeatures(BaseFeaturesExtractor):
         if expert.config.head != "regression":
             raise ValueError(f"{checkpoint}: PPO needs a regression-head expert (its output is the Gaussian's mean); "
                              f"this one has head {expert.config.head!r}")
+        if expert.config.grip_clock:
+            raise ValueError(f"{checkpoint}: this expert reads its own gripper clock (grip_clock), which its "
+                             "select_action keeps and an SB3 observation does not carry; PPO needs an expert without it")
         features_dim = expert.net.trunk[0].in_features
         super().__init__(observation_space, features_dim)
         self.net, self.norm, self.expert_config = expert.net, expert.norm, expert.config

@@ -27,7 +27,8 @@ import torch
 from mu0sim.io import checkpoint_fingerprint
 from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, PRETRAINED_VARIANTS, TRACE_STEPS,
                                            ActionExpert, ActionExpertConfig, ActionExpertNet, Normalization,
-                                           chunk_loss, label_slots, point_features, proprio_features,
+                                           chunk_loss, grip_clock_feature, grip_clock_steps, label_slots,
+                                           point_features, proprio_features,
                                            expert_moments, wrist_point_features)
 from mu0sim.policies.trace_observation import wrist_keys
 
@@ -72,6 +73,7 @@ class TrainPolicyConfig:
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
     ensemble: int = 1  # train this many networks (seeds seed, seed + 1, ...) and average their action chunks
     moments_from: str = "points"  # wrist_moments of the sampled wrist points or of every object pixel ("pixels")
+    grip_clock: bool = False  # the expert also reads how many steps its gripper command has been "close" in a row
     # action-pretrained and trace-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps``
     # before the ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
     pretrain_data: list[str] = field(default_factory=list)
@@ -86,7 +88,7 @@ class TrainPolicyConfig:
                                   image_feature=self.image_feature, wrist_features=self.wrist_features,
                                   world_offsets=self.world_offsets, trace_skip=self.trace_skip,
                                   wrist_moments=self.wrist_moments, ensemble=self.ensemble,
-                                  moments_from=self.moments_from)
+                                  moments_from=self.moments_from, grip_clock=self.grip_clock)
 
     def check(self) -> None:
         """Refuse settings that cannot train, before any data is read or replayed (minutes of μ0 features, or
@@ -458,6 +460,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     is_val = np.isin(data["episode"], episodes[len(episodes) - n_val:])
     points = point_features(data, config.variant, config.world_offsets)
     proprio = proprio_features(data)
+    if config.grip_clock:  # from the demos' own gripper commands, as the expert counts its own when it acts
+        clock = grip_clock_feature(grip_clock_steps(data["action_chunk"][..., -1], data["episode"], data["step"]))
     image = data["mu0_image"].astype(np.float32)
     mask = data["mu0_query_mask"]
     wrist = data.get("wrist_tokens")
@@ -473,8 +477,10 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
                              None if wrist_points is None else (wrist_points[0][train], wrist_points[1][train]))
     pc = config.expert_config(robot=robots.pop(), task=",".join(sorted(tasks)), mu0_id=mu0_id)
     tens = {"points": torch.as_tensor((points - norm.point_mean) / norm.point_std, dtype=torch.float32),
-            "mask": torch.as_tensor(mask), "proprio": torch.as_tensor((proprio - norm.proprio_mean) / norm.proprio_std,
-                                                                       dtype=torch.float32),
+            "mask": torch.as_tensor(mask),
+            "proprio": torch.as_tensor(np.concatenate([(proprio - norm.proprio_mean) / norm.proprio_std,
+                                                       *([clock] if config.grip_clock else [])], -1),
+                                       dtype=torch.float32),
             "image": torch.as_tensor((image - norm.image_mean) / norm.image_std, dtype=torch.float32),
             "target": torch.as_tensor(target.reshape(len(target), -1)),
             "valid": torch.as_tensor(np.repeat(valid, pc.action_dim, axis=1).astype(np.float32))}

@@ -185,7 +185,8 @@ def test_config_refuses_bad_values():
 
 
 @pytest.mark.parametrize("head, options", [("regression", {}),
-                                           ("flow", {"trace_skip": True, "trace_dropout": 0.5})])
+                                           ("flow", {"trace_skip": True, "trace_dropout": 0.5,
+                                                     "grip_clock": True})])
 def test_behaviour_cloning_end_to_end_and_checkpoint_refusals(tiny_mu0, tmp_path, head, options):
     ckpt, data = tiny_mu0
     out = tmp_path / "policy"
@@ -194,6 +195,7 @@ def test_behaviour_cloning_end_to_end_and_checkpoint_refusals(tiny_mu0, tmp_path
     assert summary["robot"] == "Panda" and summary["samples"] > 50 and np.isfinite(summary["val_loss"])
     policy = ActionExpert.from_pretrained(out, robot="Panda")
     assert policy.config.trace_skip == options.get("trace_skip", False)
+    assert policy.config.grip_clock == options.get("grip_clock", False)
     outcomes = run_episodes(out, ckpt, "Lift", "Panda", seeds=[100], progress=False)
     assert len(outcomes) == 1 and outcomes[0].length > 0
     assert summarize(outcomes)["episodes"] == 1
@@ -547,3 +549,59 @@ def test_trace_skip_maps_the_grippers_mean_trace_onto_the_chunk(head):
     with pytest.raises(ValueError, match="label slot"):
         net.context(points, mask, torch.randn(2, 8), torch.randn(2, 1280))
     assert ActionExpertConfig.from_dict({"variant": "trace"}).trace_skip is False  # older checkpoints: no skip
+
+
+def test_grip_clock_counts_the_closed_commands_in_a_row_before_each_step():
+    """The clock of a row: closed (> 0) commands in a row just before its step, within its episode; rows every few
+    steps read the skipped steps' commands from their chunks and get the clock of every-step rows."""
+    from mu0sim.policies.action_expert import grip_clock_feature, grip_clock_steps
+
+    commands = np.array([-1, -1, 1, 1, 1, -1, 1, 1, 1, 1], np.float32)  # one episode's executed grip commands
+    chunks = np.stack([np.pad(commands[t:], (0, t), constant_values=-1) for t in range(10)])[:, :4]
+    step = np.arange(10)
+    np.testing.assert_array_equal(grip_clock_steps(chunks, np.zeros(10), step), [0, 0, 0, 1, 2, 3, 0, 1, 2, 3])
+    every2 = step % 2 == 0
+    np.testing.assert_array_equal(grip_clock_steps(chunks[every2], np.zeros(5), step[every2]), [0, 0, 2, 0, 2])
+    two = grip_clock_steps(np.concatenate([chunks, chunks]), np.repeat([0, 1], 10), np.concatenate([step, step]))
+    np.testing.assert_array_equal(two[10:], two[:10])  # a new episode starts at zero
+    np.testing.assert_allclose(grip_clock_feature(np.array([0, 12, 24, 100]))[:, 0], [0, 0.5, 1, 1])
+
+
+def test_a_grip_clock_expert_counts_its_own_executed_gripper_commands(tmp_path):
+    """What the expert reads is the count of its own executed close commands (reset by an open one and by
+    ``reset``), appended to the proprioception; without the clock in the batch it refuses, and so does PPO (an SB3
+    observation has no clock)."""
+    import torch
+
+    from mu0sim.policies.action_expert import (GRIP_CLOCK_KEY, PROPRIO_DIM, ActionExpertNet, Normalization,
+                                               expert_inputs)
+
+    config = ActionExpertConfig(grip_clock=True, wrist_camera=None)
+    norm = Normalization(np.zeros(PROPRIO_DIM, np.float32), np.ones(PROPRIO_DIM, np.float32),
+                         np.zeros(1280, np.float32), np.ones(1280, np.float32),
+                         np.zeros(POINT_DIM, np.float32), np.ones(POINT_DIM, np.float32))
+    expert = ActionExpert(ActionExpertNet(config), norm)
+    obs = {**_obs(), "mu0_query_mask": np.ones(5, np.float32), "robot0_gripper_width": np.array([0.05]),
+           "mu0_image": np.zeros(1280, np.float32)}
+    chunk = np.zeros((16, 7), np.float32)
+    chunk[:, 6] = [1, 1, 1, -1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    expert.predict_action_chunk = lambda _: chunk
+    clocks = []
+    for _ in range(16):
+        clocks.append(float(expert.tensors(obs)[2][0, -1]) * 24)
+        expert.select_action(obs)
+    # execute = 8: the second chunk starts over with three closes and an open
+    np.testing.assert_allclose(clocks, [0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3], atol=1e-5)
+    expert.reset()
+    assert float(expert.tensors(obs)[2][0, -1]) == 0.0
+    with torch.no_grad():
+        assert expert.members[0].context(*expert.tensors(obs)).shape == (1, 2 * config.dim + config.dim)
+    with pytest.raises(ValueError, match="gripper clock"):
+        expert_inputs({k: np.asarray(v)[None] for k, v in obs.items()}, config, norm)
+    assert GRIP_CLOCK_KEY not in obs
+    assert ActionExpertConfig.from_dict({"variant": "trace"}).grip_clock is False  # older checkpoints: no clock
+    from mu0sim.policies.sb3 import ExpertFeatures
+
+    expert.save(tmp_path / "clock")
+    with pytest.raises(ValueError, match="gripper clock"):
+        ExpertFeatures(None, str(tmp_path / "clock"))
