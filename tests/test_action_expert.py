@@ -74,6 +74,24 @@ def test_feature_caches_of_other_inputs_are_replayed(tmp_path):
     assert not _cache_covers(cache, {0, 1}) and _from_cache(cache, {0, 1}) is None
 
 
+def test_a_cache_reads_back_only_the_keys_its_job_asked_for(tmp_path):
+    """A plain cache written before pixel moments had a cache of their own also holds their key; reading it for a
+    job without them drops that key, so it pools with other files' rows (the study's action-pretrained cells)."""
+    from mu0sim.policies.trace_observation import PIXEL_MOMENTS_KEY, WRIST_POINT_KEYS
+    from mu0sim.policies.train_bc import FEATURE_KEYS, _extend_cache, _from_cache, _write_cache
+
+    rows = {k: np.zeros((4, 2), np.float32) for k in ("action_chunk", *FEATURE_KEYS, *WRIST_POINT_KEYS,
+                                                      PIXEL_MOMENTS_KEY)}
+    rows["episode"] = np.array([0, 0, 1, 1])
+    cache = tmp_path / "demo.bc-x-keypoints32-wp16.npz"
+    _write_cache(cache, rows)
+    assert set(_from_cache(cache, {0, 1}, WRIST_POINT_KEYS)) == set(rows) - {PIXEL_MOMENTS_KEY}
+    assert set(_from_cache(cache, {0}, (*WRIST_POINT_KEYS, PIXEL_MOMENTS_KEY))) == set(rows)
+    more = {k: v[:2] for k, v in rows.items() if k != PIXEL_MOMENTS_KEY} | {"episode": np.array([2, 2])}
+    grown = _extend_cache(cache, more, WRIST_POINT_KEYS)  # a new demo, replayed without pixel moments
+    assert set(grown) == set(more) and sorted(set(grown["episode"].tolist())) == [0, 1, 2]
+
+
 def test_a_grown_dataset_replays_only_its_new_demos(tiny_mu0, tmp_path, monkeypatch):
     """Features of the first demos are kept when more are asked for: only the new demos replay, and the cache then
     holds what one replay of them all gives, in demo order."""
