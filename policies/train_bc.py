@@ -215,7 +215,8 @@ def _from_cache(cache: Path, demo_ids: set[int], extra: tuple[str, ...] = ()) ->
     del data["inputs"]
     # the wrapper's optional keys this job did not ask for: caches written before pixel moments had a cache of
     # their own (commit 5a2bcd8) hold them too, and pooling such a file with others would misalign the keys
-    for key in set(wrist_keys(1, pixel_moments=True)) - set(extra):
+    every_optional_key = wrist_keys(wrist_points=1, pixel_moments=True)
+    for key in set(every_optional_key) - set(extra):
         data.pop(key, None)
     keep = np.isin(data["episode"], sorted(demo_ids))
     return {k: v[keep] for k, v in data.items()}
