@@ -577,6 +577,19 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
     return env, policy
 
 
+def expert_proprio(obs: dict[str, np.ndarray], config: ActionExpertConfig, norm: Normalization) -> np.ndarray:
+    """(..., PROPRIO_DIM (+ 1)) float32 normalized proprioception, plus the expert's gripper clock (``grip_clock``:
+    ``obs[GRIP_CLOCK_KEY]`` steps, counted by :meth:`ActionExpert.select_action` in closed loop and by
+    :func:`grip_clock_steps` from the demos in training): the one place both build the trunk's proprio input."""
+    proprio = (proprio_features(obs) - norm.proprio_mean) / norm.proprio_std
+    if config.grip_clock:
+        if GRIP_CLOCK_KEY not in obs:
+            raise ValueError(f"this expert reads its own gripper clock ({GRIP_CLOCK_KEY!r}), which "
+                             "ActionExpert.select_action keeps as it acts; it is not an env observation")
+        proprio = np.concatenate([proprio, grip_clock_feature(obs[GRIP_CLOCK_KEY])], -1)
+    return proprio.astype(np.float32)
+
+
 def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
                   norm: Normalization) -> tuple:
     """(points, mask, proprio, image, wrist, wrist_points, slots, moments) normalized tensors for
@@ -600,14 +613,8 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
         wrist_points = (torch.as_tensor(features.astype(np.float32)),
                         torch.as_tensor(np.asarray(obs["wrist_query_mask"], np.float32)),
                         torch.as_tensor(label_slots(obs["wrist_query_label"])))
-    proprio = (proprio_features(obs) - norm.proprio_mean) / norm.proprio_std
-    if config.grip_clock:
-        if GRIP_CLOCK_KEY not in obs:
-            raise ValueError(f"this expert reads its own gripper clock ({GRIP_CLOCK_KEY!r}), which "
-                             "ActionExpert.select_action keeps as it acts; it is not an env observation")
-        proprio = np.concatenate([proprio, grip_clock_feature(obs[GRIP_CLOCK_KEY])], -1)
     return (torch.as_tensor(points.astype(np.float32)), torch.as_tensor(np.asarray(obs["mu0_query_mask"])),
-            torch.as_tensor(proprio.astype(np.float32)),
+            torch.as_tensor(expert_proprio(obs, config, norm)),
             torch.as_tensor(((obs["mu0_image"] - norm.image_mean) / norm.image_std).astype(np.float32)), wrist,
             wrist_points, torch.as_tensor(label_slots(obs["mu0_query_label"])),
             torch.as_tensor(expert_moments(obs, config)) if config.wrist_moments else None)
@@ -642,4 +649,5 @@ __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "No
            "POOLINGS",
            "wrist_point_features",
            "EXPERT_INPUTS", "LABEL_SLOTS", "MOMENT_SOURCES", "expert_moments", "load_member_weights",
-           "member_weights", "GRIP_CLOCK_CAP", "GRIP_CLOCK_KEY", "grip_clock_feature", "grip_clock_steps"]
+           "member_weights", "GRIP_CLOCK_CAP", "GRIP_CLOCK_KEY", "expert_proprio", "grip_clock_feature",
+           "grip_clock_steps"]

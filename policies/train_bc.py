@@ -27,7 +27,7 @@ import torch
 from mu0sim.io import checkpoint_fingerprint
 from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, PRETRAINED_VARIANTS, TRACE_STEPS,
                                            ActionExpert, ActionExpertConfig, ActionExpertNet, Normalization,
-                                           chunk_loss, grip_clock_feature, grip_clock_steps, label_slots,
+                                           GRIP_CLOCK_KEY, chunk_loss, expert_proprio, grip_clock_steps, label_slots,
                                            point_features, proprio_features,
                                            expert_moments, wrist_point_features)
 from mu0sim.policies.trace_observation import wrist_keys
@@ -466,7 +466,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     points = point_features(data, config.variant, config.world_offsets)
     proprio = proprio_features(data)
     if config.grip_clock:  # from the demos' own gripper commands, as the expert counts its own when it acts
-        clock = grip_clock_feature(grip_clock_steps(data["action_chunk"][..., -1], data["episode"], data["step"]))
+        data[GRIP_CLOCK_KEY] = grip_clock_steps(data["action_chunk"][..., -1], data["episode"], data["step"])
     image = data["mu0_image"].astype(np.float32)
     mask = data["mu0_query_mask"]
     wrist = data.get("wrist_tokens")
@@ -483,9 +483,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     pc = config.expert_config(robot=robots.pop(), task=",".join(sorted(tasks)), mu0_id=mu0_id)
     tens = {"points": torch.as_tensor((points - norm.point_mean) / norm.point_std, dtype=torch.float32),
             "mask": torch.as_tensor(mask),
-            "proprio": torch.as_tensor(np.concatenate([(proprio - norm.proprio_mean) / norm.proprio_std,
-                                                       *([clock] if config.grip_clock else [])], -1),
-                                       dtype=torch.float32),
+            "proprio": torch.as_tensor(expert_proprio(data, pc, norm)),
             "image": torch.as_tensor((image - norm.image_mean) / norm.image_std, dtype=torch.float32),
             "target": torch.as_tensor(target.reshape(len(target), -1)),
             "valid": torch.as_tensor(np.repeat(valid, pc.action_dim, axis=1).astype(np.float32))}
