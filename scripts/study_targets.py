@@ -1,0 +1,125 @@
+"""Issue 7's targets, read off a finished (or partial) `mu0sim ablate` report.
+
+    python scripts/study_targets.py [results/cross_embodiment/ablation.json] [--unseen Kinova3]
+
+Prints, from the report's rows (refresh them first with `mu0sim ablate CONFIG --report-only`):
+- `trace` at 50 demos per task and robot against the task's bar (Lift 95%, the others 80%);
+- the held-out robot's `trace` rate against the mean of the seen robots (within 5 points or above);
+- at 10 demos, `trace` minus `no-trace` in points, per task and over every robot that has both (target +10);
+- per cell with both, whether `trace`'s rate reaches `action-pretrained`'s Wilson interval (its lower end).
+Cells missing from the report or not complete are named, never counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+BARS = {"Lift": 0.95}  # every other task: DEFAULT_BAR
+DEFAULT_BAR = 0.80
+GAP_TARGET_POINTS = 10.0
+HELD_OUT_POINTS = 5.0
+
+
+def load_rows(path: Path) -> dict[tuple[str, str, str, int], dict]:
+    """Complete rows keyed by (task, robot, variant, demos)."""
+    report = json.loads(path.read_text())
+    return {(r["task"], r["robot"], r["variant"], r["demos"]): r for r in report["rows"] if r.get("complete")}
+
+
+def _cell(row: dict) -> str:
+    return f"{row['successes']}/{row['episodes']}"
+
+
+def bar_lines(rows: dict, tasks: list[str], robots_of: dict[str, list[str]]) -> list[str]:
+    lines = ["trace @50 against the bar:"]
+    for task in tasks:
+        bar = BARS.get(task, DEFAULT_BAR)
+        cells = [(robot, rows.get((task, robot, "trace", 50))) for robot in robots_of[task]]
+        misses = [robot for robot, row in cells if row and row["success_rate"] < bar]
+        shown = ", ".join(f"{robot} {_cell(row) if row else '-'}" for robot, row in cells)
+        lines.append(f"  {task} (>= {bar:.0%}): {shown}; missed on: {', '.join(misses) or 'none'}")
+    return lines
+
+
+def held_out_lines(rows: dict, tasks: list[str], robots_of: dict[str, list[str]], unseen: str) -> list[str]:
+    lines = [f"held-out {unseen}, trace @50, against the seen robots' mean:"]
+    for task in tasks:
+        held = rows.get((task, unseen, "trace", 50))
+        seen = [rows[(task, r, "trace", 50)]["success_rate"] for r in robots_of[task]
+                if r != unseen and (task, r, "trace", 50) in rows]
+        if held is None or not seen:
+            lines.append(f"  {task}: incomplete")
+            continue
+        mean_seen = sum(seen) / len(seen)
+        gap = 100 * (held["success_rate"] - mean_seen)
+        verdict = "met" if gap >= -HELD_OUT_POINTS else "missed"
+        lines.append(f"  {task}: {100 * held['success_rate']:.1f}% vs {100 * mean_seen:.1f}% over {len(seen)} seen "
+                     f"({gap:+.1f} points, {verdict})")
+    return lines
+
+
+def gap_lines(rows: dict, tasks: list[str], robots_of: dict[str, list[str]]) -> list[str]:
+    lines = ["@10 trace minus no-trace (robots with both cells):"]
+    all_gaps = []
+    for task in tasks:
+        pairs = [(r, rows[(task, r, "trace", 10)], rows[(task, r, "no-trace", 10)]) for r in robots_of[task]
+                 if (task, r, "trace", 10) in rows and (task, r, "no-trace", 10) in rows]
+        if not pairs:
+            continue
+        gaps = [100 * (t["success_rate"] - n["success_rate"]) for _, t, n in pairs]
+        all_gaps += gaps
+        shown = ", ".join(f"{r} {t['successes']} vs {n['successes']}" for r, t, n in pairs)
+        lines.append(f"  {task}: {shown}: {sum(gaps) / len(gaps):+.1f} points")
+    if all_gaps:
+        mean = sum(all_gaps) / len(all_gaps)
+        verdict = "met" if mean >= GAP_TARGET_POINTS else "missed"
+        lines.append(f"  all {len(all_gaps)} cells: {mean:+.1f} points (target +{GAP_TARGET_POINTS:.0f}: {verdict})")
+    return lines
+
+
+def interval_lines(rows: dict, tasks: list[str], robots_of: dict[str, list[str]]) -> list[str]:
+    lines = ["trace at or above action-pretrained's Wilson interval (its lower end):"]
+    for demos in (50, 10):
+        met, total, misses = 0, 0, []
+        for task in tasks:
+            for robot in robots_of[task]:
+                trace = rows.get((task, robot, "trace", demos))
+                pretrained = rows.get((task, robot, "action-pretrained", demos))
+                if trace is None or pretrained is None:
+                    continue
+                total += 1
+                if trace["success_rate"] >= pretrained["wilson_low"]:
+                    met += 1
+                else:
+                    misses.append(f"{task}/{robot} {_cell(trace)} vs {_cell(pretrained)} "
+                                  f"({pretrained['wilson_low']:.2f}-{pretrained['wilson_high']:.2f})")
+        lines.append(f"  @{demos}: {met} of {total}; missed: {'; '.join(misses) or 'none'}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", nargs="?", default="results/cross_embodiment/ablation.json", type=Path)
+    parser.add_argument("--unseen", default=None, help="held-out robot (default: the report's robots_unseen_by_mu0)")
+    args = parser.parse_args(argv)
+    if not args.report.is_file():
+        raise SystemExit(f"no report at {args.report}: run `mu0sim ablate CONFIG --report-only` first")
+    unseen = args.unseen or (json.loads(args.report.read_text()).get("robots_unseen_by_mu0") or [None])[0]
+    rows = load_rows(args.report)
+    tasks = list(dict.fromkeys(task for task, *_ in rows))
+    robots_of: dict[str, list[str]] = defaultdict(list)
+    for task, robot, *_ in rows:
+        if robot not in robots_of[task]:
+            robots_of[task].append(robot)
+    sections = [bar_lines(rows, tasks, robots_of), gap_lines(rows, tasks, robots_of),
+                interval_lines(rows, tasks, robots_of)]
+    if unseen:
+        sections.insert(1, held_out_lines(rows, tasks, robots_of, unseen))
+    print("\n".join(line for section in sections for line in section))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""``scripts/study_targets.py``: issue 7's target lines read off an ablation report, incomplete cells left out."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mu0sim.rollouts.evaluate import wilson_interval
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "study_targets.py"
+
+
+def row(task: str, robot: str, variant: str, demos: int, successes: int, complete: bool = True) -> dict:
+    low, high = wilson_interval(successes, 50)
+    return {"task": task, "robot": robot, "variant": variant, "demos": demos, "episodes": 50,
+            "successes": successes, "success_rate": successes / 50, "wilson_low": low, "wilson_high": high,
+            "complete": complete}
+
+
+@pytest.fixture()
+def report(tmp_path: Path) -> Path:
+    rows = [
+        row("Lift", "Panda", "trace", 50, 47),  # 94%: under Lift's 95% bar
+        row("Lift", "Kinova3", "trace", 50, 50),
+        row("Stack", "Panda", "trace", 50, 40),
+        row("Stack", "Kinova3", "trace", 50, 30),  # held out, 20 points under Panda
+        row("Stack", "Panda", "trace", 10, 30),
+        row("Stack", "Panda", "no-trace", 10, 20),  # +20 points
+        row("Stack", "Kinova3", "trace", 10, 25),
+        row("Stack", "Kinova3", "no-trace", 10, 25, complete=False),  # unfinished: not counted
+        row("Stack", "Panda", "action-pretrained", 50, 49),  # interval 0.90-1.00: trace's 0.80 misses it
+        row("Stack", "Panda", "action-pretrained", 10, 30),
+    ]
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps({"name": "t", "robots_unseen_by_mu0": ["Kinova3"], "rows": rows}))
+    return path
+
+
+def test_targets_are_read_off_complete_rows_only(report: Path):
+    out = subprocess.run([sys.executable, str(SCRIPT), str(report)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert "  Lift (>= 95%): Panda 47/50, Kinova3 50/50; missed on: Panda" in out
+    assert "  Stack (>= 80%): Panda 40/50, Kinova3 30/50; missed on: Kinova3" in out
+    assert "  Stack: 60.0% vs 80.0% over 1 seen (-20.0 points, missed)" in out
+    assert "  Lift: 100.0% vs 94.0% over 1 seen (+6.0 points, met)" in out
+    assert "  Stack: Panda 30 vs 20: +20.0 points" in out  # Kinova3's no-trace cell is incomplete
+    assert "  all 1 cells: +20.0 points (target +10: met)" in out
+    assert out[-2].startswith("  @50: 0 of 1; missed: Stack/Panda 40/50 vs 49/50 (0.90-1.00)")
+    assert out[-1] == "  @10: 1 of 1; missed: none"
+
+
+def test_a_missing_report_says_how_to_make_one(tmp_path: Path):
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "none.json")], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "--report-only" in done.stderr
