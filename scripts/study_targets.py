@@ -23,10 +23,11 @@ GAP_TARGET_POINTS = 10.0
 HELD_OUT_POINTS = 5.0
 
 
-def load_rows(path: Path) -> dict[tuple[str, str, str, int], dict]:
-    """Complete rows keyed by (task, robot, variant, demos)."""
-    report = json.loads(path.read_text())
-    return {(r["task"], r["robot"], r["variant"], r["demos"]): r for r in report["rows"] if r.get("complete")}
+def complete_rows(report: dict) -> dict[tuple[str, str, str, int], dict]:
+    """Complete rows keyed by (task, robot, variant, demos); a tagged row (a probe's variation, e.g. `trace-offsets`)
+    keeps its tag in the variant, so it never stands in for the plain variant."""
+    return {(r["task"], r["robot"], "-".join(filter(None, (r["variant"], r.get("tag")))), r["demos"]): r
+            for r in report["rows"] if r.get("complete")}
 
 
 def _cell(row: dict) -> str:
@@ -107,8 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.report.is_file():
         raise SystemExit(f"no report at {args.report}: run `mu0sim ablate CONFIG --report-only` first")
-    unseen = args.unseen or (json.loads(args.report.read_text()).get("robots_unseen_by_mu0") or [None])[0]
-    rows = load_rows(args.report)
+    report = json.loads(args.report.read_text())
+    unseen = args.unseen or (report.get("robots_unseen_by_mu0") or [None])[0]
+    rows = complete_rows(report)
     tasks = list(dict.fromkeys(task for task, *_ in rows))
     robots_of: dict[str, list[str]] = defaultdict(list)
     for task, robot, *_ in rows:

@@ -32,6 +32,7 @@ def report(tmp_path: Path) -> Path:
         row("Stack", "Kinova3", "no-trace", 10, 25, complete=False),  # unfinished: not counted
         row("Stack", "Panda", "action-pretrained", 50, 49),  # interval 0.90-1.00: trace's 0.80 misses it
         row("Stack", "Panda", "action-pretrained", 10, 30),
+        {**row("Stack", "Panda", "no-trace", 10, 50), "tag": "probe"},  # a probe's variation: not the plain variant
     ]
     path = tmp_path / "ablation.json"
     path.write_text(json.dumps({"name": "t", "robots_unseen_by_mu0": ["Kinova3"], "rows": rows}))
