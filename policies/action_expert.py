@@ -259,6 +259,8 @@ def grip_clock_feature(steps: np.ndarray) -> np.ndarray:
 POINT_DIM = 3 + 3 + 3 + LABEL_SLOTS + 3 * len(TRACE_STEPS)
 MOTION_DIM = 3 * len(TRACE_STEPS)
 MOTION_SLICE = slice(POINT_DIM - MOTION_DIM, POINT_DIM)  # the trace's columns in point_features
+POINT_LABEL_SLICE = slice(9, 9 + LABEL_SLOTS)  # the label one-hot's columns in point_features
+WRIST_LABEL_SLICE = slice(6, 6 + LABEL_SLOTS)  # ... and in wrist_point_features
 ROBOT_SLOT = 1  # label slot of the robot's (the gripper's) query points
 WRIST_POINT_DIM = 3 + 3 + LABEL_SLOTS
 PROPRIO_DIM = 3 + 4 + 1
@@ -650,4 +652,4 @@ __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "No
            "wrist_point_features",
            "EXPERT_INPUTS", "LABEL_SLOTS", "MOMENT_SOURCES", "expert_moments", "load_member_weights",
            "member_weights", "GRIP_CLOCK_CAP", "GRIP_CLOCK_KEY", "expert_proprio", "grip_clock_feature",
-           "grip_clock_steps"]
+           "grip_clock_steps", "POINT_LABEL_SLICE", "WRIST_LABEL_SLICE"]

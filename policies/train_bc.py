@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from mu0sim.io import checkpoint_fingerprint
-from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, PRETRAINED_VARIANTS, TRACE_STEPS,
-                                           ActionExpert, ActionExpertConfig, ActionExpertNet, Normalization,
+from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POINT_LABEL_SLICE, PRETRAINED_VARIANTS,
+                                           TRACE_STEPS, WRIST_LABEL_SLICE, ActionExpert, ActionExpertConfig, ActionExpertNet, Normalization,
                                            GRIP_CLOCK_KEY, chunk_loss, expert_proprio, grip_clock_steps, label_slots,
                                            point_features, proprio_features,
                                            expert_moments, wrist_point_features)
@@ -70,6 +70,7 @@ class TrainPolicyConfig:
     trace_skip: bool = False  # the gripper's mean trace also maps linearly onto the action chunk
     wrist_moments: bool = False  # the expert also reads each object's yaw from its wrist-view points
     trace_dropout: float = 0.0  # training only: the chance that a sample reads no traces (no-trace's input)
+    input_noise: float = 0.0  # training only: std of Gaussian noise on every varying continuous input (normalized units)
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
     ensemble: int = 1  # train this many networks (seeds seed, seed + 1, ...) and average their action chunks
     moments_from: str = "points"  # wrist_moments of the sampled wrist points or of every object pixel ("pixels")
@@ -96,6 +97,9 @@ class TrainPolicyConfig:
         self.expert_config(robot="", task="", mu0_id="")
         if not 0.0 <= self.trace_dropout < 1.0:
             raise ValueError(f"trace_dropout must be in [0, 1), got {self.trace_dropout}")
+        if self.input_noise < 0:
+            raise ValueError(f"input_noise is a standard deviation (normalized units): must be >= 0, got "
+                             f"{self.input_noise}")
         if (self.variant in PRETRAINED_VARIANTS) != bool(self.pretrain_data):
             raise ValueError(f"pretrain_data (other robots' demos) is required by variants "
                              f"{', '.join(PRETRAINED_VARIANTS)} and only used by them; got variant {self.variant!r} "
@@ -502,19 +506,25 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     # what a trace-less sample reads in the trace columns: raw zeros, normalized
     no_motion = torch.as_tensor(-norm.point_mean[MOTION_SLICE] / norm.point_std[MOTION_SLICE], dtype=torch.float32)
 
+    noisy = noise_columns(tens, np.flatnonzero(train)) if config.input_noise else {}
+
     def context_of(net: ActionExpertNet, rows) -> torch.Tensor:
-        points = tens["points"][rows]
+        x = {k: tens[k][rows] for k in ("points", "proprio", "image", "wrist", "wrist_points", "moments") if k in tens}
         if config.trace_dropout and net.training:
             # a sample without traces must be acted on from the scene alone: the expert cannot lean on the traces
             # to tell ten demos apart, only on what they say about the motion
             drop = torch.rand(len(rows)) < config.trace_dropout  # global RNG: a resumed run saves it
-            points = points.clone()
-            points[drop, :, MOTION_SLICE] = no_motion
-        return net.context(points, tens["mask"][rows], tens["proprio"][rows], tens["image"][rows],
-                           tens["wrist"][rows] if "wrist" in tens else None,
-                           (tens["wrist_points"][rows], tens["wrist_point_mask"][rows],
-                            tens["wrist_point_slots"][rows]) if "wrist_points" in tens else None,
-                           tens["slots"][rows], tens["moments"][rows] if "moments" in tens else None)
+            x["points"] = x["points"].clone()
+            x["points"][drop, :, MOTION_SLICE] = no_motion
+        if noisy and net.training:
+            # a 10-demo expert recalls its demos from exact inputs (BC loss 0.0002 on them vs 0.02 held out):
+            # noise makes nearby inputs ask for nearby actions (global RNG: a resumed run saves it)
+            x = {k: v + config.input_noise * torch.randn_like(v) * noisy[k] if k in noisy else v
+                 for k, v in x.items()}
+        return net.context(x["points"], tens["mask"][rows], x["proprio"], x["image"], x.get("wrist"),
+                           (x["wrist_points"], tens["wrist_point_mask"][rows],
+                            tens["wrist_point_slots"][rows]) if "wrist_points" in x else None,
+                           tens["slots"][rows], x.get("moments"))
 
     def loss_of(net: ActionExpertNet, rows) -> torch.Tensor:
         return chunk_loss(net, context_of(net, rows), tens["target"][rows], tens["valid"][rows])
@@ -558,6 +568,24 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
                              "data_collection": read_collection(config.data[0])})
     resume.clear()
     return summary
+
+
+def noise_columns(tens: dict[str, torch.Tensor], train_rows: np.ndarray) -> dict[str, torch.Tensor]:
+    """Which columns of each continuous input ``input_noise`` perturbs, as 0/1 float masks over the last axis:
+    those that vary over the training rows (a no-trace expert's all-zero trace columns stay exact, so its inputs
+    are perturbed exactly where a trace expert's are, bar the traces it does not read), never the label one-hots
+    (categories, not measurements)."""
+    masks = {}
+    for key, labels in (("points", POINT_LABEL_SLICE), ("proprio", None), ("image", None), ("wrist", None),
+                        ("wrist_points", WRIST_LABEL_SLICE), ("moments", None)):
+        if key not in tens:
+            continue
+        values = tens[key][train_rows]
+        varies = values.reshape(-1, values.shape[-1]).std(0) > 1e-2
+        if labels is not None:
+            varies[labels] = False
+        masks[key] = varies.float()
+    return masks
 
 
 def ensemble_val_loss(members: list[ActionExpertNet], context_of: Callable, tens: dict[str, torch.Tensor],

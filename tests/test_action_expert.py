@@ -200,11 +200,37 @@ def test_config_refuses_bad_values():
         train_policy(TrainPolicyConfig(**unread, pooling="max"))
     with pytest.raises(ValueError, match="ensemble must be >= 1"):
         train_policy(TrainPolicyConfig(**unread, ensemble=0))
+    with pytest.raises(ValueError, match="input_noise is a standard deviation .* got -0.1"):
+        train_policy(TrainPolicyConfig(**unread, input_noise=-0.1))
+
+
+def test_input_noise_perturbs_varying_measurements_only():
+    """A no-trace expert's constant trace columns and every label one-hot stay exact; what varies gets noise."""
+    import torch
+
+    from mu0sim.policies.action_expert import MOTION_SLICE, POINT_DIM, POINT_LABEL_SLICE, WRIST_LABEL_SLICE, \
+        WRIST_POINT_DIM
+    from mu0sim.policies.train_bc import noise_columns
+
+    gen = torch.Generator().manual_seed(0)
+    points = torch.randn(40, 6, POINT_DIM, generator=gen)
+    points[..., MOTION_SLICE] = 0.0  # no-trace: zeros, normalized
+    points[..., POINT_LABEL_SLICE] = (torch.rand(40, 6, 5, generator=gen) > 0.5).float()
+    wrist_points = torch.randn(40, 4, WRIST_POINT_DIM, generator=gen)
+    proprio = torch.randn(40, 9, generator=gen)
+    proprio[:, 8] = 0.0  # a column that never moves in training (a gripper clock never started)
+    masks = noise_columns({"points": points, "proprio": proprio, "wrist_points": wrist_points}, np.arange(30))
+    assert set(masks) == {"points", "proprio", "wrist_points"}
+    noisy_points = masks["points"].bool()
+    assert not noisy_points[MOTION_SLICE].any() and not noisy_points[POINT_LABEL_SLICE].any()
+    assert noisy_points[:9].all()  # world, uvz, in-gripper positions
+    assert not masks["wrist_points"].bool()[WRIST_LABEL_SLICE].any() and masks["wrist_points"].bool()[:6].all()
+    assert masks["proprio"].tolist() == [1.0] * 8 + [0.0]
 
 
 @pytest.mark.parametrize("head, options", [("regression", {}),
                                            ("flow", {"trace_skip": True, "trace_dropout": 0.5,
-                                                     "grip_clock": True})])
+                                                     "grip_clock": True, "input_noise": 0.2})])
 def test_behaviour_cloning_end_to_end_and_checkpoint_refusals(tiny_mu0, tmp_path, head, options):
     ckpt, data = tiny_mu0
     out = tmp_path / "policy"
