@@ -71,6 +71,7 @@ class TrainPolicyConfig:
     wrist_moments: bool = False  # the expert also reads each object's yaw from its wrist-view points
     trace_dropout: float = 0.0  # training only: the chance that a sample reads no traces (no-trace's input)
     input_noise: float = 0.0  # training only: std of Gaussian noise on every varying continuous input (normalized units)
+    noise_traces: bool = True  # input_noise on the trace columns too (False: on the scene's measurements only)
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
     ensemble: int = 1  # train this many networks (seeds seed, seed + 1, ...) and average their action chunks
     moments_from: str = "points"  # wrist_moments of the sampled wrist points or of every object pixel ("pixels")
@@ -506,7 +507,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     # what a trace-less sample reads in the trace columns: raw zeros, normalized
     no_motion = torch.as_tensor(-norm.point_mean[MOTION_SLICE] / norm.point_std[MOTION_SLICE], dtype=torch.float32)
 
-    noisy = noise_columns(tens, np.flatnonzero(train)) if config.input_noise else {}
+    noisy = noise_columns(tens, np.flatnonzero(train), config.noise_traces) if config.input_noise else {}
 
     def context_of(net: ActionExpertNet, rows) -> torch.Tensor:
         x = {k: tens[k][rows] for k in ("points", "proprio", "image", "wrist", "wrist_points", "moments") if k in tens}
@@ -570,11 +571,12 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     return summary
 
 
-def noise_columns(tens: dict[str, torch.Tensor], train_rows: np.ndarray) -> dict[str, torch.Tensor]:
+def noise_columns(tens: dict[str, torch.Tensor], train_rows: np.ndarray,
+                  traces: bool = True) -> dict[str, torch.Tensor]:
     """Which columns of each continuous input ``input_noise`` perturbs, as 0/1 float masks over the last axis:
     those that vary over the training rows (a no-trace expert's all-zero trace columns stay exact, so its inputs
     are perturbed exactly where a trace expert's are, bar the traces it does not read), never the label one-hots
-    (categories, not measurements)."""
+    (categories, not measurements), and the trace columns only if ``traces``."""
     masks = {}
     for key, labels in (("points", POINT_LABEL_SLICE), ("proprio", None), ("image", None), ("wrist", None),
                         ("wrist_points", WRIST_LABEL_SLICE), ("moments", None)):
@@ -584,6 +586,8 @@ def noise_columns(tens: dict[str, torch.Tensor], train_rows: np.ndarray) -> dict
         varies = values.reshape(-1, values.shape[-1]).std(0) > 1e-2
         if labels is not None:
             varies[labels] = False
+        if key == "points" and not traces:
+            varies[MOTION_SLICE] = False
         masks[key] = varies.float()
     return masks
 

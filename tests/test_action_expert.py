@@ -226,6 +226,10 @@ def test_input_noise_perturbs_varying_measurements_only():
     assert noisy_points[:9].all()  # world, uvz, in-gripper positions
     assert not masks["wrist_points"].bool()[WRIST_LABEL_SLICE].any() and masks["wrist_points"].bool()[:6].all()
     assert masks["proprio"].tolist() == [1.0] * 8 + [0.0]
+    points[..., MOTION_SLICE] = torch.randn(40, 6, MOTION_SLICE.stop - MOTION_SLICE.start, generator=gen)  # trace
+    assert noise_columns({"points": points}, np.arange(30))["points"].bool()[MOTION_SLICE].all()
+    scene_only = noise_columns({"points": points}, np.arange(30), traces=False)["points"].bool()
+    assert not scene_only[MOTION_SLICE].any() and scene_only[:9].all()
 
 
 @pytest.mark.parametrize("head, options", [("regression", {}),
