@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,6 +32,7 @@ from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POINT_LA
                                            expert_moments, wrist_point_features)
 from mu0sim.policies.trace_observation import wrist_keys
 
+MU0_TRACE_VARIANTS = ("trace", "trace-pretrained")  # variants that read μ0's 3D traces
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
 FEATURE_KEYS = ("mu0_query_world", "mu0_query_uvz", "mu0_traces", "mu0_traces_world", "mu0_query_mask",
                 "mu0_query_label", "mu0_image",
@@ -52,7 +53,8 @@ class TrainPolicyConfig:
     head: str = "regression"
     query: str = "keypoints"
     num_points: int = 32
-    episodes: int | None = None  # first N demos of each file
+    episodes: int | None = None  # first N demos of each file (after the first ``skip_demos``)
+    skip_demos: int = 0  # leave out each data file's first demos (e.g. those the μ0 checkpoint was trained on)
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
@@ -72,6 +74,9 @@ class TrainPolicyConfig:
     trace_dropout: float = 0.0  # training only: the chance that a sample reads no traces (no-trace's input)
     input_noise: float = 0.0  # training only: std of Gaussian noise on every varying continuous input (normalized units)
     noise_traces: bool = True  # input_noise on the trace columns too (False: on the scene's measurements only)
+    # where the training rows' traces come from: None, the variant's own source (trace: μ0's forecasts over the
+    # demos); "oracle": the demos' recorded futures, for a variant that still acts on μ0's forecast in closed loop
+    train_traces: str | None = None
     feature_every: int = 1  # query μ0 on every k-th demo step only (k x faster feature replay, 1/k the samples)
     ensemble: int = 1  # train this many networks (seeds seed, seed + 1, ...) and average their action chunks
     moments_from: str = "points"  # wrist_moments of the sampled wrist points or of every object pixel ("pixels")
@@ -98,6 +103,17 @@ class TrainPolicyConfig:
         self.expert_config(robot="", task="", mu0_id="")
         if not 0.0 <= self.trace_dropout < 1.0:
             raise ValueError(f"trace_dropout must be in [0, 1), got {self.trace_dropout}")
+        if self.train_traces is not None:
+            from mu0sim.policies.trace_observation import TRACE_SOURCES
+
+            if self.train_traces not in TRACE_SOURCES:
+                raise ValueError(f"unknown train_traces {self.train_traces!r}; valid sources: "
+                                 f"{', '.join(TRACE_SOURCES)} (or none: the variant's own)")
+            if self.variant not in MU0_TRACE_VARIANTS:
+                raise ValueError(f"train_traces replaces the μ0 traces a variant trains on: variants "
+                                 f"{', '.join(MU0_TRACE_VARIANTS)}; got variant {self.variant!r}")
+        if self.skip_demos < 0:
+            raise ValueError(f"skip_demos counts demos to leave out: must be >= 0, got {self.skip_demos}")
         if self.input_noise < 0:
             raise ValueError(f"input_noise is a standard deviation (normalized units): must be >= 0, got "
                              f"{self.input_noise}")
@@ -157,12 +173,13 @@ class RecordedDemo(NamedTuple):
     states: np.ndarray
 
 
-def _read_demos(dataset: Path, episodes: int | None, only: list[int] | None = None) -> list[RecordedDemo]:
-    """The first ``episodes`` demos (of those, only the indices ``only``)."""
+def _read_demos(dataset: Path, episodes: int | None, only: list[int] | None = None,
+                skip: int = 0) -> list[RecordedDemo]:
+    """The first ``episodes`` demos after the first ``skip`` (of those, only the indices ``only``)."""
     from mu0sim.datasets.hdf5 import demo_names, open_dataset
 
     with open_dataset(dataset) as f:
-        names = [n for n in demo_names(f)[:episodes] if only is None or int(n[5:]) in only]
+        names = [n for n in _demo_range(demo_names(f), episodes, skip, dataset) if only is None or int(n[5:]) in only]
         demos = []
         for name in names:
             group = f[f"data/{name}"]
@@ -172,11 +189,19 @@ def _read_demos(dataset: Path, episodes: int | None, only: list[int] | None = No
         return demos
 
 
-def _demo_ids(dataset: Path, episodes: int | None) -> list[int]:
+def _demo_ids(dataset: Path, episodes: int | None, skip: int = 0) -> list[int]:
     from mu0sim.datasets.hdf5 import demo_names, open_dataset
 
     with open_dataset(dataset) as f:
-        return [int(n[5:]) for n in demo_names(f)[:episodes]]
+        return [int(n[5:]) for n in _demo_range(demo_names(f), episodes, skip, dataset)]
+
+
+def _demo_range(names: list[str], episodes: int | None, skip: int, dataset: Path) -> list[str]:
+    """``names[skip:skip + episodes]``; with ``skip``, a file too short for it is refused (not silently cut)."""
+    if skip and len(names) < skip + (episodes or 1):
+        raise ValueError(f"{dataset} holds {len(names)} demos; skipping {skip} leaves too few for "
+                         f"{episodes or 'any'} (collect more, or lower skip_demos)")
+    return names[skip:None if episodes is None else skip + episodes]
 
 
 def _cache_covers(cache: Path, demo_ids: set[int], extra: tuple[str, ...] = ()) -> bool:
@@ -230,8 +255,8 @@ def _from_cache(cache: Path, demo_ids: set[int], extra: tuple[str, ...] = ()) ->
 def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_points: int,
                     episodes: int | None = None, progress: bool = True, traces: str = "mu0",
                     wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0,
-                    pixel_moments: bool = False) -> dict[str, np.ndarray]:
-    """Per-step μ0 observation features and actions of every demo (cached). Returns arrays over all steps plus
+                    pixel_moments: bool = False, skip: int = 0) -> dict[str, np.ndarray]:
+    """Per-step μ0 observation features and actions of every demo (cached; ``skip``: leave out the first demos). Returns arrays over all steps plus
     ``episode`` (N,) and ``step`` (N,). ``traces="oracle"`` stores ground-truth future traces instead of μ0's;
     ``wrist_camera`` adds ``wrist_tokens`` (stored as float16: they are most of the cache), ``wrist_points`` the
     wrist-view points, ``pixel_moments`` their objects' moments from every pixel. ``every``: rows for every k-th
@@ -240,7 +265,7 @@ def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_point
     cache = feature_cache_path(dataset, mu0_id, query, num_points, traces, wrist_camera, every, wrist_points,
                                pixel_moments)
     extra = wrist_keys(wrist_points, pixel_moments)
-    demos = _read_demos(dataset, episodes)
+    demos = _read_demos(dataset, episodes, skip=skip)
     wanted = {d[0] for d in demos}
     cached = _from_cache(cache, wanted, extra)
     if cached is not None:
@@ -327,6 +352,7 @@ class FeatureJob:
     every: int
     wrist_points: int = 0
     pixel_moments: bool = False
+    skip: int = 0  # demos left out at the file's start
 
     @property
     def extra_keys(self) -> tuple[str, ...]:
@@ -336,9 +362,11 @@ class FeatureJob:
 def feature_jobs(config: TrainPolicyConfig) -> list[FeatureJob]:
     """The feature replays :func:`train_policy` runs for ``config`` (its data, then its pretraining data)."""
     pretrain_episodes = config.pretrain_episodes or config.episodes
+    traces = config.train_traces or trace_source(config.variant)
     return [FeatureJob(str(d), config.episodes if i < len(config.data) else pretrain_episodes, config.query,
-                       config.num_points, trace_source(config.variant), config.wrist_camera, config.feature_every,
-                       config.wrist_points, config.moments_from == "pixels")
+                       config.num_points, traces, config.wrist_camera, config.feature_every,
+                       config.wrist_points, config.moments_from == "pixels",
+                       config.skip_demos if i < len(config.data) else 0)
             for i, d in enumerate([*config.data, *config.pretrain_data])]
 
 
@@ -359,7 +387,8 @@ def _feature_worker_init(mu0_ckpt: str, done_queue) -> None:
 def _feature_worker_run(job: FeatureJob, demo_ids: list[int]) -> dict[str, np.ndarray]:
     state = _worker_state
     dataset = Path(job.dataset)
-    return _replay_rows(dataset, _read_demos(dataset, job.episodes, only=demo_ids), state["mu0"], job.query,
+    return _replay_rows(dataset, _read_demos(dataset, job.episodes, only=demo_ids, skip=job.skip), state["mu0"],
+                        job.query,
                         job.num_points, job.traces, job.wrist_camera, job.every, on_demo=lambda: state["done"].put(1),
                         wrist_points=job.wrist_points, pixel_moments=job.pixel_moments)
 
@@ -370,15 +399,17 @@ def _job_cache(job: FeatureJob, mu0_id: str) -> Path:
 
 
 def _one_job_per_cache(jobs) -> list[FeatureJob]:
-    """One job per cache file, for the most demos any of ``jobs`` asks of it: experts on the first 10 and the first
-    50 demos of a dataset share one cache (two jobs would replay the 10 twice and write the file twice)."""
+    """One job per cache file, for the demos from the file's start to the furthest any of ``jobs`` asks of it:
+    experts on the first 10 and the first 50 demos of a dataset share one cache (two jobs would replay the 10 twice
+    and write the file twice); demos already cached are not replayed again."""
     merged: dict[tuple, FeatureJob] = {}
     for job in jobs:
         key = (job.dataset, job.query, job.num_points, job.traces, job.wrist_camera, job.every, job.wrist_points,
                job.pixel_moments)
+        end = None if job.episodes is None else job.skip + job.episodes
         other = merged.get(key)
-        if other is None or other.episodes is not None and (job.episodes is None or job.episodes > other.episodes):
-            merged[key] = job
+        if other is None or other.episodes is not None and (end is None or end > other.episodes):
+            merged[key] = replace(job, episodes=end, skip=0)
     return list(merged.values())
 
 
@@ -399,7 +430,7 @@ def prepare_features(configs: list[TrainPolicyConfig], workers: int = 2, progres
         raise ValueError(f"prepare_features takes configs of one μ0, got {sorted(mu0_ckpts)}")
     mu0_ckpt = mu0_ckpts.pop()
     mu0_id = mu0_fingerprint(mu0_ckpt)
-    wanted = {j: _demo_ids(Path(j.dataset), j.episodes)
+    wanted = {j: _demo_ids(Path(j.dataset), j.episodes, j.skip)
               for j in _one_job_per_cache(j for c in configs for j in feature_jobs(c))}
     demo_ids = {}  # per job, the demos its cache lacks (a grown dataset replays only its new demos)
     for j, ids in wanted.items():
@@ -459,7 +490,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     mu0 = Mu0.from_pretrained(config.mu0)
     mu0_id = mu0_fingerprint(config.mu0)
     parts = [replay_features(j.dataset, mu0, mu0_id, j.query, j.num_points, j.episodes, progress, j.traces,
-                             j.wrist_camera, j.every, j.wrist_points, j.pixel_moments) for j in feature_jobs(config)]
+                             j.wrist_camera, j.every, j.wrist_points, j.pixel_moments, j.skip)
+             for j in feature_jobs(config)]
     for i, p in enumerate(parts):
         p["episode"] = p["episode"] + 100000 * i  # distinct episodes across files
         p["target"] = np.full(len(p["episode"]), i < len(config.data))

@@ -202,6 +202,58 @@ def test_config_refuses_bad_values():
         train_policy(TrainPolicyConfig(**unread, ensemble=0))
     with pytest.raises(ValueError, match="input_noise is a standard deviation .* got -0.1"):
         train_policy(TrainPolicyConfig(**unread, input_noise=-0.1))
+    with pytest.raises(ValueError, match="unknown train_traces 'recorded'; valid sources: mu0, oracle"):
+        train_policy(TrainPolicyConfig(**unread, train_traces="recorded"))
+    with pytest.raises(ValueError, match="train_traces replaces .* got variant 'no-trace'"):
+        train_policy(TrainPolicyConfig(**unread, variant="no-trace", train_traces="oracle"))
+    with pytest.raises(ValueError, match="skip_demos counts demos to leave out: must be >= 0, got -1"):
+        train_policy(TrainPolicyConfig(**unread, skip_demos=-1))
+
+
+def test_replay_features_skips_the_first_demos(tiny_mu0, tmp_path):
+    import shutil
+
+    from mu0sim.model import Mu0
+    from mu0sim.policies.train_bc import mu0_fingerprint, replay_features
+
+    ckpt, data = tiny_mu0
+    dataset = shutil.copy(data[0], tmp_path / data[0].name)  # a cache of its own
+    rows = replay_features(dataset, Mu0.from_pretrained(ckpt), mu0_fingerprint(ckpt), "keypoints", 16, episodes=1,
+                           progress=False, every=4, skip=1)
+    assert sorted(set(rows["episode"])) == [1]
+
+
+def test_skip_demos_trains_on_later_demos_and_shares_the_cache():
+    """``skip_demos`` moves a job's demo range; jobs on one cache merge into one replay from the file's start to
+    the furthest demo asked (cached demos are not replayed again)."""
+    from pathlib import Path
+
+    from mu0sim.policies.train_bc import _demo_range, _one_job_per_cache, feature_jobs
+
+    config = TrainPolicyConfig(data=["d.hdf5"], mu0="m", out="o", episodes=10, skip_demos=30)
+    (job,) = feature_jobs(config)
+    assert (job.skip, job.episodes) == (30, 10)
+    first = feature_jobs(TrainPolicyConfig(data=["d.hdf5"], mu0="m", out="o", episodes=20))
+    (merged,) = _one_job_per_cache([job, *first])
+    assert (merged.skip, merged.episodes) == (0, 40)
+    names = [f"demo_{i}" for i in range(50)]
+    assert _demo_range(names, 10, 30, Path("d.hdf5")) == names[30:40]
+    assert _demo_range(names, None, 0, Path("d.hdf5")) == names
+    with pytest.raises(ValueError, match="holds 50 demos; skipping 45 leaves too few for 10"):
+        _demo_range(names, 10, 45, Path("d.hdf5"))
+
+
+def test_train_traces_picks_the_feature_cache_a_trace_expert_trains_on():
+    """A trace expert trained on the demos' recorded futures reads gt-trace's cache (the same rows but the traces),
+    and still acts on μ0's forecast: its expert config is the trace variant's."""
+    from mu0sim.policies.train_bc import feature_jobs
+
+    base = {"data": ["d.hdf5"], "mu0": "m", "out": "o"}
+    assert [j.traces for j in feature_jobs(TrainPolicyConfig(**base))] == ["mu0"]
+    assert [j.traces for j in feature_jobs(TrainPolicyConfig(**base, variant="gt-trace"))] == ["oracle"]
+    recorded = TrainPolicyConfig(**base, train_traces="oracle")
+    assert [j.traces for j in feature_jobs(recorded)] == ["oracle"]
+    assert recorded.expert_config(robot="Panda", task="Lift", mu0_id="x").variant == "trace"
 
 
 def test_input_noise_perturbs_varying_measurements_only():
