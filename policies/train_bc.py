@@ -26,7 +26,8 @@ import torch
 
 from mu0sim.io import checkpoint_fingerprint
 from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POINT_LABEL_SLICE, PRETRAINED_VARIANTS,
-                                           TRACE_STEPS, WRIST_LABEL_SLICE, ActionExpert, ActionExpertConfig, ActionExpertNet, Normalization,
+                                           TRACE_STEPS, WRIST_LABEL_SLICE, ActionExpert, ActionExpertConfig,
+                                           ActionExpertNet, Normalization,
                                            GRIP_CLOCK_KEY, chunk_loss, expert_proprio, grip_clock_steps, label_slots,
                                            point_features, proprio_features,
                                            expert_moments, wrist_point_features)
@@ -72,7 +73,7 @@ class TrainPolicyConfig:
     trace_skip: bool = False  # the gripper's mean trace also maps linearly onto the action chunk
     wrist_moments: bool = False  # the expert also reads each object's yaw from its wrist-view points
     trace_dropout: float = 0.0  # training only: the chance that a sample reads no traces (no-trace's input)
-    input_noise: float = 0.0  # training only: std of Gaussian noise on every varying continuous input (normalized units)
+    input_noise: float = 0.0  # training only: std of Gaussian noise on each varying continuous input (normalized)
     noise_traces: bool = True  # input_noise on the trace columns too (False: on the scene's measurements only)
     # where the training rows' traces come from: None, the variant's own source (trace: μ0's forecasts over the
     # demos); "oracle": the demos' recorded futures, for a variant that still acts on μ0's forecast in closed loop
@@ -256,11 +257,11 @@ def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_point
                     episodes: int | None = None, progress: bool = True, traces: str = "mu0",
                     wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0,
                     pixel_moments: bool = False, skip: int = 0) -> dict[str, np.ndarray]:
-    """Per-step μ0 observation features and actions of every demo (cached; ``skip``: leave out the first demos). Returns arrays over all steps plus
-    ``episode`` (N,) and ``step`` (N,). ``traces="oracle"`` stores ground-truth future traces instead of μ0's;
-    ``wrist_camera`` adds ``wrist_tokens`` (stored as float16: they are most of the cache), ``wrist_points`` the
-    wrist-view points, ``pixel_moments`` their objects' moments from every pixel. ``every``: rows for every k-th
-    step only (μ0 runs and the cameras render only there)."""
+    """Per-step μ0 observation features and actions of every demo (cached) after the first ``skip``. Returns
+    arrays over all steps plus ``episode`` (N,) and ``step`` (N,). ``traces="oracle"`` stores ground-truth future
+    traces instead of μ0's; ``wrist_camera`` adds ``wrist_tokens`` (stored as float16: they are most of the
+    cache), ``wrist_points`` the wrist-view points, ``pixel_moments`` their objects' moments from every pixel.
+    ``every``: rows for every k-th step only (μ0 runs and the cameras render only there)."""
     dataset = Path(dataset)
     cache = feature_cache_path(dataset, mu0_id, query, num_points, traces, wrist_camera, every, wrist_points,
                                pixel_moments)
@@ -388,8 +389,8 @@ def _feature_worker_run(job: FeatureJob, demo_ids: list[int]) -> dict[str, np.nd
     state = _worker_state
     dataset = Path(job.dataset)
     return _replay_rows(dataset, _read_demos(dataset, job.episodes, only=demo_ids, skip=job.skip), state["mu0"],
-                        job.query,
-                        job.num_points, job.traces, job.wrist_camera, job.every, on_demo=lambda: state["done"].put(1),
+                        job.query, job.num_points, job.traces, job.wrist_camera, job.every,
+                        on_demo=lambda: state["done"].put(1),
                         wrist_points=job.wrist_points, pixel_moments=job.pixel_moments)
 
 
