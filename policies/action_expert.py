@@ -51,6 +51,7 @@ from mu0sim.config import from_dict
 from mu0sim.io import atomic_write_text
 
 VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained", "trace-pretrained")
+TRACE_3D_VARIANTS = ("trace", "gt-trace", "trace-pretrained")  # read 3D traces (trace-2d: image-plane only)
 PRETRAINED_VARIANTS = ("action-pretrained", "trace-pretrained")  # pretrained on other robots' demos, then fine-tuned
 HEADS = ("regression", "flow")
 POOLINGS = ("attention", "per-label")
@@ -129,7 +130,7 @@ def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool
     world = obs["mu0_query_world"]
     lead = world.shape[:-1]  # (K,) or (N, K)
     in_gripper = in_gripper_frame(obs, world)
-    if variant in ("trace", "gt-trace", "trace-pretrained"):
+    if variant in TRACE_3D_VARIANTS:
         motion = trace_steps(obs["mu0_traces_world"]).reshape(*lead, -1)
     elif variant == "trace-2d":
         uv = trace_steps(obs["mu0_traces"])[..., :2]
@@ -652,4 +653,4 @@ __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "No
            "wrist_point_features",
            "EXPERT_INPUTS", "LABEL_SLOTS", "MOMENT_SOURCES", "expert_moments", "load_member_weights",
            "member_weights", "GRIP_CLOCK_CAP", "GRIP_CLOCK_KEY", "expert_proprio", "grip_clock_feature",
-           "grip_clock_steps", "POINT_LABEL_SLICE", "WRIST_LABEL_SLICE"]
+           "grip_clock_steps", "POINT_LABEL_SLICE", "WRIST_LABEL_SLICE", "TRACE_3D_VARIANTS"]

@@ -26,14 +26,17 @@ import torch
 
 from mu0sim.io import checkpoint_fingerprint
 from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POINT_LABEL_SLICE, PRETRAINED_VARIANTS,
-                                           TRACE_STEPS, WRIST_LABEL_SLICE, ActionExpert, ActionExpertConfig,
+                                           TRACE_3D_VARIANTS, TRACE_STEPS, WRIST_LABEL_SLICE, ActionExpert,
+                                           ActionExpertConfig,
                                            ActionExpertNet, Normalization,
                                            GRIP_CLOCK_KEY, chunk_loss, expert_proprio, grip_clock_steps, label_slots,
                                            point_features, proprio_features,
                                            expert_moments, wrist_point_features)
 from mu0sim.policies.trace_observation import wrist_keys
 
-MU0_TRACE_VARIANTS = ("trace", "trace-pretrained")  # variants that read μ0's 3D traces
+# the expert's continuous inputs (what ``input_noise`` may perturb), each with its label one-hot's columns
+CONTINUOUS_INPUTS = {"points": POINT_LABEL_SLICE, "proprio": None, "image": None, "wrist": None,
+                     "wrist_points": WRIST_LABEL_SLICE, "moments": None}
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
 FEATURE_KEYS = ("mu0_query_world", "mu0_query_uvz", "mu0_traces", "mu0_traces_world", "mu0_query_mask",
                 "mu0_query_label", "mu0_image",
@@ -110,9 +113,10 @@ class TrainPolicyConfig:
             if self.train_traces not in TRACE_SOURCES:
                 raise ValueError(f"unknown train_traces {self.train_traces!r}; valid sources: "
                                  f"{', '.join(TRACE_SOURCES)} (or none: the variant's own)")
-            if self.variant not in MU0_TRACE_VARIANTS:
+            mu0_traced = [v for v in TRACE_3D_VARIANTS if trace_source(v) == "mu0"]
+            if self.variant not in mu0_traced:
                 raise ValueError(f"train_traces replaces the μ0 traces a variant trains on: variants "
-                                 f"{', '.join(MU0_TRACE_VARIANTS)}; got variant {self.variant!r}")
+                                 f"{', '.join(mu0_traced)}; got variant {self.variant!r}")
         if self.skip_demos < 0:
             raise ValueError(f"skip_demos counts demos to leave out: must be >= 0, got {self.skip_demos}")
         if self.input_noise < 0:
@@ -543,7 +547,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     noisy = noise_columns(tens, np.flatnonzero(train), config.noise_traces) if config.input_noise else {}
 
     def context_of(net: ActionExpertNet, rows) -> torch.Tensor:
-        x = {k: tens[k][rows] for k in ("points", "proprio", "image", "wrist", "wrist_points", "moments") if k in tens}
+        x = {k: tens[k][rows] for k in CONTINUOUS_INPUTS if k in tens}
         if config.trace_dropout and net.training:
             # a sample without traces must be acted on from the scene alone: the expert cannot lean on the traces
             # to tell ten demos apart, only on what they say about the motion
@@ -611,8 +615,7 @@ def noise_columns(tens: dict[str, torch.Tensor], train_rows: np.ndarray,
     are perturbed exactly where a trace expert's are, bar the traces it does not read), never the label one-hots
     (categories, not measurements), and the trace columns only if ``traces``."""
     masks = {}
-    for key, labels in (("points", POINT_LABEL_SLICE), ("proprio", None), ("image", None), ("wrist", None),
-                        ("wrist_points", WRIST_LABEL_SLICE), ("moments", None)):
+    for key, labels in CONTINUOUS_INPUTS.items():
         if key not in tens:
             continue
         values = tens[key][train_rows]
