@@ -28,6 +28,12 @@ steps in a row the expert's own gripper command has been "close" (:func:`grip_cl
 count of steps after closing, while the fingers' width, the only trace of that in one observation, creeps for most
 of the wait and stops elsewhere on a grasp held off-centre.
 
+With ``point_tokens`` each μ0 query point also carries μ0's own token for it (its trace expert's encoder output, the
+``mu0_point_tokens`` observation), added to the point's embedding through a tanh gate that starts closed: the
+paper conditions its action experts on these per-keypoint features (pooled, through gated cross-attention) rather
+than on decoded traces, and the tokens hold what the traces drop (the forecast's uncertainty, what μ0 reads in the
+image around the point). Trace-reading variants with μ0's traces only.
+
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
 in a ~12 px box: too coarse for its yaw, which the grasp must match; the wrist view shows it). Proprioception and
@@ -52,7 +58,8 @@ from mu0sim.io import atomic_write_text
 
 VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained", "trace-pretrained")
 TRACE_3D_VARIANTS = ("trace", "gt-trace", "trace-pretrained")  # read 3D traces (trace-2d: image-plane only)
-PRETRAINED_VARIANTS = ("action-pretrained", "trace-pretrained")  # pretrained on other robots' demos, then fine-tuned
+PRETRAINED_VARIANTS = ("action-pretrained", "trace-pretrained")
+POINT_TOKEN_VARIANTS = ("trace", "trace-2d", "trace-pretrained")  # read μ0's forecast: they may read its tokens  # pretrained on other robots' demos, then fine-tuned
 HEADS = ("regression", "flow")
 POOLINGS = ("attention", "per-label")
 MOMENT_SOURCES = ("points", "pixels")  # wrist_moments from the W wrist-view points, or from every object pixel
@@ -92,6 +99,7 @@ class ActionExpertConfig:
     ensemble: int = 1  # networks whose action chunks are averaged, each trained with its own seed (see ActionExpert)
     moments_from: str = "points"  # wrist_moments of the sampled wrist points, or of every object pixel ("pixels")
     grip_clock: bool = False  # the trunk also reads how long its own gripper command has been "close" (see above)
+    point_tokens: int = 0  # width of μ0's per-keypoint tokens each query point also reads (0: none; see above)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -114,6 +122,10 @@ class ActionExpertConfig:
                              "wrist_moments=true")
         if self.ensemble < 1:
             raise ValueError(f"ensemble must be >= 1 (networks averaged), got {self.ensemble}")
+        if self.point_tokens < 0 or (self.point_tokens and self.variant not in POINT_TOKEN_VARIANTS):
+            raise ValueError(f"point_tokens (μ0's per-keypoint tokens, width >= 0) are read by variants "
+                             f"{', '.join(POINT_TOKEN_VARIANTS)}; got point_tokens={self.point_tokens} with variant "
+                             f"{self.variant!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ActionExpertConfig":
@@ -278,6 +290,9 @@ class ActionExpertNet(nn.Module):
         self.point = nn.Sequential(nn.Linear(POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
         if config.wrist_points:  # own embedding: the pooling tells them from μ0's query points by it
             self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
+        if config.point_tokens:  # gated, the gate closed at first: training starts from the trace expert itself
+            self.point_token = nn.Linear(config.point_tokens, d)
+            self.point_token_gate = nn.Parameter(torch.zeros(1))
         self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM + config.grip_clock, d), nn.GELU())
@@ -316,11 +331,19 @@ class ActionExpertNet(nn.Module):
     def context(self, points: torch.Tensor, mask: torch.Tensor, proprio: torch.Tensor,
                 image: torch.Tensor, wrist: torch.Tensor | None = None,
                 wrist_points: tuple[torch.Tensor, ...] | None = None,
-                slots: torch.Tensor | None = None, moments: torch.Tensor | None = None) -> torch.Tensor:
+                slots: torch.Tensor | None = None, moments: torch.Tensor | None = None,
+                point_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """``wrist_points``: (features, mask, slots) of the wrist-view points; ``slots`` (B, K) int64 label slot of
         each query point (:func:`label_slots`; ``pooling="per-label"`` only); ``moments`` (B, 4 * OBJECT_SLOTS)
-        :func:`wrist_object_moments` (``wrist_moments`` only)."""
+        :func:`wrist_object_moments` (``wrist_moments`` only); ``point_tokens`` (B, K, width) μ0's normalized
+        per-keypoint tokens (``point_tokens`` only)."""
         tokens = self.point(points)
+        if self.config.point_tokens:
+            if point_tokens is None or point_tokens.shape[1:] != (points.shape[1], self.config.point_tokens):
+                raise ValueError(f"this expert reads μ0's point tokens, ({points.shape[1]}, "
+                                 f"{self.config.point_tokens}) per observation; got "
+                                 f"{None if point_tokens is None else tuple(point_tokens.shape[1:])}")
+            tokens = tokens + torch.tanh(self.point_token_gate) * self.point_token(point_tokens)
         if self.config.wrist_points:
             if wrist_points is None:
                 raise ValueError(f"this expert reads {self.config.wrist_points} wrist_query points")
@@ -395,12 +418,16 @@ class Normalization:
     wrist_std: np.ndarray | None = None
     wrist_point_mean: np.ndarray | None = None  # per feature of the wrist-view points (``wrist_points``)
     wrist_point_std: np.ndarray | None = None
+    point_token_mean: np.ndarray | None = None  # per channel of μ0's point tokens, over real points (``point_tokens``)
+    point_token_std: np.ndarray | None = None
 
     @classmethod
     def fit(cls, proprio: np.ndarray, image: np.ndarray, points: np.ndarray, mask: np.ndarray,
             wrist: np.ndarray | None = None,
-            wrist_points: tuple[np.ndarray, np.ndarray] | None = None) -> "Normalization":
-        """``wrist_points``: (features (N, W, F), mask (N, W)) of the wrist-view points."""
+            wrist_points: tuple[np.ndarray, np.ndarray] | None = None,
+            point_tokens: np.ndarray | None = None) -> "Normalization":
+        """``wrist_points``: (features (N, W, F), mask (N, W)) of the wrist-view points; ``point_tokens`` (N, K, width)
+        μ0's tokens of the query points (``mask`` says which are real)."""
         valid = points[mask > 0]
         wrist_stats = (None, None) if wrist is None else (
             wrist.reshape(-1, wrist.shape[-1]).mean(0, dtype=np.float64).astype(np.float32),
@@ -411,8 +438,13 @@ class Normalization:
             if not len(seen):
                 raise ValueError("no wrist-view point in the training data: the wrist camera never saw a task object")
             point_stats = (seen.mean(0, dtype=np.float64).astype(np.float32), seen.std(0).astype(np.float32) + 1e-3)
+        token_stats = (None, None)
+        if point_tokens is not None:
+            real = point_tokens[mask > 0]
+            token_stats = (real.mean(0, dtype=np.float64).astype(np.float32),
+                           real.std(0, dtype=np.float64).astype(np.float32) + 1e-3)
         return cls(proprio.mean(0), proprio.std(0) + 1e-3, image.mean(0), image.std(0) + 1e-3,
-                   valid.mean(0), valid.std(0) + 1e-3, *wrist_stats, *point_stats)
+                   valid.mean(0), valid.std(0) + 1e-3, *wrist_stats, *point_stats, *token_stats)
 
     def to_dict(self) -> dict:
         return {k: np.asarray(v).tolist() for k, v in asdict(self).items() if v is not None}
@@ -576,7 +608,8 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
                               query_every=policy.config.execute, camera=mu0.config.camera,
                               traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera,
                               wrist_points=policy.config.wrist_points, oracle=oracle,
-                              pixel_moments=policy.config.moments_from == "pixels")
+                              pixel_moments=policy.config.moments_from == "pixels",
+                              point_tokens=bool(policy.config.point_tokens))
     return env, policy
 
 
@@ -595,11 +628,12 @@ def expert_proprio(obs: dict[str, np.ndarray], config: ActionExpertConfig, norm:
 
 def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
                   norm: Normalization) -> tuple:
-    """(points, mask, proprio, image, wrist, wrist_points, slots, moments) normalized tensors for
+    """(points, mask, proprio, image, wrist, wrist_points, slots, moments, point_tokens) normalized tensors for
     :meth:`ActionExpertNet.context` from a batch of observations (every array with a leading batch dimension);
     ``wrist`` is None without a wrist camera, ``wrist_points`` ((features, mask, slots) of the wrist-view points)
     None without ``wrist_points``; ``slots``: each query point's label slot; ``moments``: the wrist-view objects'
-    :func:`object_moments` (already in [-1, 1]; None without ``wrist_moments``)."""
+    :func:`object_moments` (already in [-1, 1]; None without ``wrist_moments``); ``point_tokens``: μ0's tokens of
+    the query points (None without ``point_tokens``)."""
     points = (point_features(obs, config.variant, config.world_offsets) - norm.point_mean) / norm.point_std
     wrist = None
     if config.wrist_camera is not None:
@@ -616,11 +650,18 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
         wrist_points = (torch.as_tensor(features.astype(np.float32)),
                         torch.as_tensor(np.asarray(obs["wrist_query_mask"], np.float32)),
                         torch.as_tensor(label_slots(obs["wrist_query_label"])))
+    point_tokens = None
+    if config.point_tokens:
+        if "mu0_point_tokens" not in obs:
+            raise ValueError("this expert reads μ0's point tokens: wrap the env with "
+                             "Mu0TraceObservation(..., point_tokens=True)")
+        point_tokens = torch.as_tensor(((np.asarray(obs["mu0_point_tokens"], np.float32) - norm.point_token_mean)
+                                        / norm.point_token_std).astype(np.float32))
     return (torch.as_tensor(points.astype(np.float32)), torch.as_tensor(np.asarray(obs["mu0_query_mask"])),
             torch.as_tensor(expert_proprio(obs, config, norm)),
             torch.as_tensor(((obs["mu0_image"] - norm.image_mean) / norm.image_std).astype(np.float32)), wrist,
             wrist_points, torch.as_tensor(label_slots(obs["mu0_query_label"])),
-            torch.as_tensor(expert_moments(obs, config)) if config.wrist_moments else None)
+            torch.as_tensor(expert_moments(obs, config)) if config.wrist_moments else None, point_tokens)
 
 
 def expert_moments(obs: dict[str, np.ndarray], config: ActionExpertConfig) -> np.ndarray:
@@ -653,4 +694,4 @@ __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "No
            "wrist_point_features",
            "EXPERT_INPUTS", "LABEL_SLOTS", "MOMENT_SOURCES", "expert_moments", "load_member_weights",
            "member_weights", "GRIP_CLOCK_CAP", "GRIP_CLOCK_KEY", "expert_proprio", "grip_clock_feature",
-           "grip_clock_steps", "POINT_LABEL_SLICE", "WRIST_LABEL_SLICE", "TRACE_3D_VARIANTS"]
+           "grip_clock_steps", "POINT_LABEL_SLICE", "WRIST_LABEL_SLICE", "TRACE_3D_VARIANTS", "POINT_TOKEN_VARIANTS"]

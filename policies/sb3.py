@@ -21,7 +21,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from mu0sim.policies.action_expert import PROPRIO_KEYS, ActionExpert, expert_inputs
-from mu0sim.policies.trace_observation import wrist_keys
+from mu0sim.policies.trace_observation import optional_keys
 
 TRACE_KEYS = ("mu0_query_uvz", "mu0_traces", "mu0_query_mask", "mu0_query_label", "mu0_query_world",
               "mu0_traces_world", "mu0_image")
@@ -65,7 +65,8 @@ class ChunkedActions(gym.Wrapper):
 def expert_observation_keys(expert: ActionExpert) -> tuple[str, ...]:
     """The observation keys an expert reads."""
     wrist = ("wrist_tokens",) if expert.config.wrist_camera is not None else ()
-    points = wrist_keys(expert.config.wrist_points, expert.config.moments_from == "pixels")
+    points = optional_keys(expert.config.wrist_points, expert.config.moments_from == "pixels",
+                           bool(expert.config.point_tokens))
     return (*TRACE_KEYS, *PROPRIO_KEYS, *wrist, *points)
 
 

@@ -27,6 +27,10 @@ Added observation keys (K query points, H future steps):
                               the third-person camera, which is exactly when a grasp needs it (Stack)
     wrist_query_label (W,)    their segmentation labels (2.. the task's objects)
     wrist_query_mask  (W,)    1 for real points, 0 for padding (nothing of the objects in view)
+    mu0_point_tokens (K, dim) with ``point_tokens``: μ0's per-keypoint tokens at the query step (its trace expert's
+                              encoder output, after attending to the image and the instruction; dim = μ0's width):
+                              what its head decodes the traces from. The paper's action experts read these, pooled,
+                              rather than the decoded traces. Always μ0's, also with ``traces="oracle"``
     wrist_object_moments (12,) with ``pixel_moments``: :func:`~mu0sim.policies.action_expert.object_moments` of every
                               interior pixel of each task object in the wrist view (3 objects x (m_2, m_4) as real,
                               imaginary), in the gripper's frame: the objects' yaw without the sampling noise of
@@ -49,11 +53,16 @@ from mu0sim.traces.keypoints import interior_mask
 QUERY_MODES = ("grid", "keypoints")
 WRIST_POINT_KEYS = ("wrist_query_world", "wrist_query_label", "wrist_query_mask")  # with wrist_points
 PIXEL_MOMENTS_KEY = "wrist_object_moments"  # with pixel_moments
+POINT_TOKENS_KEY = "mu0_point_tokens"  # with point_tokens
 
 
-def wrist_keys(wrist_points: int, pixel_moments: bool = False) -> tuple[str, ...]:
-    """The observation keys the wrapper adds for these wrist-view settings (beyond ``wrist_tokens``)."""
-    return (*(WRIST_POINT_KEYS if wrist_points else ()), *((PIXEL_MOMENTS_KEY,) if pixel_moments else ()))
+def optional_keys(wrist_points: int = 0, pixel_moments: bool = False, point_tokens: bool = False) -> tuple[str, ...]:
+    """The observation keys the wrapper adds for these settings (beyond the always-present ones and
+    ``wrist_tokens``, which comes with any wrist camera)."""
+    return (*(WRIST_POINT_KEYS if wrist_points else ()), *((PIXEL_MOMENTS_KEY,) if pixel_moments else ()),
+            *((POINT_TOKENS_KEY,) if point_tokens else ()))
+
+
 TRACE_SOURCES = ("mu0", "oracle")
 
 
@@ -148,11 +157,11 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, mu0, query: str = "keypoints", num_points: int = 32, grid: int = 8,
                  query_every: int = 8, camera: str = "agentview", seed: int = 0, traces: str = "mu0",
                  oracle=None, wrist_camera: str | None = None, wrist_points: int = 0,
-                 pixel_moments: bool = False) -> None:
+                 pixel_moments: bool = False, point_tokens: bool = False) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, mu0=mu0, query=query, num_points=num_points, grid=grid,
                                                  query_every=query_every, camera=camera, seed=seed, traces=traces,
                                                  oracle=oracle, wrist_camera=wrist_camera, wrist_points=wrist_points,
-                                                 pixel_moments=pixel_moments)
+                                                 pixel_moments=pixel_moments, point_tokens=point_tokens)
         gym.Wrapper.__init__(self, env)
         if query not in QUERY_MODES:
             raise ValueError(f"unknown query mode {query!r}; valid modes: {', '.join(QUERY_MODES)}")
@@ -176,6 +185,7 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise ValueError("pixel_moments describes the wrist view's objects like wrist_points do: it needs "
                              f"wrist_points > 0, got {wrist_points}")
         self.wrist_camera, self.wrist_points, self.pixel_moments = wrist_camera, wrist_points, pixel_moments
+        self.point_tokens = point_tokens
         self.num_points = grid * grid if query == "grid" else num_points
         self.grid = grid
         self.oracle = None
@@ -207,6 +217,9 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 "wrist_query_mask": spaces.Box(0.0, 1.0, (wrist_points,), np.float32)})
         if pixel_moments:
             self.observation_space.spaces[PIXEL_MOMENTS_KEY] = spaces.Box(-1.0, 1.0, (OBJECT_SLOTS * 4,), np.float32)
+        if point_tokens:
+            self.observation_space.spaces[POINT_TOKENS_KEY] = spaces.Box(-np.inf, np.inf, (k, mu0.config.dim),
+                                                                         np.float32)
         self._last: dict[str, np.ndarray] = {}
         self._age = 0
         self.queries = 0
@@ -285,6 +298,8 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
                       "mu0_query_mask": mask,
                       "mu0_query_label": labels,
                       "mu0_image": pred.image_feature[0]}
+        if self.point_tokens:
+            self._last[POINT_TOKENS_KEY] = pred.point_tokens[0].astype(np.float32)
         if self.wrist_camera is not None:
             frame = base.render_frame(self.wrist_camera, depth=bool(self.wrist_points),
                                       segmentation=bool(self.wrist_points))

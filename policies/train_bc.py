@@ -32,11 +32,11 @@ from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POINT_LA
                                            GRIP_CLOCK_KEY, chunk_loss, expert_proprio, grip_clock_steps, label_slots,
                                            point_features, proprio_features,
                                            expert_moments, wrist_point_features)
-from mu0sim.policies.trace_observation import wrist_keys
+from mu0sim.policies.trace_observation import POINT_TOKENS_KEY, optional_keys
 
 # the expert's continuous inputs (what ``input_noise`` may perturb), each with its label one-hot's columns
 CONTINUOUS_INPUTS = {"points": POINT_LABEL_SLICE, "proprio": None, "image": None, "wrist": None,
-                     "wrist_points": WRIST_LABEL_SLICE, "moments": None}
+                     "wrist_points": WRIST_LABEL_SLICE, "moments": None, "point_tokens": None}
 MAX_CHUNK = 32  # actions cached per row: the longest chunk an expert can be trained to predict
 FEATURE_KEYS = ("mu0_query_world", "mu0_query_uvz", "mu0_traces", "mu0_traces_world", "mu0_query_mask",
                 "mu0_query_label", "mu0_image",
@@ -85,21 +85,24 @@ class TrainPolicyConfig:
     ensemble: int = 1  # train this many networks (seeds seed, seed + 1, ...) and average their action chunks
     moments_from: str = "points"  # wrist_moments of the sampled wrist points or of every object pixel ("pixels")
     grip_clock: bool = False  # the expert also reads how many steps its gripper command has been "close" in a row
+    point_tokens: bool = False  # each query point also reads μ0's token for it (ActionExpertConfig.point_tokens)
     # action-pretrained and trace-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps``
     # before the ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
     pretrain_data: list[str] = field(default_factory=list)
     pretrain_steps: int = 3000
     pretrain_episodes: int | None = None  # first N demos of each pretraining file (None: as many as ``episodes``)
 
-    def expert_config(self, robot: str, task: str, mu0_id: str) -> ActionExpertConfig:
-        """The expert these settings train for ``robot`` on ``task`` (both read from the data) with μ0 ``mu0_id``."""
+    def expert_config(self, robot: str, task: str, mu0_id: str, point_token_width: int = 1) -> ActionExpertConfig:
+        """The expert these settings train for ``robot`` on ``task`` (both read from the data) with μ0 ``mu0_id``,
+        whose per-keypoint tokens are ``point_token_width`` wide (read with ``point_tokens``)."""
         return ActionExpertConfig(variant=self.variant, head=self.head, robot=robot, task=task, chunk=self.chunk,
                                   execute=self.execute, mu0_id=mu0_id, wrist_camera=self.wrist_camera,
                                   wrist_points=self.wrist_points, pooling=self.pooling,
                                   image_feature=self.image_feature, wrist_features=self.wrist_features,
                                   world_offsets=self.world_offsets, trace_skip=self.trace_skip,
                                   wrist_moments=self.wrist_moments, ensemble=self.ensemble,
-                                  moments_from=self.moments_from, grip_clock=self.grip_clock)
+                                  moments_from=self.moments_from, grip_clock=self.grip_clock,
+                                  point_tokens=point_token_width if self.point_tokens else 0)
 
     def check(self) -> None:
         """Refuse settings that cannot train, before any data is read or replayed (minutes of μ0 features, or
@@ -157,12 +160,12 @@ def oracle_version(variant: str, task: str) -> int | None:
 
 def feature_cache_path(dataset: str | Path, mu0_id: str, query: str, num_points: int, traces: str = "mu0",
                        wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0,
-                       pixel_moments: bool = False) -> Path:
+                       pixel_moments: bool = False, point_tokens: bool = False) -> Path:
     """Where :func:`replay_features` caches a dataset's features for these settings (next to the dataset)."""
     dataset = Path(dataset)
     suffix = (("" if traces == "mu0" else f"-{traces}") + ("" if wrist_camera is None else f"-{wrist_camera}")
               + ("" if not wrist_points else f"-wp{wrist_points}") + ("-pm" if pixel_moments else "")
-              + ("" if every == 1 else f"-every{every}"))
+              + ("-tok" if point_tokens else "") + ("" if every == 1 else f"-every{every}"))
     return dataset.with_name(f"{dataset.stem}.bc-{mu0_id}-{query}{num_points}{suffix}.npz")
 
 
@@ -250,7 +253,7 @@ def _from_cache(cache: Path, demo_ids: set[int], extra: tuple[str, ...] = ()) ->
     del data["inputs"]
     # the wrapper's optional keys this job did not ask for: caches written before pixel moments had a cache of
     # their own (commit 5a2bcd8) hold them too, and pooling such a file with others would misalign the keys
-    every_optional_key = wrist_keys(wrist_points=1, pixel_moments=True)
+    every_optional_key = optional_keys(wrist_points=1, pixel_moments=True, point_tokens=True)
     for key in set(every_optional_key) - set(extra):
         data.pop(key, None)
     keep = np.isin(data["episode"], sorted(demo_ids))
@@ -260,16 +263,17 @@ def _from_cache(cache: Path, demo_ids: set[int], extra: tuple[str, ...] = ()) ->
 def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_points: int,
                     episodes: int | None = None, progress: bool = True, traces: str = "mu0",
                     wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0,
-                    pixel_moments: bool = False, skip: int = 0) -> dict[str, np.ndarray]:
+                    pixel_moments: bool = False, skip: int = 0, point_tokens: bool = False) -> dict[str, np.ndarray]:
     """Per-step μ0 observation features and actions of every demo (cached) after the first ``skip``. Returns
     arrays over all steps plus ``episode`` (N,) and ``step`` (N,). ``traces="oracle"`` stores ground-truth future
     traces instead of μ0's; ``wrist_camera`` adds ``wrist_tokens`` (stored as float16: they are most of the
-    cache), ``wrist_points`` the wrist-view points, ``pixel_moments`` their objects' moments from every pixel.
+    cache), ``wrist_points`` the wrist-view points, ``pixel_moments`` their objects' moments from every pixel,
+    ``point_tokens`` μ0's per-keypoint tokens (float16 too).
     ``every``: rows for every k-th step only (μ0 runs and the cameras render only there)."""
     dataset = Path(dataset)
     cache = feature_cache_path(dataset, mu0_id, query, num_points, traces, wrist_camera, every, wrist_points,
-                               pixel_moments)
-    extra = wrist_keys(wrist_points, pixel_moments)
+                               pixel_moments, point_tokens)
+    extra = optional_keys(wrist_points, pixel_moments, point_tokens)
     demos = _read_demos(dataset, episodes, skip=skip)
     wanted = {d[0] for d in demos}
     cached = _from_cache(cache, wanted, extra)
@@ -277,7 +281,8 @@ def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_point
         return cached
     held = _cached_demo_ids(cache, extra)
     new = _replay_rows(dataset, [d for d in demos if d[0] not in held], mu0, query, num_points, traces,
-                       wrist_camera, every, progress, wrist_points=wrist_points, pixel_moments=pixel_moments)
+                       wrist_camera, every, progress, wrist_points=wrist_points, pixel_moments=pixel_moments,
+                       point_tokens=point_tokens)
     data = _extend_cache(cache, new, extra)  # every cached demo: keep the asked ones (no second read)
     keep = np.isin(data["episode"], sorted(wanted))
     return {k: v[keep] for k, v in data.items()}
@@ -293,7 +298,7 @@ def _write_cache(cache: Path, data: dict[str, np.ndarray]) -> None:
 def _replay_rows(dataset: Path, demos: list[RecordedDemo], mu0, query: str,
                  num_points: int, traces: str, wrist_camera: str | None, every: int, progress: bool = False,
                  on_demo: Callable[[], None] | None = None, wrist_points: int = 0,
-                 pixel_moments: bool = False) -> dict[str, np.ndarray]:
+                 pixel_moments: bool = False, point_tokens: bool = False) -> dict[str, np.ndarray]:
     """The feature rows of ``demos`` (see :func:`replay_features`); a demo's rows depend on that demo only (the
     wrapper's query-point sampling is reseeded with its seed), so demos can be replayed in any split.
     ``on_demo()`` is called after each demo (progress from worker processes)."""
@@ -310,8 +315,10 @@ def _replay_rows(dataset: Path, demos: list[RecordedDemo], mu0, query: str,
     env = Mu0TraceObservation(env, mu0, query=query, num_points=num_points, query_every=every,
                               camera=mu0.config.camera,
                               traces=traces, oracle=oracle, wrist_camera=wrist_camera, wrist_points=wrist_points,
-                              pixel_moments=pixel_moments)
-    keys = (*FEATURE_KEYS, *(("wrist_tokens",) if wrist_camera else ()), *wrist_keys(wrist_points, pixel_moments))
+                              pixel_moments=pixel_moments, point_tokens=point_tokens)
+    keys = (*FEATURE_KEYS, *(("wrist_tokens",) if wrist_camera else ()),
+            *optional_keys(wrist_points, pixel_moments, point_tokens))
+    half = ("wrist_tokens", POINT_TOKENS_KEY)  # most of the cache: float16
     rows: dict[str, list] = {k: [] for k in (*keys, "action_chunk", "episode", "step", "episode_length")}
     worst = 0.0
     try:
@@ -326,7 +333,7 @@ def _replay_rows(dataset: Path, demos: list[RecordedDemo], mu0, query: str,
                     obs, *_ = env.step(action)
                     continue
                 for k in keys:
-                    value = obs[k].astype(np.float16) if k == "wrist_tokens" else obs[k]
+                    value = obs[k].astype(np.float16) if k in half else obs[k]
                     rows[k].append(value[:, np.array(TRACE_STEPS) - 1] if k in ("mu0_traces", "mu0_traces_world")
                                    else value)
                 rows["action_chunk"].append(next_actions(labels, t, MAX_CHUNK))
@@ -358,10 +365,11 @@ class FeatureJob:
     wrist_points: int = 0
     pixel_moments: bool = False
     skip: int = 0  # demos left out at the file's start
+    point_tokens: bool = False
 
     @property
     def extra_keys(self) -> tuple[str, ...]:
-        return wrist_keys(self.wrist_points, self.pixel_moments)
+        return optional_keys(self.wrist_points, self.pixel_moments, self.point_tokens)
 
 
 def feature_jobs(config: TrainPolicyConfig) -> list[FeatureJob]:
@@ -371,7 +379,7 @@ def feature_jobs(config: TrainPolicyConfig) -> list[FeatureJob]:
     return [FeatureJob(str(d), config.episodes if i < len(config.data) else pretrain_episodes, config.query,
                        config.num_points, traces, config.wrist_camera, config.feature_every,
                        config.wrist_points, config.moments_from == "pixels",
-                       config.skip_demos if i < len(config.data) else 0)
+                       config.skip_demos if i < len(config.data) else 0, config.point_tokens)
             for i, d in enumerate([*config.data, *config.pretrain_data])]
 
 
@@ -395,12 +403,13 @@ def _feature_worker_run(job: FeatureJob, demo_ids: list[int]) -> dict[str, np.nd
     return _replay_rows(dataset, _read_demos(dataset, job.episodes, only=demo_ids, skip=job.skip), state["mu0"],
                         job.query, job.num_points, job.traces, job.wrist_camera, job.every,
                         on_demo=lambda: state["done"].put(1),
-                        wrist_points=job.wrist_points, pixel_moments=job.pixel_moments)
+                        wrist_points=job.wrist_points, pixel_moments=job.pixel_moments,
+                        point_tokens=job.point_tokens)
 
 
 def _job_cache(job: FeatureJob, mu0_id: str) -> Path:
     return feature_cache_path(job.dataset, mu0_id, job.query, job.num_points, job.traces, job.wrist_camera,
-                              job.every, job.wrist_points, job.pixel_moments)
+                              job.every, job.wrist_points, job.pixel_moments, job.point_tokens)
 
 
 def _one_job_per_cache(jobs) -> list[FeatureJob]:
@@ -410,7 +419,7 @@ def _one_job_per_cache(jobs) -> list[FeatureJob]:
     merged: dict[tuple, FeatureJob] = {}
     for job in jobs:
         key = (job.dataset, job.query, job.num_points, job.traces, job.wrist_camera, job.every, job.wrist_points,
-               job.pixel_moments)
+               job.pixel_moments, job.point_tokens)
         end = None if job.episodes is None else job.skip + job.episodes
         other = merged.get(key)
         if other is None or other.episodes is not None and (end is None or end > other.episodes):
@@ -495,7 +504,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     mu0 = Mu0.from_pretrained(config.mu0)
     mu0_id = mu0_fingerprint(config.mu0)
     parts = [replay_features(j.dataset, mu0, mu0_id, j.query, j.num_points, j.episodes, progress, j.traces,
-                             j.wrist_camera, j.every, j.wrist_points, j.pixel_moments, j.skip)
+                             j.wrist_camera, j.every, j.wrist_points, j.pixel_moments, j.skip, j.point_tokens)
              for j in feature_jobs(config)]
     for i, p in enumerate(parts):
         p["episode"] = p["episode"] + 100000 * i  # distinct episodes across files
@@ -516,13 +525,16 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     if config.wrist_points:
         wrist_points = (wrist_point_features(data, config.world_offsets), data["wrist_query_mask"].astype(np.float32),
                         label_slots(data["wrist_query_label"]))
+    point_tokens = data[POINT_TOKENS_KEY].astype(np.float32) if config.point_tokens else None
     target = data["action_chunk"][:, :config.chunk].astype(np.float32)
     valid = chunk_validity(data["step"], data["episode_length"], config.chunk)
     train = ~is_val
     norm = Normalization.fit(proprio[train], image[train], points[train], mask[train],
                              None if wrist is None else wrist[train],
-                             None if wrist_points is None else (wrist_points[0][train], wrist_points[1][train]))
-    pc = config.expert_config(robot=robots.pop(), task=",".join(sorted(tasks)), mu0_id=mu0_id)
+                             None if wrist_points is None else (wrist_points[0][train], wrist_points[1][train]),
+                             None if point_tokens is None else point_tokens[train])
+    pc = config.expert_config(robot=robots.pop(), task=",".join(sorted(tasks)), mu0_id=mu0_id,
+                              point_token_width=mu0.config.dim)
     tens = {"points": torch.as_tensor((points - norm.point_mean) / norm.point_std, dtype=torch.float32),
             "mask": torch.as_tensor(mask),
             "proprio": torch.as_tensor(expert_proprio(data, pc, norm)),
@@ -539,6 +551,9 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     tens["slots"] = torch.as_tensor(label_slots(data["mu0_query_label"]))
     if config.wrist_moments:
         tens["moments"] = torch.as_tensor(expert_moments(data, pc))
+    if point_tokens is not None:
+        tens["point_tokens"] = torch.as_tensor((point_tokens - norm.point_token_mean) / norm.point_token_std)
+        del point_tokens
     val_rows = np.flatnonzero(is_val)
 
     # what a trace-less sample reads in the trace columns: raw zeros, normalized
@@ -554,6 +569,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
             drop = torch.rand(len(rows)) < config.trace_dropout  # global RNG: a resumed run saves it
             x["points"] = x["points"].clone()
             x["points"][drop, :, MOTION_SLICE] = no_motion
+            if "point_tokens" in x:  # they carry the forecast too: a dropped sample reads their mean
+                x["point_tokens"] = x["point_tokens"].masked_fill(drop[:, None, None], 0.0)
         if noisy and net.training:
             # a 10-demo expert recalls its demos from exact inputs (BC loss 0.0002 on them vs 0.02 held out):
             # noise makes nearby inputs ask for nearby actions (global RNG: a resumed run saves it)
@@ -562,7 +579,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
         return net.context(x["points"], tens["mask"][rows], x["proprio"], x["image"], x.get("wrist"),
                            (x["wrist_points"], tens["wrist_point_mask"][rows],
                             tens["wrist_point_slots"][rows]) if "wrist_points" in x else None,
-                           tens["slots"][rows], x.get("moments"))
+                           tens["slots"][rows], x.get("moments"), x.get("point_tokens"))
 
     def loss_of(net: ActionExpertNet, rows) -> torch.Tensor:
         return chunk_loss(net, context_of(net, rows), tens["target"][rows], tens["valid"][rows])
@@ -613,7 +630,8 @@ def noise_columns(tens: dict[str, torch.Tensor], train_rows: np.ndarray,
     """Which columns of each continuous input ``input_noise`` perturbs, as 0/1 float masks over the last axis:
     those that vary over the training rows (a no-trace expert's all-zero trace columns stay exact, so its inputs
     are perturbed exactly where a trace expert's are, bar the traces it does not read), never the label one-hots
-    (categories, not measurements), and the trace columns only if ``traces``."""
+    (categories, not measurements), and the trace columns (and μ0's point tokens, which carry the forecast too)
+    only if ``traces``."""
     masks = {}
     for key, labels in CONTINUOUS_INPUTS.items():
         if key not in tens:
@@ -624,6 +642,8 @@ def noise_columns(tens: dict[str, torch.Tensor], train_rows: np.ndarray,
             varies[labels] = False
         if key == "points" and not traces:
             varies[MOTION_SLICE] = False
+        if key == "point_tokens" and not traces:
+            varies[:] = False
         masks[key] = varies.float()
     return masks
 

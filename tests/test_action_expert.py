@@ -491,7 +491,7 @@ def test_wrist_points_train_run_and_keep_older_configs(tiny_mu0, tmp_path):
     assert np.isfinite(train_policy(moments, progress=False)["val_loss"])
     policy = ActionExpert.from_pretrained(tmp_path / "wpm")
     assert policy.config.wrist_moments and policy.predict_action_chunk(obs).shape == (16, 7)
-    assert policy.tensors(obs)[-1].shape == (1, 12)
+    assert policy.tensors(obs)[7].shape == (1, 12)
     # moments_from="pixels": the same moments of every object pixel, which only its wrapper adds and its own cache
     # keeps (the points-only cache above is not touched)
     pixels = TrainPolicyConfig(**{**asdict(moments), "out": str(tmp_path / "wpp"), "moments_from": "pixels"})
@@ -501,7 +501,7 @@ def test_wrist_points_train_run_and_keep_older_configs(tiny_mu0, tmp_path):
     env, policy = expert_env(tmp_path / "wpp", ckpt, "Lift")
     pixel_obs, _ = env.reset(seed=100)
     env.close()
-    np.testing.assert_array_equal(policy.tensors(pixel_obs)[-1][0].numpy(), pixel_obs["wrist_object_moments"])
+    np.testing.assert_array_equal(policy.tensors(pixel_obs)[7][0].numpy(), pixel_obs["wrist_object_moments"])
     with np.load(cache) as rows:
         assert "wrist_object_moments" not in rows.files
     pixel_cache = next(panda.parent.glob(f"{panda.stem}.bc-*-keypoints16-robot0_eye_in_hand-wp8-pm.npz"))
@@ -511,6 +511,54 @@ def test_wrist_points_train_run_and_keep_older_configs(tiny_mu0, tmp_path):
         ActionExpertConfig(wrist_points=4, wrist_moments=True, moments_from="depth")
     with pytest.raises(ValueError, match="needs wrist_moments=true"):
         ActionExpertConfig(wrist_points=4, moments_from="pixels")
+
+
+def test_point_tokens_train_run_and_start_from_the_trace_expert(tiny_mu0, tmp_path):
+    """point_tokens: μ0's per-keypoint tokens join the query points' embeddings through a gate that starts closed
+    (a new expert's context is the same whatever the tokens say); such an expert trains on its own feature cache
+    (the tokens kept as float16), acts through the wrapper its checkpoint rebuilds, and refuses observations
+    without the tokens. Only variants that read μ0's forecast may read them."""
+    import torch
+
+    from mu0sim.policies.action_expert import ActionExpertNet
+    from mu0sim.policies.train_bc import noise_columns
+
+    torch.manual_seed(0)
+    net = ActionExpertNet(ActionExpertConfig(point_tokens=24, wrist_camera=None)).eval()
+    points, mask = torch.randn(2, 6, POINT_DIM), torch.ones(2, 6)
+    inputs = (mask, torch.randn(2, 8), torch.randn(2, 1280))
+    with torch.no_grad():
+        a = net.context(points, *inputs, point_tokens=torch.randn(2, 6, 24))
+        b = net.context(points, *inputs, point_tokens=torch.randn(2, 6, 24))
+        net.point_token_gate.fill_(0.5)
+        c = net.context(points, *inputs, point_tokens=torch.randn(2, 6, 24))
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+    with pytest.raises(ValueError, match=r"point tokens, \(6, 24\) per observation; got \(6, 16\)"):
+        net.context(points, *inputs, point_tokens=torch.randn(2, 6, 16))
+    with pytest.raises(ValueError, match="read by variants trace, trace-2d, trace-pretrained; .* 'no-trace'"):
+        ActionExpertConfig(variant="no-trace", point_tokens=24)
+    # the tokens carry the forecast: input_noise leaves them exact when it leaves the traces exact
+    tokens = torch.randn(40, 6, 24)
+    assert noise_columns({"point_tokens": tokens}, np.arange(30))["point_tokens"].all()
+    assert not noise_columns({"point_tokens": tokens}, np.arange(30), traces=False)["point_tokens"].any()
+
+    ckpt, (panda, _) = tiny_mu0
+    config = TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "tok"), steps=10, batch_size=16,
+                               num_points=16, point_tokens=True, trace_dropout=0.5)
+    assert np.isfinite(train_policy(config, progress=False)["val_loss"])
+    cache = next(panda.parent.glob(f"{panda.stem}.bc-*-keypoints16-robot0_eye_in_hand-tok.npz"))
+    policy = ActionExpert.from_pretrained(tmp_path / "tok")
+    width = policy.config.point_tokens
+    with np.load(cache) as rows:
+        assert rows["mu0_point_tokens"].shape[1:] == (16, width) and rows["mu0_point_tokens"].dtype == np.float16
+    assert width > 0 and policy.norm.point_token_mean.shape == (width,)
+    env, _ = expert_env(tmp_path / "tok", ckpt, "Lift")
+    obs, _ = env.reset(seed=100)
+    env.close()
+    assert obs["mu0_point_tokens"].shape == (16, width) and policy.predict_action_chunk(obs).shape == (16, 7)
+    with pytest.raises(ValueError, match="point_tokens=True"):
+        policy.predict_action_chunk({k: v for k, v in obs.items() if k != "mu0_point_tokens"})
 
 
 def test_per_label_pooling_ignores_how_many_points_other_objects_got():

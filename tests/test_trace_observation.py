@@ -156,6 +156,28 @@ def test_same_seed_same_observation(mu0):
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
+def test_point_tokens_are_the_tokens_mu0_decodes_the_traces_from(mu0):
+    """``point_tokens`` adds μ0's per-keypoint tokens: those its flow head is given for this query (one per query
+    point, μ0's width), and only when asked for."""
+    plain = Mu0TraceObservation(_env(), mu0, num_points=16)
+    assert "mu0_point_tokens" not in plain.reset(seed=0)[0]
+    plain.close()
+    env = Mu0TraceObservation(_env(), mu0, num_points=16, point_tokens=True)
+    given = []
+    sample = mu0.model.head.sample
+    mu0.model.head.sample = lambda cond, *args, **kwargs: (given.append(cond.clone()), sample(cond, *args,
+                                                                                             **kwargs))[1]
+    try:
+        obs, _ = env.reset(seed=0)
+    finally:
+        mu0.model.head.sample = sample
+    assert env.observation_space.contains(obs)
+    assert obs["mu0_point_tokens"].shape == (16, mu0.config.dim)
+    np.testing.assert_array_equal(obs["mu0_point_tokens"], given[0][0].numpy())
+    assert np.ptp(obs["mu0_point_tokens"], axis=0).max() > 0  # one token per point, not one per image
+    env.close()
+
+
 def test_query_points_from_the_observation_alone():
     grid = grid_query_points(128, 4)
     assert grid.shape == (16, 2) and grid.min() == 16 and grid.max() == 112

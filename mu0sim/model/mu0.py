@@ -36,6 +36,9 @@ class TracePrediction:
     control_points: np.ndarray
     valid_prob: np.ndarray
     image_feature: np.ndarray  # (B, 1280) the frozen backbone's pooled RGB feature (a compact image summary)
+    # (B, K, dim) the trace expert's per-keypoint tokens (after attending to the image and the instruction): what
+    # its head decodes the traces from, and what the paper's action experts read from μ0 instead of the traces
+    point_tokens: np.ndarray
 
     def world(self, params: CameraParams) -> np.ndarray:
         """(B, S, K, H, 3) world positions (metres) through the camera that took the images."""
@@ -149,7 +152,8 @@ class Mu0:
         uvz = out["uvz"].numpy()
         return TracePrediction(uvz=uvz, uv_px=(uvz[..., :2] + 1.0) / 2.0 * size, depth_m=uvz[..., 2],
                                control_points=out["controls"].numpy(), valid_prob=out["valid_prob"].numpy(),
-                               image_feature=rgb_f.tokens.mean((-2, -1)).float().numpy())
+                               image_feature=rgb_f.tokens.mean((-2, -1)).float().numpy(),
+                               point_tokens=out["tokens"].numpy())
 
     def describe(self) -> str:
         training = self.meta.get("training", {})

@@ -226,8 +226,8 @@ class TraceModel(nn.Module):
     @torch.no_grad()
     def predict(self, batch: TraceBatch, num_samples: int = 1, generator: torch.Generator | None = None,
                 greedy: bool = True, noise_scale: float | None = None) -> dict[str, torch.Tensor]:
-        """Futures ``uvz`` (B, S, K, H, 3); μ0 adds ``controls`` (B, S, K, D, 3) absolute uvz and ``valid_prob``
-        (B, K, H). ``greedy`` (token model, sample 0 only): argmax decoding for the point estimate. ``noise_scale``
+        """Futures ``uvz`` (B, S, K, H, 3) and ``tokens`` (B, K, dim), the encoder's per-keypoint tokens the head
+        decodes them from; μ0 adds ``controls`` (B, S, K, D, 3) absolute uvz and ``valid_prob`` (B, K, H). ``greedy`` (token model, sample 0 only): argmax decoding for the point estimate. ``noise_scale``
         (μ0): initial noise scale of the flow; None = the config's ``point_noise_scale`` (chosen on validation)."""
         scale = self.config.point_noise_scale if noise_scale is None else noise_scale
         # the graphs trace the unpadded attention path; a padded query takes the eager one
@@ -237,19 +237,19 @@ class TraceModel(nn.Module):
         cur = batch.current[:, None, :, None]
         if self.config.kind == "waypoint":
             delta = self.head(cond)[:, None].expand(b, num_samples, k, -1, -1)
-            return {"uvz": delta * self.scale + cur}
+            return {"uvz": delta * self.scale + cur, "tokens": cond}
         if self.config.kind == "token-ar":
             flat = cond.flatten(0, 1)
             outs = [self.head.generate(flat, generator, greedy=greedy and s == 0) for s in range(num_samples)]
             steps = torch.stack([self.head.dequantize(o) for o in outs], 1)  # (B*K, S, H, 3)
             delta = steps.cumsum(-2).view(b, k, num_samples, -1, 3).transpose(1, 2)
-            return {"uvz": delta * self.scale + cur}
+            return {"uvz": delta * self.scale + cur, "tokens": cond}
         controls = torch.stack([self.head.sample(cond, batch.keypoint_mask, self.config.flow_steps, generator,
                                                  scale, integrate=graphs[1] if graphs else None)
                                 for _ in range(num_samples)], 1)  # (B, S, K, D, 3) normalized
         delta = torch.einsum("hd,bskdc->bskhc", self.basis, controls)
         return {"uvz": delta * self.scale + cur, "controls": controls * self.scale + cur,
-                "valid_prob": torch.sigmoid(self.head.validity_logits(cond))}
+                "valid_prob": torch.sigmoid(self.head.validity_logits(cond)), "tokens": cond}
 
 
 def fit_controls(current: np.ndarray, future: np.ndarray, future_valid: np.ndarray, normalizer: TraceNormalizer,
