@@ -32,7 +32,9 @@ With ``point_tokens`` each μ0 query point also carries μ0's own token for it (
 ``mu0_point_tokens`` observation), added to the point's embedding through a tanh gate that starts closed: the
 paper conditions its action experts on these per-keypoint features (pooled, through gated cross-attention) rather
 than on decoded traces, and the tokens hold what the traces drop (the forecast's uncertainty, what μ0 reads in the
-image around the point). Trace-reading variants with μ0's traces only.
+image around the point). ``point_token_gate=False`` adds them ungated, an input like any other from the first step
+(at 10 demos the closed gate barely opens: the expert fits its demos without them). Trace-reading variants with
+μ0's traces only.
 
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
@@ -100,6 +102,7 @@ class ActionExpertConfig:
     moments_from: str = "points"  # wrist_moments of the sampled wrist points, or of every object pixel ("pixels")
     grip_clock: bool = False  # the trunk also reads how long its own gripper command has been "close" (see above)
     point_tokens: int = 0  # width of μ0's per-keypoint tokens each query point also reads (0: none; see above)
+    point_token_gate: bool = True  # the tokens enter through a tanh gate that starts closed (False: ungated)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -126,6 +129,8 @@ class ActionExpertConfig:
             raise ValueError(f"point_tokens (μ0's per-keypoint tokens, width >= 0) are read by variants "
                              f"{', '.join(POINT_TOKEN_VARIANTS)}; got point_tokens={self.point_tokens} with variant "
                              f"{self.variant!r}")
+        if not self.point_token_gate and not self.point_tokens:
+            raise ValueError("point_token_gate=false says how μ0's point tokens enter: it needs point_tokens")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ActionExpertConfig":
@@ -290,9 +295,10 @@ class ActionExpertNet(nn.Module):
         self.point = nn.Sequential(nn.Linear(POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
         if config.wrist_points:  # own embedding: the pooling tells them from μ0's query points by it
             self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
-        if config.point_tokens:  # gated, the gate closed at first: training starts from the trace expert itself
+        if config.point_tokens:
             self.point_token = nn.Linear(config.point_tokens, d)
-            self.point_token_gate = nn.Parameter(torch.zeros(1))
+            if config.point_token_gate:  # closed at first: training starts from the trace expert itself
+                self.point_token_gate = nn.Parameter(torch.zeros(1))
         self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM + config.grip_clock, d), nn.GELU())
@@ -343,7 +349,8 @@ class ActionExpertNet(nn.Module):
                 raise ValueError(f"this expert reads μ0's point tokens, ({points.shape[1]}, "
                                  f"{self.config.point_tokens}) per observation; got "
                                  f"{None if point_tokens is None else tuple(point_tokens.shape[1:])}")
-            tokens = tokens + torch.tanh(self.point_token_gate) * self.point_token(point_tokens)
+            gate = torch.tanh(self.point_token_gate) if self.config.point_token_gate else 1.0
+            tokens = tokens + gate * self.point_token(point_tokens)
         if self.config.wrist_points:
             if wrist_points is None:
                 raise ValueError(f"this expert reads {self.config.wrist_points} wrist_query points")

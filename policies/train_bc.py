@@ -86,6 +86,7 @@ class TrainPolicyConfig:
     moments_from: str = "points"  # wrist_moments of the sampled wrist points or of every object pixel ("pixels")
     grip_clock: bool = False  # the expert also reads how many steps its gripper command has been "close" in a row
     point_tokens: bool = False  # each query point also reads μ0's token for it (ActionExpertConfig.point_tokens)
+    point_token_gate: bool = True  # ... through a gate that starts closed (False: ungated)
     # action-pretrained and trace-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps``
     # before the ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
     pretrain_data: list[str] = field(default_factory=list)
@@ -102,7 +103,8 @@ class TrainPolicyConfig:
                                   world_offsets=self.world_offsets, trace_skip=self.trace_skip,
                                   wrist_moments=self.wrist_moments, ensemble=self.ensemble,
                                   moments_from=self.moments_from, grip_clock=self.grip_clock,
-                                  point_tokens=point_token_width if self.point_tokens else 0)
+                                  point_tokens=point_token_width if self.point_tokens else 0,
+                                  point_token_gate=self.point_token_gate)
 
     def check(self) -> None:
         """Refuse settings that cannot train, before any data is read or replayed (minutes of μ0 features, or

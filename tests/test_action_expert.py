@@ -534,10 +534,16 @@ def test_point_tokens_train_run_and_start_from_the_trace_expert(tiny_mu0, tmp_pa
         c = net.context(points, *inputs, point_tokens=torch.randn(2, 6, 24))
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c)
+    ungated = ActionExpertNet(ActionExpertConfig(point_tokens=24, point_token_gate=False, wrist_camera=None)).eval()
+    with torch.no_grad():  # an input like any other from the start
+        assert not torch.allclose(ungated.context(points, *inputs, point_tokens=torch.randn(2, 6, 24)),
+                                  ungated.context(points, *inputs, point_tokens=torch.randn(2, 6, 24)))
     with pytest.raises(ValueError, match=r"point tokens, \(6, 24\) per observation; got \(6, 16\)"):
         net.context(points, *inputs, point_tokens=torch.randn(2, 6, 16))
     with pytest.raises(ValueError, match="read by variants trace, trace-2d, trace-pretrained; .* 'no-trace'"):
         ActionExpertConfig(variant="no-trace", point_tokens=24)
+    with pytest.raises(ValueError, match="point_token_gate=false .* needs point_tokens"):
+        train_policy(TrainPolicyConfig(data=["unread.hdf5"], mu0="m", out="o", point_token_gate=False))
     # the tokens carry the forecast: input_noise leaves them exact when it leaves the traces exact
     tokens = torch.randn(40, 6, 24)
     assert noise_columns({"point_tokens": tokens}, np.arange(30))["point_tokens"].all()
