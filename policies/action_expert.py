@@ -36,6 +36,11 @@ image around the point). ``point_token_gate=False`` adds them ungated, an input 
 (at 10 demos the closed gate barely opens: the expert fits its demos without them). Trace-reading variants with
 μ0's traces only.
 
+``relative_inputs`` hides every absolute position: the query and wrist points' world and image positions read zero
+(their positions relative to the gripper stay) and so does the eef position in the proprioception. A 10-demo expert
+recalls its demos (RESULTS.md); where things are in the world is what tells ten demos apart, while what an action
+needs is where they are relative to the fingers, which the traces (world-frame motion) speak to as well.
+
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
 in a ~12 px box: too coarse for its yaw, which the grasp must match; the wrist view shows it). Proprioception and
@@ -103,6 +108,7 @@ class ActionExpertConfig:
     grip_clock: bool = False  # the trunk also reads how long its own gripper command has been "close" (see above)
     point_tokens: int = 0  # width of μ0's per-keypoint tokens each query point also reads (0: none; see above)
     point_token_gate: bool = True  # the tokens enter through a tanh gate that starts closed (False: ungated)
+    relative_inputs: bool = False  # no absolute positions: points relative to the gripper only, no eef position
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -137,13 +143,15 @@ class ActionExpertConfig:
         return from_dict(cls, data, "action-expert config")
 
 
-def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool = False) -> np.ndarray:
+def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool = False,
+                   relative: bool = False) -> np.ndarray:
     """(K, F) per-query-point input of the expert for ``variant`` (F is the same for every variant): world position
     (m), image position and depth, the position in the gripper's frame (m; where the point is relative to the
     fingers, which is what grasping needs: a per-point feature the attention pooling cannot easily compute), what
     the point lies on (one-hot, :func:`label_one_hot`), and the trace; ``world_offsets`` appends the point minus
     the gripper in world axes (m): actions move the gripper in world axes, and the gripper's frame turns with its
-    yaw, so reading an action off the in-gripper offset needs a rotation the expert must otherwise learn."""
+    yaw, so reading an action off the in-gripper offset needs a rotation the expert must otherwise learn.
+    ``relative``: the world and image positions read zero (same columns: one network shape)."""
     world = obs["mu0_query_world"]
     lead = world.shape[:-1]  # (K,) or (N, K)
     in_gripper = in_gripper_frame(obs, world)
@@ -159,17 +167,21 @@ def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool
                        "older mu0sim; replay them (delete the stale .bc-*.npz cache)")
     labels = label_one_hot(obs["mu0_query_label"])
     extra = [world - np.asarray(obs["robot0_eef_pos"])[..., None, :]] if world_offsets else []
-    return np.concatenate([world, obs["mu0_query_uvz"], in_gripper, labels, motion, *extra], -1).astype(np.float32)
+    absolute = [world, obs["mu0_query_uvz"]]
+    if relative:
+        absolute = [np.zeros_like(a) for a in absolute]
+    return np.concatenate([*absolute, in_gripper, labels, motion, *extra], -1).astype(np.float32)
 
 
-def wrist_point_features(obs: dict[str, np.ndarray], world_offsets: bool = False) -> np.ndarray:
-    """(W, WRIST_POINT_DIM (+ 3)) per wrist-view point: world position (m), position in the gripper's frame (m),
-    what it lies on (one-hot) and, with ``world_offsets``, the point minus the gripper in world axes (m); padding
-    rows are whatever the wrapper put there (masked)."""
+def wrist_point_features(obs: dict[str, np.ndarray], world_offsets: bool = False,
+                         relative: bool = False) -> np.ndarray:
+    """(W, WRIST_POINT_DIM (+ 3)) per wrist-view point: world position (m; zero with ``relative``), position in the
+    gripper's frame (m), what it lies on (one-hot) and, with ``world_offsets``, the point minus the gripper in world
+    axes (m); padding rows are whatever the wrapper put there (masked)."""
     world = obs["wrist_query_world"]
     extra = [world - np.asarray(obs["robot0_eef_pos"])[..., None, :]] if world_offsets else []
-    return np.concatenate([world, in_gripper_frame(obs, world), label_one_hot(obs["wrist_query_label"]), *extra],
-                          -1).astype(np.float32)
+    return np.concatenate([np.zeros_like(world) if relative else world, in_gripper_frame(obs, world),
+                           label_one_hot(obs["wrist_query_label"]), *extra], -1).astype(np.float32)
 
 
 def wrist_object_moments(obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -243,9 +255,12 @@ def trace_steps(traces: np.ndarray) -> np.ndarray:
     return traces[..., np.array(TRACE_STEPS) - 1, :]
 
 
-def proprio_features(obs: dict[str, np.ndarray]) -> np.ndarray:
-    """(8,) or (N, 8): eef position (m), quaternion (xyzw), gripper opening (m)."""
-    return np.concatenate([np.asarray(obs[k], np.float32) for k in PROPRIO_KEYS], -1)
+def proprio_features(obs: dict[str, np.ndarray], relative: bool = False) -> np.ndarray:
+    """(8,) or (N, 8): eef position (m; zero with ``relative``), quaternion (xyzw), gripper opening (m)."""
+    parts = [np.asarray(obs[k], np.float32) for k in PROPRIO_KEYS]
+    if relative:
+        parts[PROPRIO_KEYS.index("robot0_eef_pos")] = np.zeros_like(parts[0])
+    return np.concatenate(parts, -1)
 
 
 def grip_clock_steps(grip_chunks: np.ndarray, episode: np.ndarray, step: np.ndarray) -> np.ndarray:
@@ -624,7 +639,7 @@ def expert_proprio(obs: dict[str, np.ndarray], config: ActionExpertConfig, norm:
     """(..., PROPRIO_DIM (+ 1)) float32 normalized proprioception, plus the expert's gripper clock (``grip_clock``:
     ``obs[GRIP_CLOCK_KEY]`` steps, counted by :meth:`ActionExpert.select_action` in closed loop and by
     :func:`grip_clock_steps` from the demos in training): the one place both build the trunk's proprio input."""
-    proprio = (proprio_features(obs) - norm.proprio_mean) / norm.proprio_std
+    proprio = (proprio_features(obs, config.relative_inputs) - norm.proprio_mean) / norm.proprio_std
     if config.grip_clock:
         if GRIP_CLOCK_KEY not in obs:
             raise ValueError(f"this expert reads its own gripper clock ({GRIP_CLOCK_KEY!r}), which "
@@ -641,7 +656,8 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
     None without ``wrist_points``; ``slots``: each query point's label slot; ``moments``: the wrist-view objects'
     :func:`object_moments` (already in [-1, 1]; None without ``wrist_moments``); ``point_tokens``: μ0's tokens of
     the query points (None without ``point_tokens``)."""
-    points = (point_features(obs, config.variant, config.world_offsets) - norm.point_mean) / norm.point_std
+    points = (point_features(obs, config.variant, config.world_offsets, config.relative_inputs) - norm.point_mean
+              ) / norm.point_std
     wrist = None
     if config.wrist_camera is not None:
         if "wrist_tokens" not in obs:
@@ -653,7 +669,8 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
         if "wrist_query_world" not in obs:
             raise ValueError(f"this expert needs {config.wrist_points} wrist-view points: wrap the env with "
                              f"Mu0TraceObservation(..., wrist_points={config.wrist_points})")
-        features = (wrist_point_features(obs, config.world_offsets) - norm.wrist_point_mean) / norm.wrist_point_std
+        features = (wrist_point_features(obs, config.world_offsets, config.relative_inputs) - norm.wrist_point_mean
+                    ) / norm.wrist_point_std
         wrist_points = (torch.as_tensor(features.astype(np.float32)),
                         torch.as_tensor(np.asarray(obs["wrist_query_mask"], np.float32)),
                         torch.as_tensor(label_slots(obs["wrist_query_label"])))

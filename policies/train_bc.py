@@ -87,6 +87,7 @@ class TrainPolicyConfig:
     grip_clock: bool = False  # the expert also reads how many steps its gripper command has been "close" in a row
     point_tokens: bool = False  # each query point also reads μ0's token for it (ActionExpertConfig.point_tokens)
     point_token_gate: bool = True  # ... through a gate that starts closed (False: ungated)
+    relative_inputs: bool = False  # the expert reads no absolute position (ActionExpertConfig.relative_inputs)
     # action-pretrained and trace-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps``
     # before the ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
     pretrain_data: list[str] = field(default_factory=list)
@@ -104,7 +105,7 @@ class TrainPolicyConfig:
                                   wrist_moments=self.wrist_moments, ensemble=self.ensemble,
                                   moments_from=self.moments_from, grip_clock=self.grip_clock,
                                   point_tokens=point_token_width if self.point_tokens else 0,
-                                  point_token_gate=self.point_token_gate)
+                                  point_token_gate=self.point_token_gate, relative_inputs=self.relative_inputs)
 
     def check(self) -> None:
         """Refuse settings that cannot train, before any data is read or replayed (minutes of μ0 features, or
@@ -516,8 +517,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     episodes = np.unique(data["episode"][data["target"]])
     n_val = max(1, round(len(episodes) * config.val_fraction)) if len(episodes) > 1 else 0
     is_val = np.isin(data["episode"], episodes[len(episodes) - n_val:])
-    points = point_features(data, config.variant, config.world_offsets)
-    proprio = proprio_features(data)
+    points = point_features(data, config.variant, config.world_offsets, config.relative_inputs)
+    proprio = proprio_features(data, config.relative_inputs)
     if config.grip_clock:  # from the demos' own gripper commands, as the expert counts its own when it acts
         data[GRIP_CLOCK_KEY] = grip_clock_steps(data["action_chunk"][..., -1], data["episode"], data["step"])
     image = data["mu0_image"].astype(np.float32)
@@ -525,7 +526,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     wrist = data.get("wrist_tokens")
     wrist_points = None
     if config.wrist_points:
-        wrist_points = (wrist_point_features(data, config.world_offsets), data["wrist_query_mask"].astype(np.float32),
+        wrist_points = (wrist_point_features(data, config.world_offsets, config.relative_inputs),
+                        data["wrist_query_mask"].astype(np.float32),
                         label_slots(data["wrist_query_label"]))
     point_tokens = data[POINT_TOKENS_KEY].astype(np.float32) if config.point_tokens else None
     target = data["action_chunk"][:, :config.chunk].astype(np.float32)

@@ -130,6 +130,24 @@ def test_points_are_also_seen_from_the_gripper():
     np.testing.assert_allclose(point_features(obs, "trace")[0, 6:9], [0.02, 0.0, 0.0], atol=1e-6)
 
 
+def test_relative_inputs_hide_the_absolute_positions_only():
+    """relative: the points' world and image positions and the eef position read zero; every position relative
+    to the gripper, the labels and the traces are what they were."""
+    from mu0sim.policies.action_expert import proprio_features, wrist_point_features
+
+    obs = {**_obs(), "robot0_gripper_width": np.array([0.04]), "wrist_query_world": np.ones((4, 3)),
+           "wrist_query_label": np.full(4, 2.0)}
+    plain, relative = point_features(obs, "trace", True), point_features(obs, "trace", True, relative=True)
+    assert not relative[:, :6].any() and plain[:, :6].any()
+    np.testing.assert_array_equal(relative[:, 6:], plain[:, 6:])
+    wrist, wrist_relative = wrist_point_features(obs), wrist_point_features(obs, relative=True)
+    assert not wrist_relative[:, :3].any()
+    np.testing.assert_array_equal(wrist_relative[:, 3:], wrist[:, 3:])
+    proprio, proprio_relative = proprio_features(obs), proprio_features(obs, relative=True)
+    assert not proprio_relative[:3].any()
+    np.testing.assert_array_equal(proprio_relative[3:], proprio[3:])
+
+
 def test_world_offsets_append_the_point_minus_the_gripper():
     """world_offsets: three more features per point, the point minus the gripper in world axes (whatever the yaw);
     everything before them is the default layout."""
@@ -286,7 +304,8 @@ def test_input_noise_perturbs_varying_measurements_only():
 
 @pytest.mark.parametrize("head, options", [("regression", {}),
                                            ("flow", {"trace_skip": True, "trace_dropout": 0.5,
-                                                     "grip_clock": True, "input_noise": 0.2})])
+                                                     "grip_clock": True, "input_noise": 0.2,
+                                                     "relative_inputs": True})])
 def test_behaviour_cloning_end_to_end_and_checkpoint_refusals(tiny_mu0, tmp_path, head, options):
     ckpt, data = tiny_mu0
     out = tmp_path / "policy"
