@@ -312,7 +312,7 @@ class ActionExpertNet(nn.Module):
             self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
         if config.point_tokens:
             self.point_token = nn.Linear(config.point_tokens, d)
-            if config.point_token_gate:  # closed at first: training starts from the trace expert itself
+            if config.point_token_gate:  # closed at first: the tokens add nothing until training opens it
                 self.point_token_gate = nn.Parameter(torch.zeros(1))
         self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
