@@ -65,8 +65,8 @@ from mu0sim.io import atomic_write_text
 
 VARIANTS = ("trace", "trace-2d", "no-trace", "gt-trace", "action-pretrained", "trace-pretrained")
 TRACE_3D_VARIANTS = ("trace", "gt-trace", "trace-pretrained")  # read 3D traces (trace-2d: image-plane only)
-PRETRAINED_VARIANTS = ("action-pretrained", "trace-pretrained")
-POINT_TOKEN_VARIANTS = ("trace", "trace-2d", "trace-pretrained")  # read μ0's forecast: they may read its tokens  # pretrained on other robots' demos, then fine-tuned
+PRETRAINED_VARIANTS = ("action-pretrained", "trace-pretrained")  # pretrained on other robots' demos, then fine-tuned
+MU0_FORECAST_VARIANTS = ("trace", "trace-2d", "trace-pretrained")  # act on μ0's forecast (and may read its tokens)
 HEADS = ("regression", "flow")
 POOLINGS = ("attention", "per-label")
 MOMENT_SOURCES = ("points", "pixels")  # wrist_moments from the W wrist-view points, or from every object pixel
@@ -131,9 +131,9 @@ class ActionExpertConfig:
                              "wrist_moments=true")
         if self.ensemble < 1:
             raise ValueError(f"ensemble must be >= 1 (networks averaged), got {self.ensemble}")
-        if self.point_tokens < 0 or (self.point_tokens and self.variant not in POINT_TOKEN_VARIANTS):
+        if self.point_tokens < 0 or (self.point_tokens and self.variant not in MU0_FORECAST_VARIANTS):
             raise ValueError(f"point_tokens (μ0's per-keypoint tokens, width >= 0) are read by variants "
-                             f"{', '.join(POINT_TOKEN_VARIANTS)}; got point_tokens={self.point_tokens} with variant "
+                             f"{', '.join(MU0_FORECAST_VARIANTS)}; got point_tokens={self.point_tokens} with variant "
                              f"{self.variant!r}")
         if not self.point_token_gate and not self.point_tokens:
             raise ValueError("point_token_gate=false says how μ0's point tokens enter: it needs point_tokens")
@@ -718,4 +718,4 @@ __all__ = ["ActionExpert", "ActionExpertConfig", "ActionExpertNet", "HEADS", "No
            "wrist_point_features",
            "EXPERT_INPUTS", "LABEL_SLOTS", "MOMENT_SOURCES", "expert_moments", "load_member_weights",
            "member_weights", "GRIP_CLOCK_CAP", "GRIP_CLOCK_KEY", "expert_proprio", "grip_clock_feature",
-           "grip_clock_steps", "POINT_LABEL_SLICE", "WRIST_LABEL_SLICE", "TRACE_3D_VARIANTS", "POINT_TOKEN_VARIANTS"]
+           "grip_clock_steps", "POINT_LABEL_SLICE", "WRIST_LABEL_SLICE", "TRACE_3D_VARIANTS", "MU0_FORECAST_VARIANTS"]

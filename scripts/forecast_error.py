@@ -39,15 +39,13 @@ def parse_range(text: str) -> list[int]:
 
 def query_errors(obs: dict, env, oracle, gripper_points: int) -> dict[str, float | None]:
     """The forecast's and a no-motion forecast's mean 3D error (cm) against the oracle's future, per point group
-    (None where the group has no real query point)."""
+    (None where the group has no real query point). ``env``: the Mu0TraceObservation that made ``obs``."""
     from mu0sim.policies.action_expert import label_slots
     from mu0sim.policies.oracle_traces import attach_query_points
 
-    base, wrapper = env.unwrapped, env
-    while not hasattr(wrapper, "mu0"):  # the Mu0TraceObservation layer (its camera and μ0)
-        wrapper = wrapper.env
-    params = base.camera_params(wrapper.camera)
-    uv_px = (obs["mu0_query_uvz"][:, :2] + 1.0) / 2.0 * wrapper.mu0.image_size
+    base = env.unwrapped
+    params = base.camera_params(env.camera)
+    uv_px = (obs["mu0_query_uvz"][:, :2] + 1.0) / 2.0 * env.mu0.image_size
     start = obs["mu0_query_world"].astype(np.float64)
     keypoints = attach_query_points(base, params, uv_px, start, gripper_points)
     truth = oracle.future(base, keypoints, obs["mu0_traces_world"].shape[1])  # (K, H, 3) metres
@@ -150,17 +148,16 @@ def main() -> None:
 
     from mu0sim.datasets.hdf5 import make_env_from_dataset
     from mu0sim.model import Mu0
-    from mu0sim.policies.action_expert import ActionExpertConfig, expert_env
+    from mu0sim.policies.action_expert import MU0_FORECAST_VARIANTS, ActionExpertConfig, expert_env
     from mu0sim.policies.oracle_traces import ExpertTraceOracle
     from mu0sim.policies.trace_observation import GRIPPER_KEYPOINTS, Mu0TraceObservation
-    from mu0sim.policies.train_bc import trace_source
     from mu0sim.rollouts.evaluate import policy_id
 
     meta = json.loads((Path(args.policy) / "config.json").read_text())
     config = ActionExpertConfig.from_dict(meta["policy"])
-    if trace_source(config.variant) != "mu0" or config.variant in ("no-trace", "action-pretrained"):
+    if config.variant not in MU0_FORECAST_VARIANTS:
         raise SystemExit(f"{args.policy} is a {config.variant!r} expert; this measures μ0's forecasts in a policy "
-                         "that acts on them: valid variants trace, trace-2d, trace-pretrained")
+                         f"that acts on them: valid variants {', '.join(MU0_FORECAST_VARIANTS)}")
     train_config = meta["train_config"]
     gripper_points = GRIPPER_KEYPOINTS if train_config["query"] == "keypoints" else 0
     expert_options = (meta.get("data_collection") or {}).get("expert_options")

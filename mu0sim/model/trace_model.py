@@ -227,8 +227,9 @@ class TraceModel(nn.Module):
     def predict(self, batch: TraceBatch, num_samples: int = 1, generator: torch.Generator | None = None,
                 greedy: bool = True, noise_scale: float | None = None) -> dict[str, torch.Tensor]:
         """Futures ``uvz`` (B, S, K, H, 3) and ``tokens`` (B, K, dim), the encoder's per-keypoint tokens the head
-        decodes them from; μ0 adds ``controls`` (B, S, K, D, 3) absolute uvz and ``valid_prob`` (B, K, H). ``greedy`` (token model, sample 0 only): argmax decoding for the point estimate. ``noise_scale``
-        (μ0): initial noise scale of the flow; None = the config's ``point_noise_scale`` (chosen on validation)."""
+        decodes them from; μ0 adds ``controls`` (B, S, K, D, 3) absolute uvz and ``valid_prob`` (B, K, H).
+        ``greedy`` (token model, sample 0 only): argmax decoding for the point estimate. ``noise_scale`` (μ0):
+        initial noise scale of the flow; None = the config's ``point_noise_scale`` (chosen on validation)."""
         scale = self.config.point_noise_scale if noise_scale is None else noise_scale
         # the graphs trace the unpadded attention path; a padded query takes the eager one
         graphs = self._graphs if self._graphs is not None and bool(batch.keypoint_mask.all()) else None
