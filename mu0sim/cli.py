@@ -47,8 +47,14 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from mu0sim.rollouts.collect import CollectConfig, collect
+    from mu0sim.rollouts.collect import CollectConfig, Takeover, collect
 
+    takeover = None
+    if args.takeover_policy:
+        first, sep, last = args.takeover_steps.partition("-")
+        if not (sep and first.isdigit() and last.isdigit()):
+            raise ValueError(f"--takeover-steps takes FIRST-LAST (e.g. 10-150), got {args.takeover_steps!r}")
+        takeover = Takeover(Path(args.takeover_policy), Path(args.takeover_mu0), (int(first), int(last)))
     expert = {"noise_std": args.noise_std, "approach_jitter_m": args.approach_jitter_m}
     for option in args.expert_option:
         name, sep, value = option.partition("=")
@@ -60,7 +66,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         image_size=args.image_size, depth=args.depth, segmentation=args.segmentation, seed=args.seed,
         workers=args.workers, video_dir=Path(args.video_dir) if args.video_dir else None,
         keep_failures=args.keep_failures, max_attempts=args.max_attempts, expert=expert,
-        execution_noise_std=args.execution_noise_std, grip_flip_rate=args.grip_flip_rate)
+        execution_noise_std=args.execution_noise_std, grip_flip_rate=args.grip_flip_rate, takeover=takeover)
     summary = collect(config)
     print(json.dumps(summary.to_dict()))
     return 0
@@ -237,6 +243,13 @@ def _commands() -> list[Command]:
         p.add_argument("--grip-flip-rate", type=float, default=0.0,
                        help="DART for the gripper: per-step probability of inverting the executed gripper command "
                             "for 6 steps (the expert's own commands stay the labels; default 0)")
+        p.add_argument("--takeover-policy", default=None, metavar="DIR",
+                       help="DAgger-style starts: this action expert (mu0sim train-policy, same task and robot) "
+                            "plays each attempt's first steps, then the scripted expert takes over from where it "
+                            "got and only that continuation is recorded")
+        p.add_argument("--takeover-steps", default="10-150", metavar="FIRST-LAST",
+                       help="how many steps the takeover policy plays, uniform per attempt (default 10-150)")
+        p.add_argument("--takeover-mu0", default="checkpoints/mu0-sim", help="the μ0 in the takeover policy's loop")
         p.add_argument("--keep-failures", action="store_true", help="also keep unsuccessful episodes")
         p.add_argument("--max-attempts", type=int, default=None, help="stop when the file holds this many attempts"
                                                                        ", all runs (default 5 x episodes + 20)")

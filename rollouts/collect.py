@@ -20,6 +20,28 @@ import numpy as np
 from mu0sim.datasets.hdf5 import DatasetWriter, EpisodeRecord, env_args_for
 
 
+@dataclass(frozen=True)
+class Takeover:
+    """DAgger-style starts (Ross et al., 2011): the action expert at ``policy`` (a ``mu0sim train-policy`` folder,
+    run with the μ0 at ``mu0`` in its loop, as ``mu0sim eval`` runs it) drives each attempt for a number of steps
+    drawn uniformly from ``steps`` = (first, last), then the scripted expert takes over from the state the policy
+    reached (its ``resume``: the phase from the state, fresh controllers) and only that continuation is recorded.
+    Every recorded future is then the demonstrator's, from states a learned policy visits, which clean and
+    DART demos seldom reach (RESULTS.md, "Where μ0's forecast goes wrong in closed loop")."""
+
+    policy: Path
+    mu0: Path = Path("checkpoints/mu0-sim")
+    steps: tuple[int, int] = (10, 150)
+
+    def record(self) -> dict[str, Any]:
+        """What the dataset stores about it: the policy's and μ0's weights (fingerprints), the step range."""
+        from mu0sim.policies.train_bc import mu0_fingerprint
+        from mu0sim.rollouts.evaluate import policy_id
+
+        return {"policy": str(self.policy), "policy_id": policy_id(self.policy), "mu0_id": mu0_fingerprint(self.mu0),
+                "steps": [int(self.steps[0]), int(self.steps[1])]}
+
+
 @dataclass
 class CollectConfig:
     """Options of ``mu0sim collect`` (see its ``--help``)."""
@@ -41,11 +63,12 @@ class CollectConfig:
     expert: dict[str, Any] = field(default_factory=dict)
     execution_noise_std: float = 0.0
     grip_flip_rate: float = 0.0
+    takeover: Takeover | None = None
 
     def collection(self) -> dict[str, Any]:
         """What the dataset records about how its demos were produced (appending must match it): the scripted
         expert with every one of its options (defaults included) and the execution perturbations (the gripper
-        flips only where used, so that files recorded before they existed still match)."""
+        flips and the takeover only where used, so that files recorded before they existed still match)."""
         from dataclasses import fields
 
         from mu0sim.policies.scripted import make_expert
@@ -55,7 +78,8 @@ class CollectConfig:
                 "expert_options": {f.name: getattr(expert, f.name) for f in fields(expert)
                                    if f.init and not f.name.startswith("_")},
                 "execution_noise_std": float(self.execution_noise_std),
-                **({"grip_flip_rate": float(self.grip_flip_rate)} if self.grip_flip_rate else {})}
+                **({"grip_flip_rate": float(self.grip_flip_rate)} if self.grip_flip_rate else {}),
+                **({"takeover": self.takeover.record()} if self.takeover is not None else {})}
 
     def env_kwargs(self) -> dict[str, Any]:
         return dict(cameras=tuple(self.cameras), image_size=self.image_size, depth=self.depth,
@@ -88,8 +112,32 @@ class CollectSummary:
 GRIP_FLIP_STEPS = 6  # length of one executed-gripper inversion (0.3 s: the fingers travel most of the way)
 
 
+@dataclass
+class StartState:
+    """Where a policy left an episode: what :meth:`Mu0SimEnv.reset_to_state` needs to continue it exactly, and
+    after how many steps (``step``)."""
+
+    state: np.ndarray
+    model_xml: str
+    control_state: dict[str, np.ndarray]
+    step: int
+
+
+def policy_prefix(env, policy, seed: int, steps: int) -> StartState | None:
+    """Play ``steps`` steps of the action expert ``policy`` in ``env`` (its ``expert_env``) from the episode of
+    ``seed``; the state reached, or None if the episode ended first (success, time limit or a physics error)."""
+    obs, _ = env.reset(seed=seed)
+    policy.reset(seed=seed)
+    for _ in range(steps):
+        obs, _, terminated, truncated, _ = env.step(policy.select_action(obs))
+        if terminated or truncated:
+            return None
+    base = env.unwrapped
+    return StartState(base.get_state(), base.get_model_xml(), base.get_control_state(), steps)
+
+
 def record_episode(env, expert, seed: int, execution_noise_std: float = 0.0,
-                   grip_flip_rate: float = 0.0) -> EpisodeRecord:
+                   grip_flip_rate: float = 0.0, start: StartState | None = None) -> EpisodeRecord:
     """Run ``expert`` for one episode of ``env`` (a gym.make'd Mu0SimEnv) and record everything a dataset needs.
 
     ``execution_noise_std`` > 0 is DART (Laskey et al., 2017): each executed action is the expert's plus Gaussian
@@ -97,12 +145,18 @@ def record_episode(env, expert, seed: int, execution_noise_std: float = 0.0,
     while the expert's own command there, the recovery, is recorded as ``expert_actions`` to imitate.
     ``grip_flip_rate`` > 0 perturbs the gripper the same way: at each step, with this probability, the executed
     gripper command is inverted for the next ``GRIP_FLIP_STEPS`` steps (a grasp closed too early, a cube let go),
-    and what the expert does about it is what gets imitated."""
+    and what the expert does about it is what gets imitated. ``start``: begin at that state instead of the seed's
+    initial one (the episode of ``seed`` where a policy left it), the expert taking over with its ``resume``; the
+    step limit counts from there."""
     from mu0sim.policies.scripted.common import add_noise
 
     base = env.unwrapped
     obs, _ = env.reset(seed=seed)
+    if start is not None:
+        obs = base.reset_to_state(start.state, start.model_xml, start.control_state)
     expert.reset(base, seed=seed)
+    if start is not None:
+        expert.resume(obs)
     noise_rng = np.random.default_rng([seed, 0xDA27])  # its own stream: the expert's draws do not shift
     flip_rng = np.random.default_rng([seed, 0xF11B])
     flip_left = 0
@@ -145,6 +199,7 @@ def record_episode(env, expert, seed: int, execution_noise_std: float = 0.0,
         model_file=base.get_model_xml(),
         instruction=base.instruction,
         sim_error=info.get("sim_error"),
+        start_step=0 if start is None else start.step,
     )
 
 
@@ -153,7 +208,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(task: str, robot: str, env_kwargs: dict, expert_kwargs: dict, execution_noise_std: float,
-                 grip_flip_rate: float = 0.0) -> None:
+                 grip_flip_rate: float = 0.0, takeover: Takeover | None = None) -> None:
     # one core per worker: Mesa's software rasterizer would otherwise start a thread per core in every worker
     os.environ.setdefault("LP_NUM_THREADS", "1")  # read when the first GL context is made, below
     from mu0sim.envs import make_env
@@ -163,11 +218,32 @@ def _init_worker(task: str, robot: str, env_kwargs: dict, expert_kwargs: dict, e
     _WORKER["expert"] = make_expert(task, **expert_kwargs)
     _WORKER["execution_noise_std"] = execution_noise_std
     _WORKER["grip_flip_rate"] = grip_flip_rate
+    _WORKER["takeover"] = takeover
+    if takeover is not None:
+        import torch
+
+        from mu0sim.policies.action_expert import expert_env
+
+        torch.set_num_threads(1)  # as in every evaluation worker: the policy's episode depends on its seed only
+        _WORKER["policy_env"], _WORKER["policy"] = expert_env(takeover.policy, takeover.mu0, task, robot)
+
+
+TAKEOVER_STREAM = 0x7A4E0  # the takeover step's own random stream per seed (the expert's draws do not shift)
+
+
+def takeover_step(seed: int, steps: tuple[int, int]) -> int:
+    """How many steps the policy drives the attempt of ``seed`` (uniform over ``steps``, both ends included)."""
+    return int(np.random.default_rng([seed, TAKEOVER_STREAM]).integers(steps[0], steps[1] + 1))
 
 
 def _attempt(seed: int) -> EpisodeRecord:
+    takeover, start = _WORKER["takeover"], None
+    if takeover is not None:
+        start = policy_prefix(_WORKER["policy_env"], _WORKER["policy"], seed, takeover_step(seed, takeover.steps))
+        if start is None:  # the policy's episode ended before the takeover: nothing to recover from
+            return EpisodeRecord(seed=seed, success=False)
     return record_episode(_WORKER["env"], _WORKER["expert"], seed, _WORKER["execution_noise_std"],
-                          _WORKER["grip_flip_rate"])
+                          _WORKER["grip_flip_rate"], start)
 
 
 class _InlinePool:
@@ -183,6 +259,8 @@ class _InlinePool:
 
     def shutdown(self, wait=True, cancel_futures=False):
         _WORKER["env"].close()
+        if "policy_env" in _WORKER:
+            _WORKER["policy_env"].close()
         _WORKER.clear()
 
 
@@ -201,6 +279,8 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
         raise ValueError(f"--workers must be >= 1, got {config.workers}")
     if config.video_dir is not None and not config.cameras:
         raise ValueError("--video-dir needs at least one camera (--cameras agentview)")
+    if config.takeover is not None:
+        _check_takeover(config)
     collection = config.collection()  # builds the expert: validates task and options before any env is built
     config.out.parent.mkdir(parents=True, exist_ok=True)
     summary = CollectSummary(out=str(config.out))
@@ -210,7 +290,7 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
     if not 0 <= config.grip_flip_rate < 1:
         raise ValueError(f"--grip-flip-rate must be in [0, 1) (a probability per step), got {config.grip_flip_rate}")
     initargs = (config.task, config.robot, config.env_kwargs(), config.expert, config.execution_noise_std,
-                config.grip_flip_rate)
+                config.grip_flip_rate, config.takeover)
     pool = (_InlinePool(*initargs) if config.workers == 1 else
             ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
                                 initializer=_init_worker, initargs=initargs))
@@ -267,6 +347,32 @@ def collect(config: CollectConfig, progress: bool = True) -> CollectSummary:
     summary.wall_s = time.perf_counter() - start
     summary.total_demos = writer.num_demos
     return summary
+
+
+def _check_takeover(config: CollectConfig) -> None:
+    """Refuse a takeover that cannot work, before any worker starts: a step range, an expert that can take over
+    (``resume``), a policy checkpoint of this task and robot."""
+    import json
+
+    from mu0sim.policies.scripted import make_expert
+
+    first, last = config.takeover.steps
+    if not 1 <= first <= last:
+        raise ValueError(f"--takeover-steps must be FIRST-LAST with 1 <= FIRST <= LAST, got {first}-{last}")
+    if not hasattr(make_expert(config.task, **config.expert), "resume"):
+        from mu0sim.policies.scripted import EXPERTS
+
+        able = [task for task, expert in EXPERTS.items() if hasattr(expert, "resume")]
+        raise ValueError(f"--takeover-policy: {config.task}'s scripted expert cannot take over from a policy's state "
+                         f"(it has no resume); tasks whose experts can: {', '.join(able)}")
+    meta_path = Path(config.takeover.policy) / "config.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"--takeover-policy {config.takeover.policy}: no config.json there (a folder written "
+                                f"by mu0sim train-policy)")
+    policy = json.loads(meta_path.read_text())["policy"]
+    if (policy["task"], policy["robot"]) != (config.task, config.robot):
+        raise ValueError(f"--takeover-policy {config.takeover.policy} acts on {policy['task']}/{policy['robot']}, "
+                         f"not on {config.task}/{config.robot}")
 
 
 def _write_video(video_dir: Path, record: EpisodeRecord, camera: str, fps: int = 20) -> None:

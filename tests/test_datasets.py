@@ -227,6 +227,44 @@ def test_grip_flips_invert_the_executed_gripper_and_label_with_the_experts(tmp_p
     assert "grip_flip_rate" not in CollectConfig(task="Stack", robot="Panda", episodes=1, out=out).collection()
 
 
+def test_takeover_records_the_experts_continuation_from_where_a_policy_left(tiny_mu0, tiny_expert, tmp_path):
+    from mu0sim.policies.action_expert import expert_env
+    from mu0sim.rollouts.collect import Takeover, policy_prefix, takeover_step
+    from mu0sim.traces import ExtractConfig, extract_dataset
+
+    ckpt, _ = tiny_mu0
+    out = tmp_path / "takeover.hdf5"
+    takeover = Takeover(Path(tiny_expert), ckpt, (5, 12))
+    collect(CollectConfig(task="Lift", robot="Panda", episodes=2, out=out, takeover=takeover), progress=False)
+    with open_dataset(out) as f:
+        collection = json.loads(f["data"].attrs["collection"])
+        demos = [(int(f[f"data/demo_{i}"].attrs["seed"]), int(f[f"data/demo_{i}"].attrs["start_step"]),
+                  f[f"data/demo_{i}/states"][0]) for i in range(2)]
+    assert collection["takeover"]["steps"] == [5, 12] and collection["takeover"]["policy_id"]
+    env, policy = expert_env(tiny_expert, ckpt, "Lift", "Panda")
+    for seed, start_step, first_state in demos:
+        assert start_step == takeover_step(seed, (5, 12)) and 5 <= start_step <= 12
+        # the recording starts exactly where the policy's episode of that seed was after start_step steps
+        np.testing.assert_array_equal(first_state, policy_prefix(env, policy, seed, start_step).state)
+    env.close()
+    extract_dataset(ExtractConfig(dataset=out, mode="sim", camera="agentview"), progress=False)  # μ0's data path
+    with pytest.raises(DatasetError, match="refusing to append: its demos were collected with"):
+        collect(CollectConfig(task="Lift", robot="Panda", episodes=3, out=out), progress=False)
+
+
+def test_takeover_refuses_what_cannot_work(tiny_mu0, tiny_expert, tmp_path):
+    from mu0sim.rollouts.collect import Takeover
+
+    ckpt, _ = tiny_mu0
+    cases = [("Door", "Panda", (5, 10), "Door's scripted expert cannot take over.*can: Lift, .*Stack"),
+             ("Lift", "Sawyer", (5, 10), "acts on Lift/Panda, not on Lift/Sawyer"),
+             ("Lift", "Panda", (10, 5), "takeover-steps must be FIRST-LAST with 1 <= FIRST <= LAST, got 10-5")]
+    for task, robot, steps, message in cases:
+        with pytest.raises(ValueError, match=message):
+            collect(CollectConfig(task=task, robot=robot, episodes=1, out=tmp_path / "x.hdf5",
+                                  takeover=Takeover(Path(tiny_expert), ckpt, steps)), progress=False)
+
+
 def test_appending_a_different_env_is_refused(lift_dataset):
     with pytest.raises(DatasetError, match="refusing to append.*'robot': \\('Panda', 'Sawyer'\\)"):
         collect(CollectConfig(task="Lift", robot="Sawyer", episodes=5, out=lift_dataset, **CAMERA_KWARGS),

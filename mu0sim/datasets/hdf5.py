@@ -47,7 +47,9 @@ VALID_EVERY = 10  # demo_i with i % VALID_EVERY == VALID_EVERY - 1 goes to mask/
 class EpisodeRecord:
     """One attempted episode. Arrays have one row per action (N); ``obs`` holds N + 1 observations.
     ``actions`` are what was executed (replaying them reproduces ``states``); ``expert_actions``, when the
-    collector perturbed the execution (DART), what the expert commanded at each step: the label to imitate."""
+    collector perturbed the execution (DART), what the expert commanded at each step: the label to imitate.
+    ``start_step``: how many steps of the seed's episode a policy had played before the recording starts (0: the
+    seed's initial state; see ``mu0sim collect --takeover-policy``)."""
 
     seed: int
     success: bool
@@ -62,6 +64,7 @@ class EpisodeRecord:
     model_file: str = ""
     instruction: str = ""
     sim_error: str | None = None
+    start_step: int = 0
 
     @property
     def num_samples(self) -> int:
@@ -166,6 +169,8 @@ def _write_demo(group: h5py.Group, record: EpisodeRecord) -> None:
     group.attrs["instruction"] = record.instruction
     group.attrs["seed"] = record.seed
     group.attrs["success"] = record.success
+    if record.start_step:
+        group.attrs["start_step"] = record.start_step
     group.attrs["ep_meta"] = json.dumps({"lang": record.instruction, "seed": record.seed, "success": record.success})
     group.create_dataset("states", data=record.states.astype(np.float64))
     group.create_dataset("actions", data=record.actions.astype(np.float32))
