@@ -194,6 +194,10 @@ def _read_demos(dataset: Path, episodes: int | None, only: list[int] | None = No
         demos = []
         for name in names:
             group = f[f"data/{name}"]
+            if group.attrs.get("start_step", 0):
+                raise ValueError(f"{dataset}: {name} starts {int(group.attrs['start_step'])} steps into its episode "
+                                 f"(a --takeover-policy file); behaviour cloning replays demos from their seed's "
+                                 f"first state: train μ0 on such files (mu0sim pretrain), experts on whole demos")
             executed = group["actions"][()]
             labels = group["expert_actions"][()] if "expert_actions" in group else executed
             demos.append(RecordedDemo(int(name[5:]), int(group.attrs["seed"]), executed, labels, group["states"][()]))

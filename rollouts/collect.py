@@ -200,6 +200,7 @@ def record_episode(env, expert, seed: int, execution_noise_std: float = 0.0,
         instruction=base.instruction,
         sim_error=info.get("sim_error"),
         start_step=0 if start is None else start.step,
+        start_control=None if start is None else start.control_state,
     )
 
 

@@ -229,6 +229,7 @@ def test_grip_flips_invert_the_executed_gripper_and_label_with_the_experts(tmp_p
 
 def test_takeover_records_the_experts_continuation_from_where_a_policy_left(tiny_mu0, tiny_expert, tmp_path):
     from mu0sim.policies.action_expert import expert_env
+    from mu0sim.policies.train_bc import TrainPolicyConfig, train_policy
     from mu0sim.rollouts.collect import Takeover, policy_prefix, takeover_step
     from mu0sim.traces import ExtractConfig, extract_dataset
 
@@ -247,12 +248,17 @@ def test_takeover_records_the_experts_continuation_from_where_a_policy_left(tiny
         # the recording starts exactly where the policy's episode of that seed was after start_step steps
         np.testing.assert_array_equal(first_state, policy_prefix(env, policy, seed, start_step).state)
     env.close()
+    report = replay_dataset(out, progress=False)  # the stored controller memory makes the replay exact
+    assert report.success_reproduced == 2 and report.max_state_divergence == 0.0
     extract_dataset(ExtractConfig(dataset=out, mode="sim", camera="agentview"), progress=False)  # μ0's data path
+    with pytest.raises(ValueError, match="starts .* steps into its episode .*train μ0 on such files"):
+        train_policy(TrainPolicyConfig(data=[str(out)], mu0=str(ckpt), out=str(tmp_path / "p"), steps=2))
     with pytest.raises(DatasetError, match="refusing to append: its demos were collected with"):
         collect(CollectConfig(task="Lift", robot="Panda", episodes=3, out=out), progress=False)
 
 
-def test_takeover_refuses_what_cannot_work(tiny_mu0, tiny_expert, tmp_path):
+def test_takeover_refuses_what_cannot_work(tiny_mu0, tiny_expert, tmp_path, capsys):
+    from mu0sim.cli import main
     from mu0sim.rollouts.collect import Takeover
 
     ckpt, _ = tiny_mu0
@@ -263,6 +269,12 @@ def test_takeover_refuses_what_cannot_work(tiny_mu0, tiny_expert, tmp_path):
         with pytest.raises(ValueError, match=message):
             collect(CollectConfig(task=task, robot=robot, episodes=1, out=tmp_path / "x.hdf5",
                                   takeover=Takeover(Path(tiny_expert), ckpt, steps)), progress=False)
+    assert main(["collect", "--task", "Lift", "--robot", "Panda", "--episodes", "1", "--out", str(tmp_path / "y.hdf5"),
+                 "--takeover-policy", tiny_expert, "--takeover-steps", "10"]) == 2
+    assert "--takeover-steps takes FIRST-LAST (e.g. 10-150), got '10'" in capsys.readouterr().err
+    assert main(["collect", "--task", "Lift", "--robot", "Panda", "--episodes", "1", "--out", str(tmp_path / "y.hdf5"),
+                 "--takeover-policy", str(tmp_path / "nowhere")]) == 2
+    assert "no config.json there" in capsys.readouterr().err
 
 
 def test_appending_a_different_env_is_refused(lift_dataset):

@@ -49,7 +49,8 @@ class EpisodeRecord:
     ``actions`` are what was executed (replaying them reproduces ``states``); ``expert_actions``, when the
     collector perturbed the execution (DART), what the expert commanded at each step: the label to imitate.
     ``start_step``: how many steps of the seed's episode a policy had played before the recording starts (0: the
-    seed's initial state; see ``mu0sim collect --takeover-policy``)."""
+    seed's initial state; see ``mu0sim collect --takeover-policy``); ``start_control``: then the controllers'
+    memory at the first state (``Mu0SimEnv.get_control_state``), without which a replay from it drifts."""
 
     seed: int
     success: bool
@@ -65,6 +66,7 @@ class EpisodeRecord:
     instruction: str = ""
     sim_error: str | None = None
     start_step: int = 0
+    start_control: dict[str, np.ndarray] | None = None
 
     @property
     def num_samples(self) -> int:
@@ -147,8 +149,9 @@ def make_env_from_dataset(path: str | os.PathLike, **overrides):
 
 
 def iter_episodes(path: str | os.PathLike, obs_keys: list[str] | None = None) -> Iterator[tuple[str, dict]]:
-    """Yield ``(demo name, {states, actions, rewards, dones, obs, model_file, instruction, seed, expert_actions})``
-    per demo; ``expert_actions`` is None unless the demos were collected with DART noise."""
+    """Yield ``(demo name, {states, actions, rewards, dones, obs, model_file, instruction, seed, expert_actions,
+    start_step, start_control})`` per demo; ``expert_actions`` is None unless the demos were collected with DART
+    noise, ``start_control`` None unless they start where a takeover policy left the episode."""
     with open_dataset(path) as f:
         for name in demo_names(f):
             group = f["data"][name]
@@ -159,7 +162,19 @@ def iter_episodes(path: str | os.PathLike, obs_keys: list[str] | None = None) ->
                 "model_file": group.attrs["model_file"], "instruction": group.attrs.get("instruction", ""),
                 "seed": int(group.attrs.get("seed", -1)),
                 "expert_actions": group["expert_actions"][()] if "expert_actions" in group else None,
+                "start_step": int(group.attrs.get("start_step", 0)), "start_control": read_start_control(group),
             }
+
+
+def read_start_control(group: h5py.Group) -> dict[str, np.ndarray] | None:
+    """A demo's ``start_control`` (the controllers' memory at its first state), None for demos that start at their
+    seed's initial state (pass it to ``reset_to_state`` with the first state either way)."""
+    if "start_control" not in group:
+        return None
+    out: dict[str, np.ndarray] = {}
+    group["start_control"].visititems(lambda key, item: out.__setitem__(key, item[()])
+                                      if isinstance(item, h5py.Dataset) else None)
+    return out
 
 
 def _write_demo(group: h5py.Group, record: EpisodeRecord) -> None:
@@ -171,6 +186,8 @@ def _write_demo(group: h5py.Group, record: EpisodeRecord) -> None:
     group.attrs["success"] = record.success
     if record.start_step:
         group.attrs["start_step"] = record.start_step
+    for key, value in (record.start_control or {}).items():
+        group.create_dataset(f"start_control/{key}", data=value)
     group.attrs["ep_meta"] = json.dumps({"lang": record.instruction, "seed": record.seed, "success": record.success})
     group.create_dataset("states", data=record.states.astype(np.float64))
     group.create_dataset("actions", data=record.actions.astype(np.float32))

@@ -44,7 +44,7 @@ def replay_dataset(path: str | os.PathLike, progress: bool = True) -> ReplayRepo
     for name, episode in tqdm(iter_episodes(path, obs_keys=[]), total=total, desc="replay", unit="demo",
                               disable=not progress, dynamic_ncols=True):
         states = episode["states"]
-        base.reset_to_state(states[0], episode["model_file"])
+        base.reset_to_state(states[0], episode["model_file"], episode["start_control"])
         worst, info = 0.0, {}
         for t, action in enumerate(episode["actions"]):
             _, _, _, _, info = base.step(action)
@@ -82,7 +82,7 @@ def rerender_dataset(path: str | os.PathLike, out: str | os.PathLike, progress: 
     for _, episode in tqdm(iter_episodes(path, obs_keys=[]), total=total, desc="re-render", unit="demo",
                            disable=not progress, dynamic_ncols=True):
         states, actions = episode["states"], episode["actions"]
-        base.reset_to_state(states[0], episode["model_file"])
+        base.reset_to_state(states[0], episode["model_file"], episode["start_control"])
         observations, poses = [], {cam: [] for cam in base.cameras}
         for state in states:
             observations.append(base.observe_state(state))
@@ -99,7 +99,8 @@ def rerender_dataset(path: str | os.PathLike, out: str | os.PathLike, progress: 
             rewards=episode["rewards"], obs={k: np.stack([o[k] for o in observations]) for k in observations[0]},
             intrinsics={cam: base.camera_params(cam).intrinsics for cam in base.cameras},
             cam_to_world={cam: np.array(p) for cam, p in poses.items()}, model_file=episode["model_file"],
-            instruction=episode["instruction"]))
+            instruction=episode["instruction"], start_step=episode["start_step"],
+            start_control=episode["start_control"]))
     env.close()
     writer.close()
     return total
