@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--summary-only", action="store_true", help="print the tables of --out's rows and stop")
     args = parser.parse_args()
     if args.summary_only:
+        if not Path(args.out).is_file():
+            raise SystemExit(f"--summary-only: {args.out} does not exist (run without --summary-only first)")
         rows = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
         print(summary([r for r in rows if r["policy"] == str(args.policy)]))
         return
