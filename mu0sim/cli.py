@@ -42,6 +42,25 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def parse_span(text: str, option: str) -> tuple[int, int]:
+    """'FIRST-LAST' -> (FIRST, LAST), both included; anything else is a ValueError naming ``option``."""
+    first, sep, last = text.partition("-")
+    if not (sep and first.strip().isdigit() and last.strip().isdigit()):
+        raise ValueError(f"{option} takes FIRST-LAST (e.g. 10-150), got {text!r}")
+    return int(first), int(last)
+
+
+def parse_int_list(text: str, option: str) -> list[int]:
+    """'FIRST-LAST' (both included) or comma-separated integers -> the integers (seeds, demo indices)."""
+    if "-" in text:
+        first, last = parse_span(text, option)
+        return list(range(first, last + 1))
+    try:
+        return [int(v) for v in _csv(text)]
+    except ValueError:
+        raise ValueError(f"{option} takes FIRST-LAST or comma-separated integers, got {text!r}") from None
+
+
 def _cmd_collect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -51,10 +70,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
     takeover = None
     if args.takeover_policy:
-        first, sep, last = args.takeover_steps.partition("-")
-        if not (sep and first.isdigit() and last.isdigit()):
-            raise ValueError(f"--takeover-steps takes FIRST-LAST (e.g. 10-150), got {args.takeover_steps!r}")
-        takeover = Takeover(Path(args.takeover_policy), Path(args.takeover_mu0), (int(first), int(last)))
+        takeover = Takeover(Path(args.takeover_policy), Path(args.takeover_mu0),
+                            parse_span(args.takeover_steps, "--takeover-steps"))
     expert = {"noise_std": args.noise_std, "approach_jitter_m": args.approach_jitter_m}
     for option in args.expert_option:
         name, sep, value = option.partition("=")

@@ -29,14 +29,6 @@ import numpy as np
 ROBOT_SLOT = 1  # label slot of the gripper's query points (mu0sim.policies.action_expert.ROBOT_SLOT)
 
 
-def parse_range(text: str) -> list[int]:
-    """'2000-2049' or '2000,2003' -> integers."""
-    if "-" in text:
-        first, last = (int(v) for v in text.split("-"))
-        return list(range(first, last + 1))
-    return [int(v) for v in text.split(",")]
-
-
 def query_errors(obs: dict, env, oracle, gripper_points: int) -> dict[str, float | None]:
     """The forecast's and a no-motion forecast's mean 3D error (cm) against the oracle's future, per point group
     (None where the group has no real query point). ``env``: the Mu0TraceObservation that made ``obs``."""
@@ -138,6 +130,12 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="JSONL of per-episode rows (appended; resumable)")
     parser.add_argument("--summary-only", action="store_true", help="print the tables of --out's rows and stop")
     args = parser.parse_args()
+    from mu0sim.cli import parse_int_list
+
+    try:
+        seeds, demo_indices = parse_int_list(args.seeds, "--seeds"), parse_int_list(args.demo_range, "--demo-range")
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     if args.summary_only:
         if not Path(args.out).is_file():
             raise SystemExit(f"--summary-only: {args.out} does not exist (run without --summary-only first)")
@@ -184,12 +182,12 @@ def main() -> None:
                                         image_size=(mu0.image_size, mu0.image_size), image_period=0)
             env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
                                       query_every=config.execute, camera=mu0.config.camera)
-            demos = [d for d in read_demos(args.demos, parse_range(args.demo_range)) if ("demo", d[1]) not in done]
+            demos = [d for d in read_demos(args.demos, demo_indices) if ("demo", d[1]) not in done]
             for _, seed, executed in tqdm(demos, desc="forecast error: demos", unit="demo"):
                 keep(demo_episode(env, oracle, seed, executed, config.execute, gripper_points))
             env.close()
         env, policy = expert_env(args.policy, args.mu0, config.task, config.robot)
-        seeds = [s for s in parse_range(args.seeds) if ("policy", s) not in done]
+        seeds = [s for s in seeds if ("policy", s) not in done]
         for seed in tqdm(seeds, desc="forecast error: policy", unit="ep"):
             keep(policy_episode(env, policy, oracle, seed, gripper_points))
         env.close()

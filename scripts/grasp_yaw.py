@@ -33,14 +33,6 @@ def misalignment_deg(obs: dict, quat_slice: slice, closing_yaw_in_eef: float) ->
     return float(abs(np.degrees(wrap_angle(cube - closing, np.pi / 2))))
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'2000-2049' or '2000,2003' -> seeds."""
-    if "-" in text:
-        first, last = (int(v) for v in text.split("-"))
-        return list(range(first, last + 1))
-    return [int(v) for v in text.split(",")]
-
-
 def demo_misalignment(path: str, quat_slice: slice, closing_yaw_in_eef: float) -> list[float]:
     from mu0sim.datasets.hdf5 import iter_episodes
 
@@ -76,6 +68,12 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="JSONL of per-episode rows (appended; resumable)")
     parser.add_argument("--demos", help="a dataset of the policy's task and robot: measure its demos too")
     args = parser.parse_args()
+    from mu0sim.cli import parse_int_list
+
+    try:
+        seeds = parse_int_list(args.seeds, "--seeds")
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
     import torch
     from tqdm import tqdm
@@ -107,7 +105,7 @@ def main() -> None:
     rows = [r for r in rows if r.get("policy_id") == checkpoint]
     done = {r["seed"] for r in rows}
     with out.open("a") as log:
-        for seed in tqdm([s for s in parse_seeds(args.seeds) if s not in done], desc="grasp yaw", unit="ep"):
+        for seed in tqdm([s for s in seeds if s not in done], desc="grasp yaw", unit="ep"):
             obs, info = env.reset(seed=seed)
             policy.reset(seed=seed)
             finished, step, at_close, close_step = False, 0, None, None

@@ -54,4 +54,8 @@ def test_query_errors_compare_the_forecast_with_the_oracles_future_in_cm(tiny_mu
     obs["mu0_query_label"] = np.where(obs["mu0_query_label"] >= 2, 0.0, obs["mu0_query_label"])  # no object point
     assert forecast_error.query_errors(obs, env, moving, GRIPPER_KEYPOINTS)["objects_cm"] is None
     env.close()
-    assert forecast_error.parse_range("30-32") == [30, 31, 32] and forecast_error.parse_range("4,7") == [4, 7]
+    from mu0sim.cli import parse_int_list  # the scripts' seed and demo ranges
+
+    assert parse_int_list("30-32", "--demo-range") == [30, 31, 32] and parse_int_list("4,7", "--seeds") == [4, 7]
+    with pytest.raises(ValueError, match="--seeds takes FIRST-LAST or comma-separated integers, got '20x'"):
+        parse_int_list("20x", "--seeds")
