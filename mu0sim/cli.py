@@ -43,22 +43,26 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def parse_span(text: str, option: str) -> tuple[int, int]:
-    """'FIRST-LAST' -> (FIRST, LAST), both included; anything else is a ValueError naming ``option``."""
+    """'FIRST-LAST' -> (FIRST, LAST), both included, FIRST <= LAST; anything else is a ValueError naming ``option``."""
     first, sep, last = text.partition("-")
-    if not (sep and first.strip().isdigit() and last.strip().isdigit()):
-        raise ValueError(f"{option} takes FIRST-LAST (e.g. 10-150), got {text!r}")
+    if not (sep and first.strip().isdigit() and last.strip().isdigit() and int(first) <= int(last)):
+        raise ValueError(f"{option} takes FIRST-LAST with FIRST <= LAST, got {text!r}")
     return int(first), int(last)
 
 
 def parse_int_list(text: str, option: str) -> list[int]:
     """'FIRST-LAST' (both included) or comma-separated integers -> the integers (seeds, demo indices)."""
+    message = f"{option} takes FIRST-LAST (FIRST <= LAST) or comma-separated integers, got {text!r}"
     if "-" in text:
-        first, last = parse_span(text, option)
+        try:
+            first, last = parse_span(text, option)
+        except ValueError:
+            raise ValueError(message) from None  # a reversed span would otherwise be an empty list, silently
         return list(range(first, last + 1))
     try:
         return [int(v) for v in _csv(text)]
     except ValueError:
-        raise ValueError(f"{option} takes FIRST-LAST or comma-separated integers, got {text!r}") from None
+        raise ValueError(message) from None
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:

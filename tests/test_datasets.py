@@ -271,7 +271,7 @@ def test_takeover_refuses_what_cannot_work(tiny_mu0, tiny_expert, tmp_path, caps
                                   takeover=Takeover(Path(tiny_expert), ckpt, steps)), progress=False)
     assert main(["collect", "--task", "Lift", "--robot", "Panda", "--episodes", "1", "--out", str(tmp_path / "y.hdf5"),
                  "--takeover-policy", tiny_expert, "--takeover-steps", "10"]) == 2
-    assert "--takeover-steps takes FIRST-LAST (e.g. 10-150), got '10'" in capsys.readouterr().err
+    assert "--takeover-steps takes FIRST-LAST with FIRST <= LAST, got '10'" in capsys.readouterr().err
     assert main(["collect", "--task", "Lift", "--robot", "Panda", "--episodes", "1", "--out", str(tmp_path / "y.hdf5"),
                  "--takeover-policy", str(tmp_path / "nowhere")]) == 2
     assert "no config.json there" in capsys.readouterr().err

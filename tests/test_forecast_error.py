@@ -57,5 +57,7 @@ def test_query_errors_compare_the_forecast_with_the_oracles_future_in_cm(tiny_mu
     from mu0sim.cli import parse_int_list  # the scripts' seed and demo ranges
 
     assert parse_int_list("30-32", "--demo-range") == [30, 31, 32] and parse_int_list("4,7", "--seeds") == [4, 7]
-    with pytest.raises(ValueError, match="--seeds takes FIRST-LAST or comma-separated integers, got '20x'"):
-        parse_int_list("20x", "--seeds")
+    for bad in ("20x", "30-20"):  # a reversed span is refused, not an empty seed list
+        with pytest.raises(ValueError, match=f"--seeds takes FIRST-LAST \\(FIRST <= LAST\\) or comma-separated "
+                                             f"integers, got '{bad}'"):
+            parse_int_list(bad, "--seeds")
