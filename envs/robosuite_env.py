@@ -190,6 +190,7 @@ class Mu0SimEnv(gym.Env):
         self._steps = 0
         self._ended_by_sim_error = False
         self._image_obs: dict[str, np.ndarray] = {}
+        self._geom_ids: dict[str, np.ndarray] = {}  # per camera, of the last render_images (with segmentation)
         self._rs_seeded = False
 
     # ------------------------------------------------------------------ model bookkeeping
@@ -331,7 +332,13 @@ class Mu0SimEnv(gym.Env):
             if self.depth:
                 self._image_obs[f"{cam}_depth"] = frame.depth_m[..., None]
             if self.segmentation:
+                self._geom_ids[cam] = frame.geom_ids
                 self._image_obs[f"{cam}_segmentation"] = self.segmentation_label_of_geoms(frame.geom_ids)[..., None]
+
+    def last_geom_ids(self, camera: str) -> np.ndarray | None:
+        """Per-pixel MuJoCo geom ids (-1 = none) of ``camera``'s last image observation, or None where the env
+        renders no segmentation (what lies under a pixel of the frame the policy saw, without rendering again)."""
+        return self._geom_ids.get(camera)
 
     # ------------------------------------------------------------------ observations and checks
     def _observe(self, rs_obs: dict, render: bool) -> dict[str, np.ndarray]:

@@ -194,7 +194,7 @@ def _cmd_eval_traces(args: argparse.Namespace) -> int:
     from mu0sim.model.evaluate import EvalTracesConfig, eval_traces
 
     config = EvalTracesConfig(ckpt=args.ckpt, data=list(args.data), out=args.out, max_anchors=args.max_anchors,
-                              num_samples=args.num_samples, seed=args.seed)
+                              num_samples=args.num_samples, seed=args.seed, history=not args.without_history)
     print(json.dumps(eval_traces(config)))
     return 0
 
@@ -333,6 +333,9 @@ def _commands() -> list[Command]:
         p.add_argument("--max-anchors", type=int, default=600, help="anchor frames per split (random subset)")
         p.add_argument("--num-samples", type=int, default=5, help="samples for minADE of sampled models")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--without-history", action="store_true",
+                       help="hide every anchor's keypoint history from the models (how a policy queries μ0 without "
+                            "query_history)")
 
     def train_policy_args(p: argparse.ArgumentParser) -> None:
         from mu0sim.policies.action_expert import HEADS, VARIANTS

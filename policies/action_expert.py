@@ -603,11 +603,14 @@ def load_member_weights(members: list[ActionExpertNet], weights: dict[str, torch
 
 
 def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: str | None = None,
-               max_episode_steps: int | None = None, mu0_runtime: str = "torchscript"):
+               max_episode_steps: int | None = None, mu0_runtime: str = "torchscript",
+               query_history: bool | None = None):
     """The policy at ``policy_dir`` and the env it acts in: ``task`` on its robot, wrapped in
     :class:`~mu0sim.policies.trace_observation.Mu0TraceObservation` exactly as it was trained (μ0, query points,
-    trace source, wrist camera; μ0 queried at every chunk start). ``robot`` (when given) must be the policy's.
-    ``mu0_runtime``: how μ0 runs (``Mu0.from_pretrained``'s ``runtime``). Returns ``(env, ActionExpert)``."""
+    trace source, wrist camera, μ0's query history; μ0 queried at every chunk start). ``robot`` (when given) must be
+    the policy's. ``mu0_runtime``: how μ0 runs (``Mu0.from_pretrained``'s ``runtime``); ``query_history``: give μ0
+    the query points' history or not, against how the policy was trained (None: as trained). Returns
+    ``(env, ActionExpert)``."""
     from mu0sim.envs import make_env
     from mu0sim.model import Mu0
     from mu0sim.policies.trace_observation import Mu0TraceObservation
@@ -631,7 +634,9 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
                               traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera,
                               wrist_points=policy.config.wrist_points, oracle=oracle,
                               pixel_moments=policy.config.moments_from == "pixels",
-                              point_tokens=bool(policy.config.point_tokens))
+                              point_tokens=bool(policy.config.point_tokens),
+                              query_history=train_config.get("query_history", False) if query_history is None
+                              else query_history)
     return env, policy
 
 

@@ -144,14 +144,16 @@ class RecordedFutureOracle:
 
 
 def attach_query_points(base_env, params: CameraParams, uv_px: np.ndarray, world_m: np.ndarray,
-                        gripper_points: int = 0) -> Keypoints:
+                        gripper_points: int = 0, geom_ids: np.ndarray | None = None) -> Keypoints:
     """Query pixels and their (K, 3) world positions (metres) -> keypoints that move with the bodies they lie on:
     the first ``gripper_points`` with the gripper (the body of its grip site), every other point with the body its
-    pixel shows (background: the static world body)."""
+    pixel shows (background: the static world body). ``geom_ids``: the camera's per-pixel geom ids for the current
+    state if already rendered (else the camera is rendered once more)."""
     rows = np.clip(uv_px[:, 1].astype(int), 0, params.height_px - 1)
     cols = np.clip(uv_px[:, 0].astype(int), 0, params.width_px - 1)
-    frame = base_env.render_frame(params.name, depth=False, segmentation=True)  # geom ids, not the env's labels
-    geoms = frame.geom_ids[rows, cols]
+    if geom_ids is None:  # geom ids, not the env's labels
+        geom_ids = base_env.render_frame(params.name, depth=False, segmentation=True).geom_ids
+    geoms = geom_ids[rows, cols]
     bodies = np.where(geoms >= 0, base_env.mj_model.geom_bodyid[np.maximum(geoms, 0)], 0).astype(np.int32)
     bodies[:gripper_points] = base_env.mj_model.site_bodyid[base_env.eef_site_id]
     keypoints = Keypoints()

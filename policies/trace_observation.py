@@ -35,10 +35,16 @@ Added observation keys (K query points, H future steps):
                               interior pixel of each task object in the wrist view (3 objects x (m_2, m_4) as real,
                               imaginary), in the gripper's frame: the objects' yaw without the sampling noise of
                               W points (an expert reads it with ``moments_from="pixels"``)
+
+With ``query_history`` μ0 also gets each query point's past ``mu0.config.history`` positions, as in pretraining
+(TraceExtract's sim-mode tracks: the point moves with the MuJoCo body it lies on, here through the body poses of
+the last steps); without it μ0 forecasts from the frame alone, which it learned on only its history-dropout share
+of samples (shipped μ0: 25%).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import gymnasium as gym
@@ -157,11 +163,12 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, mu0, query: str = "keypoints", num_points: int = 32, grid: int = 8,
                  query_every: int = 8, camera: str = "agentview", seed: int = 0, traces: str = "mu0",
                  oracle=None, wrist_camera: str | None = None, wrist_points: int = 0,
-                 pixel_moments: bool = False, point_tokens: bool = False) -> None:
+                 pixel_moments: bool = False, point_tokens: bool = False, query_history: bool = False) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, mu0=mu0, query=query, num_points=num_points, grid=grid,
                                                  query_every=query_every, camera=camera, seed=seed, traces=traces,
                                                  oracle=oracle, wrist_camera=wrist_camera, wrist_points=wrist_points,
-                                                 pixel_moments=pixel_moments, point_tokens=point_tokens)
+                                                 pixel_moments=pixel_moments, point_tokens=point_tokens,
+                                                 query_history=query_history)
         gym.Wrapper.__init__(self, env)
         if query not in QUERY_MODES:
             raise ValueError(f"unknown query mode {query!r}; valid modes: {', '.join(QUERY_MODES)}")
@@ -186,6 +193,12 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
                              f"wrist_points > 0, got {wrist_points}")
         self.wrist_camera, self.wrist_points, self.pixel_moments = wrist_camera, wrist_points, pixel_moments
         self.point_tokens = point_tokens
+        if query_history and query != "keypoints":
+            raise ValueError("query_history tracks each query point on the body it lies on, which needs "
+                             f"query='keypoints' (their segmentation); got query={query!r}")
+        self.query_history = query_history
+        # (xpos, xmat) of every body at each of the last mu0.config.history steps, oldest first
+        self._poses: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=mu0.config.history)
         self.num_points = grid * grid if query == "grid" else num_points
         self.grid = grid
         self.oracle = None
@@ -230,6 +243,7 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, info = self.env.reset(seed=seed, options=options)
         if self.oracle is not None:
             self.oracle.reset(self.env.unwrapped, seed)
+        self._poses.clear()
         out = self._query(obs)
         self._observe(obs, None)
         return out, info
@@ -250,6 +264,9 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         super().close()
 
     def _observe(self, obs: dict[str, np.ndarray], action: np.ndarray | None) -> None:
+        if self.query_history:  # after the query: this step is history from the next one on
+            data = self.env.unwrapped.mj_data
+            self._poses.append((data.xpos.copy(), data.xmat.copy()))
         if self.oracle is not None:  # after the query: the oracle's rollout starts from this observation
             self.oracle.observe(obs, action)
 
@@ -275,12 +292,13 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if gripper_points:
             point_depth[:gripper_points] = eef_depth[0]
         labels = query_point_labels(segmentation, points, gripper_points=gripper_points)
+        current = np.concatenate([points / size * 2 - 1, point_depth[:, None]], -1).astype(np.float32)
+        query_world = unproject_points(points, current[:, 2], params).astype(np.float32)
+        history = self._history_uvz(points, query_world, params, gripper_points) if self.query_history else {}
         pred = self.mu0.predict_traces(rgb[None], depth[None], points[None], base.instruction,
                                        query_mask=mask[None] > 0, seed=int(self._rng.integers(2**31)),
-                                       query_depth_m=point_depth[None])
-        current = np.concatenate([points / size * 2 - 1, point_depth[:, None]], -1).astype(np.float32)
+                                       query_depth_m=point_depth[None], **history)
         scale = self.mu0.model.normalizer.scale
-        query_world = unproject_points(points, current[:, 2], params).astype(np.float32)
         future_world = pred.world(params)[0, 0]
         if self.oracle is not None:
             from mu0sim.policies.oracle_traces import attach_query_points
@@ -310,6 +328,29 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._age = 0
         self.queries += 1
         return self._with_last(obs)
+
+    def _history_uvz(self, points_px: np.ndarray, query_world: np.ndarray, params,
+                     gripper_points: int) -> dict[str, np.ndarray]:
+        """``predict_traces``' history arguments: each query point, attached to the body it lies on, at the body
+        poses of the last steps, in this camera ((1, K, Hh, 3) uvz, oldest first; steps before the episode began
+        are invalid, as in pretraining samples)."""
+        from mu0sim.policies.oracle_traces import attach_query_points
+
+        base = self.env.unwrapped
+        size = self.mu0.image_size
+        k, hh = len(points_px), self.mu0.config.history
+        uvz, valid = np.zeros((1, k, hh, 3), np.float32), np.zeros((1, k, hh), bool)
+        if not self._poses:
+            return {"history_uvz": uvz, "history_valid": valid}
+        keypoints = attach_query_points(base, params, points_px, query_world.astype(np.float64), gripper_points,
+                                        geom_ids=base.last_geom_ids(self.camera))
+        for j, (xpos, xmat) in enumerate(self._poses, start=hh - len(self._poses)):
+            world = xpos[keypoints.body] + np.einsum("kij,kj->ki", xmat[keypoints.body].reshape(-1, 3, 3),
+                                                     keypoints.offset)
+            uv_px, depth_m = project_points(world, params)
+            uvz[0, :, j] = np.concatenate([uv_px / size * 2 - 1, depth_m[:, None]], -1)
+            valid[0, :, j] = True
+        return {"history_uvz": uvz, "history_valid": valid}
 
     def _wrist_query_points(self, frame, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         base = self.env.unwrapped

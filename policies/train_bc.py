@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from mu0sim.io import checkpoint_fingerprint
-from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, POINT_LABEL_SLICE, PRETRAINED_VARIANTS,
+from mu0sim.policies.action_expert import (EXPERT_INPUTS, MOTION_SLICE, MU0_FORECAST_VARIANTS, POINT_LABEL_SLICE,
+                                           PRETRAINED_VARIANTS,
                                            TRACE_3D_VARIANTS, TRACE_STEPS, WRIST_LABEL_SLICE, ActionExpert,
                                            ActionExpertConfig,
                                            ActionExpertNet, Normalization,
@@ -88,6 +89,9 @@ class TrainPolicyConfig:
     point_tokens: bool = False  # each query point also reads μ0's token for it (ActionExpertConfig.point_tokens)
     point_token_gate: bool = True  # ... through a gate that starts closed (False: ungated)
     relative_inputs: bool = False  # the expert reads no absolute position (ActionExpertConfig.relative_inputs)
+    # μ0 also gets the query points' past positions, in training replays and in closed loop alike
+    # (Mu0TraceObservation's query_history; without it μ0 forecasts from the frame alone)
+    query_history: bool = False
     # action-pretrained and trace-pretrained only: demos of other robots, pooled with ``data`` for ``pretrain_steps``
     # before the ``steps`` of fine-tuning on ``data`` alone (the π0 recipe at this project's scale)
     pretrain_data: list[str] = field(default_factory=list)
@@ -134,6 +138,10 @@ class TrainPolicyConfig:
                              f"with {len(self.pretrain_data)} pretrain files")
         if self.chunk > MAX_CHUNK:
             raise ValueError(f"chunk must be <= {MAX_CHUNK} (the cached action horizon), got {self.chunk}")
+        if self.query_history and (self.variant not in MU0_FORECAST_VARIANTS or self.query != "keypoints"):
+            raise ValueError(f"query_history changes μ0's forecast, which variants {', '.join(MU0_FORECAST_VARIANTS)} "
+                             f"act on, and tracks keypoint queries; got variant {self.variant!r} with query "
+                             f"{self.query!r}")
 
 
 def same_train_config(saved: dict, config: TrainPolicyConfig) -> bool:
@@ -163,12 +171,13 @@ def oracle_version(variant: str, task: str) -> int | None:
 
 def feature_cache_path(dataset: str | Path, mu0_id: str, query: str, num_points: int, traces: str = "mu0",
                        wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0,
-                       pixel_moments: bool = False, point_tokens: bool = False) -> Path:
+                       pixel_moments: bool = False, point_tokens: bool = False, query_history: bool = False) -> Path:
     """Where :func:`replay_features` caches a dataset's features for these settings (next to the dataset)."""
     dataset = Path(dataset)
     suffix = (("" if traces == "mu0" else f"-{traces}") + ("" if wrist_camera is None else f"-{wrist_camera}")
               + ("" if not wrist_points else f"-wp{wrist_points}") + ("-pm" if pixel_moments else "")
-              + ("-tok" if point_tokens else "") + ("" if every == 1 else f"-every{every}"))
+              + ("-tok" if point_tokens else "") + ("-hist" if query_history else "")
+              + ("" if every == 1 else f"-every{every}"))
     return dataset.with_name(f"{dataset.stem}.bc-{mu0_id}-{query}{num_points}{suffix}.npz")
 
 
@@ -270,16 +279,17 @@ def _from_cache(cache: Path, demo_ids: set[int], extra: tuple[str, ...] = ()) ->
 def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_points: int,
                     episodes: int | None = None, progress: bool = True, traces: str = "mu0",
                     wrist_camera: str | None = None, every: int = 1, wrist_points: int = 0,
-                    pixel_moments: bool = False, skip: int = 0, point_tokens: bool = False) -> dict[str, np.ndarray]:
+                    pixel_moments: bool = False, skip: int = 0, point_tokens: bool = False,
+                    query_history: bool = False) -> dict[str, np.ndarray]:
     """Per-step μ0 observation features and actions of every demo (cached) after the first ``skip``. Returns
     arrays over all steps plus ``episode`` (N,) and ``step`` (N,). ``traces="oracle"`` stores ground-truth future
     traces instead of μ0's; ``wrist_camera`` adds ``wrist_tokens`` (stored as float16: they are most of the
     cache), ``wrist_points`` the wrist-view points, ``pixel_moments`` their objects' moments from every pixel,
-    ``point_tokens`` μ0's per-keypoint tokens (float16 too).
+    ``point_tokens`` μ0's per-keypoint tokens (float16 too); ``query_history`` gives μ0 the query points' past.
     ``every``: rows for every k-th step only (μ0 runs and the cameras render only there)."""
     dataset = Path(dataset)
     cache = feature_cache_path(dataset, mu0_id, query, num_points, traces, wrist_camera, every, wrist_points,
-                               pixel_moments, point_tokens)
+                               pixel_moments, point_tokens, query_history)
     extra = optional_keys(wrist_points, pixel_moments, point_tokens)
     demos = _read_demos(dataset, episodes, skip=skip)
     wanted = {d[0] for d in demos}
@@ -289,7 +299,7 @@ def replay_features(dataset: str | Path, mu0, mu0_id: str, query: str, num_point
     held = _cached_demo_ids(cache, extra)
     new = _replay_rows(dataset, [d for d in demos if d[0] not in held], mu0, query, num_points, traces,
                        wrist_camera, every, progress, wrist_points=wrist_points, pixel_moments=pixel_moments,
-                       point_tokens=point_tokens)
+                       point_tokens=point_tokens, query_history=query_history)
     data = _extend_cache(cache, new, extra)  # every cached demo: keep the asked ones (no second read)
     keep = np.isin(data["episode"], sorted(wanted))
     return {k: v[keep] for k, v in data.items()}
@@ -305,7 +315,8 @@ def _write_cache(cache: Path, data: dict[str, np.ndarray]) -> None:
 def _replay_rows(dataset: Path, demos: list[RecordedDemo], mu0, query: str,
                  num_points: int, traces: str, wrist_camera: str | None, every: int, progress: bool = False,
                  on_demo: Callable[[], None] | None = None, wrist_points: int = 0,
-                 pixel_moments: bool = False, point_tokens: bool = False) -> dict[str, np.ndarray]:
+                 pixel_moments: bool = False, point_tokens: bool = False,
+                 query_history: bool = False) -> dict[str, np.ndarray]:
     """The feature rows of ``demos`` (see :func:`replay_features`); a demo's rows depend on that demo only (the
     wrapper's query-point sampling is reseeded with its seed), so demos can be replayed in any split.
     ``on_demo()`` is called after each demo (progress from worker processes)."""
@@ -322,7 +333,8 @@ def _replay_rows(dataset: Path, demos: list[RecordedDemo], mu0, query: str,
     env = Mu0TraceObservation(env, mu0, query=query, num_points=num_points, query_every=every,
                               camera=mu0.config.camera,
                               traces=traces, oracle=oracle, wrist_camera=wrist_camera, wrist_points=wrist_points,
-                              pixel_moments=pixel_moments, point_tokens=point_tokens)
+                              pixel_moments=pixel_moments, point_tokens=point_tokens,
+                              query_history=query_history)
     keys = (*FEATURE_KEYS, *(("wrist_tokens",) if wrist_camera else ()),
             *optional_keys(wrist_points, pixel_moments, point_tokens))
     half = ("wrist_tokens", POINT_TOKENS_KEY)  # most of the cache: float16
@@ -373,6 +385,7 @@ class FeatureJob:
     pixel_moments: bool = False
     skip: int = 0  # demos left out at the file's start
     point_tokens: bool = False
+    query_history: bool = False
 
     @property
     def extra_keys(self) -> tuple[str, ...]:
@@ -386,7 +399,8 @@ def feature_jobs(config: TrainPolicyConfig) -> list[FeatureJob]:
     return [FeatureJob(str(d), config.episodes if i < len(config.data) else pretrain_episodes, config.query,
                        config.num_points, traces, config.wrist_camera, config.feature_every,
                        config.wrist_points, config.moments_from == "pixels",
-                       config.skip_demos if i < len(config.data) else 0, config.point_tokens)
+                       config.skip_demos if i < len(config.data) else 0, config.point_tokens,
+                       config.query_history)
             for i, d in enumerate([*config.data, *config.pretrain_data])]
 
 
@@ -411,12 +425,12 @@ def _feature_worker_run(job: FeatureJob, demo_ids: list[int]) -> dict[str, np.nd
                         job.query, job.num_points, job.traces, job.wrist_camera, job.every,
                         on_demo=lambda: state["done"].put(1),
                         wrist_points=job.wrist_points, pixel_moments=job.pixel_moments,
-                        point_tokens=job.point_tokens)
+                        point_tokens=job.point_tokens, query_history=job.query_history)
 
 
 def _job_cache(job: FeatureJob, mu0_id: str) -> Path:
     return feature_cache_path(job.dataset, mu0_id, job.query, job.num_points, job.traces, job.wrist_camera,
-                              job.every, job.wrist_points, job.pixel_moments, job.point_tokens)
+                              job.every, job.wrist_points, job.pixel_moments, job.point_tokens, job.query_history)
 
 
 def _one_job_per_cache(jobs) -> list[FeatureJob]:
@@ -426,7 +440,7 @@ def _one_job_per_cache(jobs) -> list[FeatureJob]:
     merged: dict[tuple, FeatureJob] = {}
     for job in jobs:
         key = (job.dataset, job.query, job.num_points, job.traces, job.wrist_camera, job.every, job.wrist_points,
-               job.pixel_moments, job.point_tokens)
+               job.pixel_moments, job.point_tokens, job.query_history)
         end = None if job.episodes is None else job.skip + job.episodes
         other = merged.get(key)
         if other is None or other.episodes is not None and (end is None or end > other.episodes):
@@ -511,7 +525,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     mu0 = Mu0.from_pretrained(config.mu0)
     mu0_id = mu0_fingerprint(config.mu0)
     parts = [replay_features(j.dataset, mu0, mu0_id, j.query, j.num_points, j.episodes, progress, j.traces,
-                             j.wrist_camera, j.every, j.wrist_points, j.pixel_moments, j.skip, j.point_tokens)
+                             j.wrist_camera, j.every, j.wrist_points, j.pixel_moments, j.skip, j.point_tokens,
+                             j.query_history)
              for j in feature_jobs(config)]
     for i, p in enumerate(parts):
         p["episode"] = p["episode"] + 100000 * i  # distinct episodes across files

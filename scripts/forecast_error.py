@@ -129,6 +129,9 @@ def main() -> None:
     parser.add_argument("--demo-range", default="30-39", help="which demos of --demos ('FIRST-LAST' or list)")
     parser.add_argument("--out", required=True, help="JSONL of per-episode rows (appended; resumable)")
     parser.add_argument("--summary-only", action="store_true", help="print the tables of --out's rows and stop")
+    parser.add_argument("--query-history", choices=("as-trained", "on", "off"), default="as-trained",
+                        help="give μ0 the query points' past positions (Mu0TraceObservation's query_history), "
+                             "against how the policy was trained; on the demos too")
     args = parser.parse_args()
     from mu0sim.cli import parse_int_list
 
@@ -168,6 +171,7 @@ def main() -> None:
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
     rows = [r for r in rows if r.get("policy_id") == checkpoint]
     done = {(r["source"], r["seed"]) for r in rows}
+    history = {"as-trained": train_config.get("query_history", False), "on": True, "off": False}[args.query_history]
     oracle = ExpertTraceOracle(config.task, config.robot, expert_options)
     with out.open("a") as log:
         def keep(row: dict) -> None:
@@ -181,12 +185,12 @@ def main() -> None:
             env = make_env_from_dataset(args.demos, cameras=(mu0.config.camera,), depth=True, segmentation=True,
                                         image_size=(mu0.image_size, mu0.image_size), image_period=0)
             env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
-                                      query_every=config.execute, camera=mu0.config.camera)
+                                      query_every=config.execute, camera=mu0.config.camera, query_history=history)
             demos = [d for d in read_demos(args.demos, demo_indices) if ("demo", d[1]) not in done]
             for _, seed, executed in tqdm(demos, desc="forecast error: demos", unit="demo"):
                 keep(demo_episode(env, oracle, seed, executed, config.execute, gripper_points))
             env.close()
-        env, policy = expert_env(args.policy, args.mu0, config.task, config.robot)
+        env, policy = expert_env(args.policy, args.mu0, config.task, config.robot, query_history=history)
         seeds = [s for s in seeds if ("policy", s) not in done]
         for seed in tqdm(seeds, desc="forecast error: policy", unit="ep"):
             keep(policy_episode(env, policy, oracle, seed, gripper_points))

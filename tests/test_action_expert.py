@@ -586,6 +586,27 @@ def test_point_tokens_train_run_and_start_from_the_trace_expert(tiny_mu0, tmp_pa
         policy.predict_action_chunk({k: v for k, v in obs.items() if k != "mu0_point_tokens"})
 
 
+def test_query_history_is_trained_and_evaluated_alike(tiny_mu0, tmp_path):
+    """``query_history``: the feature replays behind the expert give μ0 its query points' past (a cache of their
+    own), and the closed-loop env ``expert_env`` builds queries μ0 the same way; only for keypoint queries of
+    variants that act on μ0's forecast."""
+    ckpt, (panda, _) = tiny_mu0
+    config = TrainPolicyConfig(data=[str(panda)], mu0=str(ckpt), out=str(tmp_path / "hist"), steps=5, batch_size=8,
+                               num_points=16, query_history=True)
+    train_policy(config, progress=False)
+    assert next(panda.parent.glob(f"{panda.stem}.bc-*-keypoints16-robot0_eye_in_hand-hist.npz"))
+    env, _ = expert_env(tmp_path / "hist", ckpt, "Lift")
+    assert env.query_history
+    env.close()
+    env, _ = expert_env(tmp_path / "hist", ckpt, "Lift", query_history=False)  # a probe's override
+    assert not env.query_history
+    env.close()
+    for variant, query in (("no-trace", "keypoints"), ("trace", "grid")):
+        with pytest.raises(ValueError, match=f"query_history .* got variant '{variant}' with query '{query}'"):
+            TrainPolicyConfig(data=["d.hdf5"], mu0="m", out="o", variant=variant, query=query,
+                              query_history=True).check()
+
+
 def test_per_label_pooling_ignores_how_many_points_other_objects_got():
     """pooling="per-label": a label slot's summary depends on that slot's points only (adding points on another
     object leaves it unchanged); an empty slot reads zero; the context grows by one pooled vector per slot."""

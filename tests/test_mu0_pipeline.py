@@ -46,6 +46,16 @@ def test_eval_traces_reports_every_model_split_space_and_horizon(tiny_checkpoint
     static = [r for r in rows if r["model"] == "static" and r["space"] == "3d_cm"]
     assert all(r["ade"] > 0 for r in static)  # the demos move
     assert out.with_suffix(".md").read_text().startswith("# eval-traces")
+    # as a policy queries μ0 without query_history: no model sees a past, so constant velocity stands still
+    blind = tmp_path / "blind.json"
+    assert main(["eval-traces", "--ckpt", str(ckpt), "--data", *map(str, data), "--out", str(blind),
+                 "--num-samples", "2", "--without-history"]) == 0
+    report = json.loads(blind.read_text())
+    assert report["info"]["history"] is False and "without keypoint history" in blind.with_suffix(".md").read_text()
+    ade = {(r["model"], r["split"], r["space"], r["horizon"]): r["ade"] for r in report["rows"]}
+    for key, value in ade.items():
+        if key[0] == "static":
+            assert ade[("constant_velocity", *key[1:])] == pytest.approx(value, rel=1e-5)
 
 
 def test_mu0_from_pretrained_is_frozen_batched_and_deterministic(tiny_checkpoint):

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from mu0sim.camera import project_points
 from mu0sim.envs import make_env
 from mu0sim.model import Mu0
 from mu0sim.policies.trace_observation import (Mu0TraceObservation, grid_query_points, keypoint_query_points,
@@ -176,6 +178,48 @@ def test_point_tokens_are_the_tokens_mu0_decodes_the_traces_from(mu0):
     np.testing.assert_array_equal(obs["mu0_point_tokens"], given[0][0].numpy())
     assert np.ptp(obs["mu0_point_tokens"], axis=0).max() > 0  # one token per point, not one per image
     env.close()
+
+
+def test_query_history_is_each_points_past_on_its_body(mu0):
+    """``query_history`` gives μ0 each query point's last ``history`` positions as pretraining samples hold them:
+    oldest first, invalid before the episode began, the point carried by its body. Checked on the grip site (the
+    first query point) against the eef positions the observations reported, and on a point of the cube, which the
+    test slides 1 cm sideways before every step."""
+    env = Mu0TraceObservation(_env(), mu0, num_points=16, query_every=4, query_history=True)
+    given = []
+    predict = mu0.predict_traces
+    mu0.predict_traces = lambda *args, **kwargs: (given.append(kwargs), predict(*args, **kwargs))[1]
+    try:
+        obs, _ = env.reset(seed=0)
+        base = env.unwrapped
+        joint = base.mj_model.body_jntadr[base.mj_model.body("cube_main").id]
+        qpos, qvel = base.mj_model.jnt_qposadr[joint], base.mj_model.jnt_dofadr[joint]
+        eef, cube = [], []
+        for _ in range(8):  # queries at steps 0, 4 and 8; the last one's history is steps 0-7
+            eef.append(obs["robot0_eef_pos"].astype(np.float64))
+            cube.append(base.mj_data.qpos[qpos:qpos + 3].copy())
+            base.mj_data.qpos[qpos + 1] += 0.01
+            base.mj_data.qvel[qvel:qvel + 6] = 0.0
+            mujoco.mj_forward(base.mj_model, base.mj_data)
+            obs, *_ = env.step(np.array([0.3, 0, 0, 0, 0, 0, -1], np.float32))
+    finally:
+        mu0.predict_traces = predict
+    assert [int(g["history_valid"][0, 0].sum()) for g in given] == [0, 4, 8]
+    history = given[-1]["history_uvz"][0]
+    params = base.camera_params("agentview")
+
+    def uvz(world: np.ndarray) -> np.ndarray:
+        uv, depth = project_points(world, params)
+        return np.concatenate([uv / 128 * 2 - 1, depth[:, None]], -1)
+
+    np.testing.assert_allclose(history[0], uvz(np.array(eef)), atol=1e-5)
+    on_cube = np.flatnonzero(obs["mu0_query_label"] == 2)[0]  # the cube slid, it did not turn
+    past = obs["mu0_query_world"][on_cube] + (np.array(cube) - base.mj_data.qpos[qpos:qpos + 3])
+    np.testing.assert_allclose(history[on_cube], uvz(past), atol=2e-3)
+    assert np.ptp(history[on_cube, :, 0]) > 0.05  # 7 cm of sliding, seen in the image
+    env.close()
+    with pytest.raises(ValueError, match="query_history .* needs query='keypoints'"):
+        Mu0TraceObservation(_env(), mu0, query="grid", query_history=True)
 
 
 def test_query_points_from_the_observation_alone():

@@ -8,6 +8,7 @@ excluded from pretraining). ``min_ade_5`` is filled for sampled models (μ0, tok
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class EvalTracesConfig:
     num_samples: int = 5
     seed: int = 0
     batch_size: int = 32
+    history: bool = True  # False: every model forecasts with no keypoint history (constant velocity: static)
 
 
 def _to_space(uvz: np.ndarray, intrinsics: np.ndarray, size: int, space: str) -> np.ndarray:
@@ -154,6 +156,8 @@ def eval_traces(config: EvalTracesConfig, progress: bool = True) -> dict:
     instructions = InstructionCache.load(ckpt / "instructions.json") if (ckpt / "instructions.json").exists() \
         else InstructionCache()
     samples = load_samples(config.data, sample_cfg, instruction_cache=instructions, progress=progress)
+    if not config.history:
+        samples = dataclasses.replace(samples, history_valid=np.zeros_like(samples.history_valid))
     text = instructions.embed(samples.instructions)
     split = split_of(samples, pre["holdout_robot"], pre["eval_fraction"], pre["val_fraction"])
     rng = np.random.default_rng(config.seed)
@@ -195,7 +199,8 @@ def eval_traces(config: EvalTracesConfig, progress: bool = True) -> dict:
     info = {"ckpt": str(ckpt), "data": [str(d) for d in config.data], "anchors": {k: len(v) for k, v in
                                                                                  rows_of.items()},
             "constant_velocity": {"window": heuristics[1].window, "damping": heuristics[1].damping},
-            "held_out_robot": pre["holdout_robot"], "wall_s": round(time.perf_counter() - start, 1)}
+            "held_out_robot": pre["holdout_robot"], "history": config.history,
+            "wall_s": round(time.perf_counter() - start, 1)}
     atomic_write_text(out, json.dumps({"rows": report, "info": info}, indent=1))
     atomic_write_text(out.with_suffix(".md"), markdown_table(report, info))
     return {"out": str(out), **info, **headline(report)}
@@ -220,7 +225,8 @@ def headline(report: list[dict]) -> dict:
 
 def markdown_table(report: list[dict], info: dict) -> str:
     lines = [f"# eval-traces: {info['ckpt']}", "", f"anchors per split: {info['anchors']}; held-out robot: "
-             f"{info['held_out_robot']}; constant velocity tuned to {info['constant_velocity']}", ""]
+             f"{info['held_out_robot']}; constant velocity tuned to {info['constant_velocity']}"
+             + ("" if info.get("history", True) else "; every model without keypoint history"), ""]
     for split in EVAL_SPLITS:
         rows = [r for r in report if r["split"] == split]
         if not rows:
