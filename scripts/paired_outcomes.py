@@ -6,7 +6,8 @@
 Reads the episode logs of ``mu0sim eval`` / ``mu0sim ablate`` (only the episodes of each checkpoint as it is now, as
 the tables do), then prints per policy and task x robot its successes and failures split into never grasp / grasp,
 then fail, and for every pair of policies on the same task x robot the seeds both succeed on, those only one does,
-and the two-sided exact sign test on the latter. ``--all-checkpoints`` keeps the episodes of checkpoints since
+and the two-sided exact sign test on the latter. Policies are named by their folder's name, or by their whole path
+where two folders of that name were played (one cell name in two ablations). ``--all-checkpoints`` keeps the episodes of checkpoints since
 retrained in place too, each under its policy id: a study cell before and after a recipe change, side by side.
 """
 
@@ -30,9 +31,16 @@ def main() -> None:
     records = []
     for log in args.logs:
         records += [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+    kept = records if args.all_checkpoints else current_episodes(records)
+    # a cell name two folders share (the same cell on two μ0s) is told apart by its folder
+    folders = defaultdict(set)
+    for r in kept:
+        folders[Path(r["policy"]).name].add(str(Path(r["policy"]).parent))
     rows = defaultdict(list)
-    for r in records if args.all_checkpoints else current_episodes(records):
-        name = Path(r["policy"]).name + (f"@{r.get('policy_id')}" if args.all_checkpoints else "")
+    for r in kept:
+        path = Path(r["policy"])
+        name = (str(path) if len(folders[path.name]) > 1 else path.name) + \
+            (f"@{r.get('policy_id')}" if args.all_checkpoints else "")
         if played_with(r) != "torchscript":  # the same policy played with another μ0 runtime: its own row
             name += f" [{played_with(r)}]"
         rows[(r["task"], r["robot"], name)].append(r)

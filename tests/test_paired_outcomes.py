@@ -61,6 +61,29 @@ def test_script_all_checkpoints_sets_a_retrained_cell_beside_its_old_checkpoint(
     assert run() == ["Stack/Panda Stack_Panda_trace_10demos: 5/8; failures: never grasp 2, grasp, then fail 1"]
 
 
+def test_script_tells_apart_one_cell_name_in_two_folders(tmp_path):
+    """The same cell name in two ablations (one recipe on two μ0s) gives two rows named by path and one
+    comparison; a name only one folder has keeps its short form."""
+    logs = []
+    for folder, outcomes in (("a", {0: True, 1: True}), ("b", {0: True, 1: False})):
+        log = tmp_path / f"{folder}.jsonl"
+        rows = [{"task": "Stack", "robot": "Panda", "policy": str(tmp_path / folder / "Stack_Panda_trace_10demos"),
+                 "seed": seed, "success": ok, "first_grasp_step": None} for seed, ok in outcomes.items()]
+        if folder == "b":
+            rows.append({"task": "Stack", "robot": "Panda", "policy": str(tmp_path / "b" / "Stack_Panda_no-trace"),
+                         "seed": 0, "success": False, "first_grasp_step": None})
+        log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        logs.append(str(log))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "paired_outcomes.py"
+    out = subprocess.run([sys.executable, str(script), *logs], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    a, b = tmp_path / "a" / "Stack_Panda_trace_10demos", tmp_path / "b" / "Stack_Panda_trace_10demos"
+    assert f"Stack/Panda {a}: 2/2; failures: never grasp 0, grasp, then fail 0" in out
+    assert f"Stack/Panda {b}: 1/2; failures: never grasp 1, grasp, then fail 0" in out
+    assert "Stack/Panda Stack_Panda_no-trace: 0/1; failures: never grasp 1, grasp, then fail 0" in out
+    assert f"{a} vs {b} (2 seeds): both 1, only the first 1, only the second 0, sign test p = 1.000" in out
+
+
 def test_wilson_interval_contains_the_rate_exactly_at_every_count():
     # 6/6 and 0/11 once gave a bound a rounding error past the rate, and a negative error bar crashed the plots
     for trials in range(1, 201):
