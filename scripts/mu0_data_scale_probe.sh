@@ -23,8 +23,6 @@ data=data/mu0_scale
 mu0=runs/mu0-scale90
 out=runs/mu0takeover
 seen=Panda,Sawyer,IIWA,UR5e,XArm7
-recipe=(--wrist_points=16 --pooling=per-label --image_feature=false --wrist_features=false --wrist_moments=true
-        --grip_clock=true --episodes 10)
 
 mkdir -p "$data"
 for t in Lift Stack PickPlaceCan Door; do for r in Panda Sawyer IIWA UR5e Kinova3 XArm7; do
@@ -42,18 +40,7 @@ DATA=$(for t in Lift Stack PickPlaceCan Door; do for r in Panda Sawyer IIWA UR5e
 mu0sim pretrain --data $DATA --out "$mu0" --holdout-robot Kinova3 --steps 4000 --workers 2 --models mu0 \
   --model.history_dropout=0.25
 
-for robot in Panda UR5e; do
-  policy="$out/policies/Stack_${robot}_trace-mu0scale90_10demos"
-  [ -f "$policy/config.json" ] || mu0sim train-policy --data "$src/Stack_$robot.hdf5" --mu0 "$mu0" \
-    --variant trace --out "$policy" "${recipe[@]}"
-  mu0sim eval --policy "$policy" --mu0 "$mu0" --task Stack --robots "$robot" --episodes 50 --seed-start 2000 \
-    --workers 2 --out "$out/eval_${robot}_trace-mu0scale90" | tail -3
-done
-for robot in Panda UR5e; do
-  python scripts/forecast_error.py --policy "$out/policies/Stack_${robot}_trace-mu0scale90_10demos" --mu0 "$mu0" \
-    --seeds 2000-2019 --demos "$src/Stack_$robot.hdf5" --demo-range 30-39 \
-    --out "runs/forecast_error/stack_${robot,,}_trace-mu0scale90_10demos.jsonl"
-done
+OUT=$out bash scripts/stack_trace_experts_10demos.sh "$mu0" trace-mu0scale90
 if [ "${WAYPOINT:-0}" = 1 ]; then
   mu0sim pretrain --data $DATA --out "$mu0" --holdout-robot Kinova3 --steps 4000 --workers 2 --models mu0,waypoint \
     --model.history_dropout=0.25

@@ -14,8 +14,6 @@
 # Usage: bash scripts/mu0_query_history_probe.sh [OUT=runs/mu0takeover]
 set -euo pipefail
 out=${1:-runs/mu0takeover}
-recipe=(--wrist_points=16 --pooling=per-label --image_feature=false --wrist_features=false --wrist_moments=true
-        --grip_clock=true --episodes 10)
 forecast() {  # forecast ROBOT EXPERT HISTORY(on|as-trained) SUFFIX
   python scripts/forecast_error.py --policy "$out/policies/Stack_$1_$2_10demos" --query-history "$3" \
     --seeds 2000-2019 --demos "data/scripted_success/Stack_$1.hdf5" --demo-range 30-39 \
@@ -24,13 +22,4 @@ forecast() {  # forecast ROBOT EXPERT HISTORY(on|as-trained) SUFFIX
 for robot in Panda UR5e; do
   forecast "$robot" trace on _history
 done
-for robot in Panda UR5e; do
-  policy="$out/policies/Stack_${robot}_trace-history_10demos"
-  [ -f "$policy/config.json" ] || mu0sim train-policy --data "data/scripted_success/Stack_$robot.hdf5" \
-    --mu0 checkpoints/mu0-sim --variant trace --out "$policy" "${recipe[@]}" --query_history=true
-  mu0sim eval --policy "$policy" --mu0 checkpoints/mu0-sim --task Stack --robots "$robot" --episodes 50 \
-    --seed-start 2000 --workers 2 --out "$out/eval_${robot}_trace-history" | tail -3
-done
-for robot in Panda UR5e; do
-  forecast "$robot" trace-history as-trained ""
-done
+OUT=$out bash scripts/stack_trace_experts_10demos.sh checkpoints/mu0-sim trace-history --query_history=true

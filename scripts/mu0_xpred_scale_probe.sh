@@ -19,19 +19,5 @@ mu0sim eval-traces --ckpt "$mu0" --data $DATA --out "$mu0/report.json"
 # EXPERTS=1: issue 7's side, as session 36 did for the 3x-data μ0: 10-demo Stack `trace` experts on this μ0 (study
 # recipe, demos 0-9 of data/scripted_success, tuning seeds 2000-2049) beside runs/mu0takeover's, and their forecasts.
 if [ "${EXPERTS:-0}" = 1 ]; then
-  out=runs/mu0takeover
-  recipe=(--wrist_points=16 --pooling=per-label --image_feature=false --wrist_features=false --wrist_moments=true
-          --grip_clock=true --episodes 10)
-  for robot in Panda UR5e; do
-    policy="$out/policies/Stack_${robot}_trace-mu0scale90xd7_10demos"
-    [ -f "$policy/config.json" ] || mu0sim train-policy --data "data/scripted_success/Stack_$robot.hdf5" --mu0 "$mu0" \
-      --variant trace --out "$policy" "${recipe[@]}"
-    mu0sim eval --policy "$policy" --mu0 "$mu0" --task Stack --robots "$robot" --episodes 50 --seed-start 2000 \
-      --workers 2 --out "$out/eval_${robot}_trace-mu0scale90xd7" | tail -3
-  done
-  for robot in Panda UR5e; do
-    python scripts/forecast_error.py --policy "$out/policies/Stack_${robot}_trace-mu0scale90xd7_10demos" --mu0 "$mu0" \
-      --seeds 2000-2019 --demos "data/scripted_success/Stack_$robot.hdf5" --demo-range 30-39 \
-      --out "runs/forecast_error/stack_${robot,,}_trace-mu0scale90xd7_10demos.jsonl" | tail -14
-  done
+  bash scripts/stack_trace_experts_10demos.sh "$mu0" trace-mu0scale90xd7
 fi
