@@ -303,7 +303,8 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if self.oracle is not None:
             from mu0sim.policies.oracle_traces import attach_query_points
 
-            keypoints = attach_query_points(base, params, points, query_world.astype(np.float64), gripper_points)
+            keypoints = attach_query_points(base, params, points, query_world.astype(np.float64), gripper_points,
+                                            geom_ids=base.last_geom_ids(self.camera))
             future_world = self.oracle.future(base, keypoints, self.mu0.config.horizon)
             uv_px, depth_m = project_points(future_world, params)
             pred_uvz = np.concatenate([uv_px / size * 2 - 1, depth_m[..., None]], -1)

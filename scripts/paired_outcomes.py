@@ -7,8 +7,9 @@ Reads the episode logs of ``mu0sim eval`` / ``mu0sim ablate`` (only the episodes
 the tables do), then prints per policy and task x robot its successes and failures split into never grasp / grasp,
 then fail, and for every pair of policies on the same task x robot the seeds both succeed on, those only one does,
 and the two-sided exact sign test on the latter. Policies are named by their folder's name, or by their whole path
-where two folders of that name were played (one cell name in two ablations). ``--all-checkpoints`` keeps the episodes of checkpoints since
-retrained in place too, each under its policy id: a study cell before and after a recipe change, side by side.
+where two folders of that name were played (one cell name in two ablations). ``--all-checkpoints`` keeps the
+episodes of checkpoints since retrained in place too, each under its policy id: a study cell before and after a
+recipe change, side by side.
 """
 
 from __future__ import annotations

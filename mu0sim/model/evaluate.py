@@ -8,10 +8,9 @@ excluded from pretraining). ``min_ade_5`` is filled for sampled models (μ0, tok
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +156,7 @@ def eval_traces(config: EvalTracesConfig, progress: bool = True) -> dict:
         else InstructionCache()
     samples = load_samples(config.data, sample_cfg, instruction_cache=instructions, progress=progress)
     if not config.history:
-        samples = dataclasses.replace(samples, history_valid=np.zeros_like(samples.history_valid))
+        samples = replace(samples, history_valid=np.zeros_like(samples.history_valid))
     text = instructions.embed(samples.instructions)
     split = split_of(samples, pre["holdout_robot"], pre["eval_fraction"], pre["val_fraction"])
     rng = np.random.default_rng(config.seed)
