@@ -5,9 +5,8 @@
 # noise and takeover demos moved it by a tenth at most. The one input μ0 never got more of is plain data: 21
 # training demos per task x robot. Here the shipped recipe (same steps, settings and seed; Kinova3 held out) is
 # trained on three times the demos, the only change:
-#   1. data/mu0_scale: copies of data/scripted_success's 24 files and sidecars, the five training robots' files
-#      extended to 96 collect attempts (seeds 0-95: the first 34 are the shipped data's), sim-mode TraceExtract on
-#      their first 90 demos (split per file: 63 train, 9 validation, 18 `seen_robots`); Kinova3's stay at 30;
+#   1. data/mu0_scale (scripts/mu0_scale_data.sh): the five training robots' files extended to 96 collect attempts,
+#      TraceExtract on their first 90 demos (63 train, 9 validation, 18 `seen_robots`); Kinova3's stay at 30;
 #   2. μ0 with `mu0sim pretrain --models mu0` on them (and WAYPOINT=1: the waypoint regressor beside it, then
 #      `mu0sim eval-traces` of it and of the shipped checkpoint on this split's anchors, for issue 5);
 #   3. 10-demo `trace` experts of Stack/Panda and Stack/UR5e on it (the study recipe, demos 0-9 of
@@ -18,23 +17,11 @@
 # 40 demos). Every step resumes.
 # Usage: [WAYPOINT=1] bash scripts/mu0_data_scale_probe.sh
 set -euo pipefail
-src=data/scripted_success
 data=data/mu0_scale
 mu0=runs/mu0-scale90
 out=runs/mu0takeover
-seen=Panda,Sawyer,IIWA,UR5e,XArm7
 
-mkdir -p "$data"
-for t in Lift Stack PickPlaceCan Door; do for r in Panda Sawyer IIWA UR5e Kinova3 XArm7; do
-  f="${t}_${r}"
-  [ -f "$data/$f.hdf5" ] || { cp "$src/$f.traces-sim.hdf5" "$data/" && cp "$src/$f.hdf5" "$data/"; }
-  # Kinova3 is only evaluated, on the same 30 demos: its sample cache carries over
-  [ "$r" != Kinova3 ] || [ -f "$data/$f.mu0-samples.hdf5" ] || cp "$src/$f.mu0-samples.hdf5" "$data/"
-done; done
-python scripts/scripted_success_rates.py --tasks Lift,Stack,PickPlaceCan,Door --robots "$seen" --attempts 96 \
-  --out-dir "$data"
-for t in Lift Stack PickPlaceCan Door; do for r in ${seen//,/ }; do echo "$data/${t}_${r}.hdf5"; done; done |
-  xargs -P 2 -I{} sh -c 'mu0sim extract {} --mode sim --camera agentview --episodes 90 | tail -1'
+bash scripts/mu0_scale_data.sh
 DATA=$(for t in Lift Stack PickPlaceCan Door; do for r in Panda Sawyer IIWA UR5e Kinova3 XArm7; do
   printf '%s/%s_%s.hdf5 ' "$data" "$t" "$r"; done; done)
 mu0sim pretrain --data $DATA --out "$mu0" --holdout-robot Kinova3 --steps 4000 --workers 2 --models mu0 \

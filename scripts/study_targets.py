@@ -1,13 +1,15 @@
 """Issue 7's targets, read off a finished (or partial) `mu0sim ablate` report.
 
-    python scripts/study_targets.py [results/cross_embodiment/ablation.json] [--unseen Kinova3]
+    python scripts/study_targets.py [results/cross_embodiment/ablation.json] [--unseen Kinova3] [--mu0-free-from R]
 
 Prints, from the report's rows (refresh them first with `mu0sim ablate CONFIG --report-only`):
 - `trace` at 50 demos per task and robot against the task's bar (Lift 95%, the others 80%);
 - the held-out robot's `trace` rate against the mean of the seen robots (within 5 points or above);
 - at 10 demos, `trace` minus `no-trace` in points, per task and over every robot that has both (target +10);
 - per cell with both, whether `trace`'s rate reaches `action-pretrained`'s Wilson interval (its lower end).
-Cells missing from the report or not complete are named, never counted.
+Cells missing from the report or not complete are named, never counted. ``--mu0-free-from`` fills the cells of the
+variants that never read μ0's forecast (no-trace, gt-trace, action-pretrained) from another study's report when this
+one lacks them: a study rerun on another μ0 with the same recipes, demos and seeds trains the same experts there.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
+
+from mu0sim.policies.action_expert import MU0_FORECAST_VARIANTS, VARIANTS
 
 BARS = {"Lift": 0.95}  # every other task: DEFAULT_BAR
 DEFAULT_BAR = 0.80
@@ -28,6 +32,18 @@ def complete_rows(report: dict) -> dict[tuple[str, str, str, int], dict]:
     keeps its tag in the variant, so it never stands in for the plain variant."""
     return {(r["task"], r["robot"], "-".join(filter(None, (r["variant"], r.get("tag")))), r["demos"]): r
             for r in report["rows"] if r.get("complete")}
+
+
+def fill_mu0_free(rows: dict, other: dict) -> list[str]:
+    """Adds ``other``'s complete rows of variants that do not read μ0's forecast where ``rows`` lacks them (in
+    place); returns the cells added, as task/robot/variant@demos."""
+    free = set(VARIANTS) - set(MU0_FORECAST_VARIANTS)
+    added = []
+    for key, row in complete_rows(other).items():
+        if key[2] in free and key not in rows:
+            rows[key] = row
+            added.append(f"{key[0]}/{key[1]}/{key[2]}@{key[3]}")
+    return added
 
 
 def _cell(row: dict) -> str:
@@ -105,12 +121,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", nargs="?", default="results/cross_embodiment/ablation.json", type=Path)
     parser.add_argument("--unseen", default=None, help="held-out robot (default: the report's robots_unseen_by_mu0)")
+    parser.add_argument("--mu0-free-from", type=Path, default=None,
+                        help="another study's ablation.json: its no-trace, gt-trace and action-pretrained cells fill "
+                             "those this report lacks")
     args = parser.parse_args(argv)
-    if not args.report.is_file():
-        raise SystemExit(f"no report at {args.report}: run `mu0sim ablate CONFIG --report-only` first")
+    for path in filter(None, (args.report, args.mu0_free_from)):
+        if not path.is_file():
+            raise SystemExit(f"no report at {path}: run `mu0sim ablate CONFIG --report-only` first")
     report = json.loads(args.report.read_text())
     unseen = args.unseen or (report.get("robots_unseen_by_mu0") or [None])[0]
     rows = complete_rows(report)
+    if args.mu0_free_from:
+        added = fill_mu0_free(rows, json.loads(args.mu0_free_from.read_text()))
+        print(f"{len(added)} cells of variants that do not read μ0 from {args.mu0_free_from}")
     tasks = list(dict.fromkeys(task for task, *_ in rows))
     robots_of: dict[str, list[str]] = defaultdict(list)
     for task, robot, *_ in rows:

@@ -56,3 +56,20 @@ def test_a_missing_report_says_how_to_make_one(tmp_path: Path):
     done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "none.json")], capture_output=True, text=True)
     assert done.returncode != 0
     assert "--report-only" in done.stderr
+
+
+def test_mu0_free_cells_come_from_another_study_only_where_missing(report: Path, tmp_path: Path):
+    """A study rerun on a new μ0 borrows the variants that never read μ0's forecast, never a trace cell, and never
+    over a cell of its own."""
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"name": "old", "rows": [
+        row("Stack", "Kinova3", "no-trace", 10, 15),  # missing (incomplete) in the report: filled
+        row("Stack", "Panda", "no-trace", 10, 45),  # the report has its own: kept
+        row("Stack", "Panda", "trace", 10, 5),  # reads μ0: never borrowed
+        row("Lift", "Kinova3", "trace", 10, 50),
+    ]}))
+    out = subprocess.run([sys.executable, str(SCRIPT), str(report), "--mu0-free-from", str(other)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == f"1 cells of variants that do not read μ0 from {other}"
+    assert "  Stack: Panda 30 vs 20, Kinova3 25 vs 15: +20.0 points" in out
+    assert not any(line.startswith("  Lift: Kinova3") for line in out)
