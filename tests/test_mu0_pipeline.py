@@ -96,10 +96,13 @@ def test_pretrain_rejects_bad_settings_with_clear_errors(tiny_checkpoint, tmp_pa
     assert "num_control must be one of" in capsys.readouterr().err
 
 
-def test_the_shipped_checkpoint_loads_and_predicts_on_a_rendered_frame():
+@pytest.mark.parametrize("name", ["mu0-sim", "mu0-sim-v2"])
+def test_the_shipped_checkpoint_loads_and_predicts_on_a_rendered_frame(name):
     from mu0sim.envs import make_env
 
-    ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / "mu0-sim"
+    ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / name
+    assert (ckpt / "MODEL_CARD.md").exists()
+    assert sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file()) <= 30e6  # issue 5: <= 30 MB
     mu0 = Mu0.from_pretrained(ckpt)
     assert mu0.meta["pretrain"]["holdout_robot"] == "Kinova3" and "Kinova3" not in mu0.meta["robots_seen"]
     env = make_env("Lift", "Panda", cameras=("agentview",), image_size=mu0.image_size, depth=True)
