@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -251,7 +252,8 @@ def test_every_committed_ablation_config_loads_and_checks(path, monkeypatch):
     monkeypatch.chdir(REPO)
     config = load_ablation(path)
     if config.mu0.startswith("runs/"):
-        makers = [s.name for s in (REPO / "scripts").glob("*.sh") if config.mu0 in s.read_text()]
+        whole_path = re.compile(re.escape(config.mu0) + r"(?![\w.-])")  # not a prefix of a longer folder name
+        makers = [s.name for s in (REPO / "scripts").glob("*.sh") if whole_path.search(s.read_text())]
         assert makers, f"{path}: no committed script under scripts/ trains its μ0 {config.mu0}"
         config = dataclasses.replace(config, mu0="checkpoints/mu0-sim")
     config.check()
