@@ -102,6 +102,7 @@ def test_the_shipped_checkpoint_loads_and_predicts_on_a_rendered_frame(name):
 
     ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / name
     assert (ckpt / "MODEL_CARD.md").exists()
+    assert all((w.parent / "MODEL_CARD.md").exists() for w in ckpt.rglob("model.safetensors"))  # every weights file
     assert sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file()) <= 30e6  # issue 5: <= 30 MB
     mu0 = Mu0.from_pretrained(ckpt)
     assert mu0.meta["pretrain"]["holdout_robot"] == "Kinova3" and "Kinova3" not in mu0.meta["robots_seen"]
