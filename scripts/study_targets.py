@@ -5,11 +5,14 @@
 Prints, from the report's rows (refresh them first with `mu0sim ablate CONFIG --report-only`):
 - `trace` at 50 demos per task and robot against the task's bar (Lift 95%, the others 80%);
 - the held-out robot's `trace` rate against the mean of the seen robots (within 5 points or above);
-- at 10 demos, `trace` minus `no-trace` in points, per task and over every robot that has both (target +10);
+- at 10 demos, `trace` minus `no-trace` in points, per task and over every robot that has both (target +10), and
+  `gt-trace` minus `no-trace` beside it: what a perfect forecast buys the same experts (no target);
 - per cell with both, whether `trace`'s rate reaches `action-pretrained`'s Wilson interval (its lower end).
 Cells missing from the report or not complete are named, never counted. ``--mu0-free-from`` fills the cells of the
 variants that never read μ0's forecast (no-trace, gt-trace, action-pretrained) from another study's report when this
 one lacks them: a study rerun on another μ0 with the same recipes, demos and seeds trains the same experts there.
+``--other-seeds`` pools the 10-demo gaps over reports of the same cells trained with other seeds (each cell's
+successes summed over the reports that have both of its variants); every other line reads the first report only.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ def bar_lines(rows: dict, tasks: list[str], robots_of: dict[str, list[str]]) -> 
     for task in tasks:
         bar = BARS.get(task, DEFAULT_BAR)
         cells = [(robot, rows.get((task, robot, "trace", 50))) for robot in robots_of[task]]
+        if not any(row for _, row in cells):
+            continue  # a 10-demo-only report: nothing to say, rather than "missed on: none"
         misses = [robot for robot, row in cells if row and row["success_rate"] < bar]
         shown = ", ".join(f"{robot} {_cell(row) if row else '-'}" for robot, row in cells)
         lines.append(f"  {task} (>= {bar:.0%}): {shown}; missed on: {', '.join(misses) or 'none'}")
@@ -68,7 +73,8 @@ def held_out_lines(rows: dict, tasks: list[str], robots_of: dict[str, list[str]]
         seen = [rows[(task, r, "trace", 50)]["success_rate"] for r in robots_of[task]
                 if r != unseen and (task, r, "trace", 50) in rows]
         if held is None or not seen:
-            lines.append(f"  {task}: incomplete")
+            if held or seen:
+                lines.append(f"  {task}: incomplete")
             continue
         mean_seen = sum(seen) / len(seen)
         gap = 100 * (held["success_rate"] - mean_seen)
@@ -78,22 +84,32 @@ def held_out_lines(rows: dict, tasks: list[str], robots_of: dict[str, list[str]]
     return lines
 
 
-def gap_lines(rows: dict, tasks: list[str], robots_of: dict[str, list[str]]) -> list[str]:
-    lines = ["@10 trace minus no-trace (robots with both cells):"]
+def gap_lines(seed_rows: list[dict], tasks: list[str], robots_of: dict[str, list[str]], variant: str = "trace",
+              title: str = "@10 trace minus no-trace (robots with both cells):",
+              target: bool = True) -> list[str]:
+    """``variant`` minus ``no-trace`` at 10 demos per task and over every cell, in points. ``seed_rows`` holds one
+    row dict per training seed of the same study; a cell pools the seeds that have both of its variants (successes
+    summed, shown as a+b)."""
+    lines = [title]
     all_gaps = []
     for task in tasks:
-        pairs = [(r, rows[(task, r, "trace", 10)], rows[(task, r, "no-trace", 10)]) for r in robots_of[task]
-                 if (task, r, "trace", 10) in rows and (task, r, "no-trace", 10) in rows]
-        if not pairs:
+        shown, gaps = [], []
+        for robot in robots_of[task]:
+            pairs = [(rows[(task, robot, variant, 10)], rows[(task, robot, "no-trace", 10)]) for rows in seed_rows
+                     if (task, robot, variant, 10) in rows and (task, robot, "no-trace", 10) in rows]
+            if not pairs:
+                continue
+            rate = [sum(p[i]["successes"] for p in pairs) / sum(p[i]["episodes"] for p in pairs) for i in (0, 1)]
+            gaps.append(100 * (rate[0] - rate[1]))
+            shown.append(f"{robot} " + " vs ".join("+".join(str(p[i]["successes"]) for p in pairs) for i in (0, 1)))
+        if not gaps:
             continue
-        gaps = [100 * (t["success_rate"] - n["success_rate"]) for _, t, n in pairs]
         all_gaps += gaps
-        shown = ", ".join(f"{r} {t['successes']} vs {n['successes']}" for r, t, n in pairs)
-        lines.append(f"  {task}: {shown}: {sum(gaps) / len(gaps):+.1f} points")
+        lines.append(f"  {task}: {', '.join(shown)}: {sum(gaps) / len(gaps):+.1f} points")
     if all_gaps:
         mean = sum(all_gaps) / len(all_gaps)
-        verdict = "met" if mean >= GAP_TARGET_POINTS else "missed"
-        lines.append(f"  all {len(all_gaps)} cells: {mean:+.1f} points (target +{GAP_TARGET_POINTS:.0f}: {verdict})")
+        verdict = f" (target +{GAP_TARGET_POINTS:.0f}: {'met' if mean >= GAP_TARGET_POINTS else 'missed'})"
+        lines.append(f"  all {len(all_gaps)} cells: {mean:+.1f} points{verdict if target else ''}")
     return lines
 
 
@@ -113,7 +129,8 @@ def interval_lines(rows: dict, tasks: list[str], robots_of: dict[str, list[str]]
                 else:
                     misses.append(f"{task}/{robot} {_cell(trace)} vs {_cell(pretrained)} "
                                   f"({pretrained['wilson_low']:.2f}-{pretrained['wilson_high']:.2f})")
-        lines.append(f"  @{demos}: {met} of {total}; missed: {'; '.join(misses) or 'none'}")
+        if total:
+            lines.append(f"  @{demos}: {met} of {total}; missed: {'; '.join(misses) or 'none'}")
     return lines
 
 
@@ -124,8 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mu0-free-from", type=Path, default=None,
                         help="another study's ablation.json: its no-trace, gt-trace and action-pretrained cells fill "
                              "those this report lacks")
+    parser.add_argument("--other-seeds", type=Path, nargs="+", default=[], metavar="REPORT",
+                        help="ablation.json of the same 10-demo cells trained with other seeds: the gaps pool them")
     args = parser.parse_args(argv)
-    for path in filter(None, (args.report, args.mu0_free_from)):
+    for path in filter(None, (args.report, args.mu0_free_from, *args.other_seeds)):
         if not path.is_file():
             raise SystemExit(f"no report at {path}: run `mu0sim ablate CONFIG --report-only` first")
     report = json.loads(args.report.read_text())
@@ -139,11 +158,18 @@ def main(argv: list[str] | None = None) -> None:
     for task, robot, *_ in rows:
         if robot not in robots_of[task]:
             robots_of[task].append(robot)
-    sections = [bar_lines(rows, tasks, robots_of), gap_lines(rows, tasks, robots_of),
+    seed_rows = [rows] + [complete_rows(json.loads(path.read_text())) for path in args.other_seeds]
+    if args.other_seeds:
+        print(f"10-demo gaps pooled over {len(seed_rows)} reports (training seeds): "
+              + ", ".join(str(p) for p in (args.report, *args.other_seeds)))
+    sections = [bar_lines(rows, tasks, robots_of), gap_lines(seed_rows, tasks, robots_of),
+                gap_lines(seed_rows, tasks, robots_of, "gt-trace", target=False,
+                          title="@10 gt-trace minus no-trace (ground-truth traces for μ0's; no target):"),
                 interval_lines(rows, tasks, robots_of)]
     if unseen:
         sections.insert(1, held_out_lines(rows, tasks, robots_of, unseen))
-    print("\n".join(line for section in sections for line in section))
+    # a section with no cell in this report (e.g. a 10-demo-only study has no bar to read) is left out
+    print("\n".join(line for section in sections if len(section) > 1 for line in section))
 
 
 if __name__ == "__main__":

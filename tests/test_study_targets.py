@@ -32,6 +32,7 @@ def report(tmp_path: Path) -> Path:
         row("Stack", "Kinova3", "no-trace", 10, 25, complete=False),  # unfinished: not counted
         row("Stack", "Panda", "action-pretrained", 50, 49),  # interval 0.90-1.00: trace's 0.80 misses it
         row("Stack", "Panda", "action-pretrained", 10, 30),
+        row("Stack", "Panda", "gt-trace", 10, 35),  # +30 points over no-trace: shown, no target
         {**row("Stack", "Panda", "no-trace", 10, 50), "tag": "probe"},  # a probe's variation: not the plain variant
     ]
     path = tmp_path / "ablation.json"
@@ -48,6 +49,8 @@ def test_targets_are_read_off_complete_rows_only(report: Path):
     assert "  Lift: 100.0% vs 94.0% over 1 seen (+6.0 points, met)" in out
     assert "  Stack: Panda 30 vs 20: +20.0 points" in out  # Kinova3's no-trace cell is incomplete
     assert "  all 1 cells: +20.0 points (target +10: met)" in out
+    gt = out.index("@10 gt-trace minus no-trace (ground-truth traces for μ0's; no target):")
+    assert out[gt + 1:gt + 3] == ["  Stack: Panda 35 vs 20: +30.0 points", "  all 1 cells: +30.0 points"]
     assert out[-2].startswith("  @50: 0 of 1; missed: Stack/Panda 40/50 vs 49/50 (0.90-1.00)")
     assert out[-1] == "  @10: 1 of 1; missed: none"
 
@@ -73,3 +76,31 @@ def test_mu0_free_cells_come_from_another_study_only_where_missing(report: Path,
     assert out[0] == f"1 cells of variants that do not read μ0 from {other}"
     assert "  Stack: Panda 30 vs 20, Kinova3 25 vs 15: +20.0 points" in out
     assert not any(line.startswith("  Lift: Kinova3") for line in out)
+
+
+def test_other_seeds_pool_the_10_demo_gaps_only(report: Path, tmp_path: Path):
+    """Each cell sums its successes over the seeds that have both variants; the other targets read the first report."""
+    seed1 = tmp_path / "seed1.json"
+    seed1.write_text(json.dumps({"name": "seed1", "rows": [
+        row("Stack", "Panda", "trace", 10, 20),
+        row("Stack", "Panda", "no-trace", 10, 30),  # -20 points on this seed: 0 over both
+        row("Stack", "Kinova3", "trace", 10, 40),  # no no-trace twin on either seed: not counted
+        row("Stack", "Panda", "trace", 50, 0),  # not a gap cell: the bar still reads the first report
+    ]}))
+    out = subprocess.run([sys.executable, str(SCRIPT), str(report), "--other-seeds", str(seed1)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == f"10-demo gaps pooled over 2 reports (training seeds): {report}, {seed1}"
+    assert "  Stack: Panda 30+20 vs 20+30: +0.0 points" in out
+    assert "  all 1 cells: +0.0 points (target +10: missed)" in out
+    assert "  Stack (>= 80%): Panda 40/50, Kinova3 30/50; missed on: Kinova3" in out
+
+
+def test_a_10_demo_only_report_prints_only_its_gaps(tmp_path: Path):
+    """No @50 cell: no bar, held-out or interval lines (an empty "missed on: none" would read as met)."""
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps({"name": "t", "robots_unseen_by_mu0": ["Kinova3"], "rows": [
+        row("Stack", "Panda", "trace", 10, 20), row("Stack", "Panda", "no-trace", 10, 25)]}))
+    out = subprocess.run([sys.executable, str(SCRIPT), str(path)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == ["@10 trace minus no-trace (robots with both cells):", "  Stack: Panda 20 vs 25: -10.0 points",
+                   "  all 1 cells: -10.0 points (target +10: missed)"]
