@@ -10,6 +10,7 @@ import pytest
 
 from mu0sim.cli import main
 from mu0sim.model import Mu0
+from mu0sim.traces.keypoints import CATEGORIES
 
 
 @pytest.fixture()
@@ -46,6 +47,16 @@ def test_eval_traces_reports_every_model_split_space_and_horizon(tiny_checkpoint
     static = [r for r in rows if r["model"] == "static" and r["space"] == "3d_cm"]
     assert all(r["ade"] > 0 for r in static)  # the demos move
     assert out.with_suffix(".md").read_text().startswith("# eval-traces")
+    # the per-category rows split each model's query points: their point-weighted mean is the overall error
+    by_category = json.loads(out.read_text())["by_category"]
+    assert {r["category"] for r in by_category} <= set(CATEGORIES) and {r["horizon"] for r in by_category} == {32}
+    assert "per TraceExtract category" in out.with_suffix(".md").read_text()
+    for r in rows:
+        if r["horizon"] != 32:
+            continue
+        parts = [c for c in by_category if (c["model"], c["split"], c["space"]) == (r["model"], r["split"], r["space"])]
+        assert sum(c["keypoints"] for c in parts) == r["keypoints"]
+        assert sum(c["ade"] * c["keypoints"] for c in parts) / r["keypoints"] == pytest.approx(r["ade"], rel=1e-5)
     # as a policy queries μ0 without query_history: no model sees a past, so constant velocity stands still
     blind = tmp_path / "blind.json"
     assert main(["eval-traces", "--ckpt", str(ckpt), "--data", *map(str, data), "--out", str(blind),

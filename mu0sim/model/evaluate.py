@@ -3,7 +3,9 @@
 Rows of ``report.json``: ``{model, split, space, horizon, ade, fde, dtw, frechet, min_ade_5, keypoints}``; ``space``
 is ``2d_px`` (pixels of the anchor image) or ``3d_cm`` (camera-frame xyz from uv + depth, centimetres). Splits:
 ``seen_robots`` (the last demos of every training robot's files, never trained on) and ``held_out_robot`` (the robot
-excluded from pretraining). ``min_ade_5`` is filled for sampled models (μ0, token-ar) only.
+excluded from pretraining). ``min_ade_5`` is filled for sampled models (μ0, token-ar) only. ``by_category`` holds
+the same rows at the longest horizon with a ``category`` key (TraceExtract's object, gripper, contact, grid points;
+a category with no scored point has none): where an error comes from, e.g. the held-out robot's own gripper.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mu0sim.model.backbone import InstructionCache
 from mu0sim.model.samples import SampleConfig, TraceSamples, load_samples
 from mu0sim.model.train import make_batch, split_of
 from mu0sim.model.trace_model import TraceModel, load_trace_model
+from mu0sim.traces.keypoints import CATEGORIES
 
 HORIZONS = (8, 16, 32)
 EVAL_SPLITS = ("seen_robots", "held_out_robot")
@@ -112,18 +115,22 @@ def predict_learned(model: TraceModel, samples: TraceSamples, rows: np.ndarray, 
     return out
 
 
-def score(pred: np.ndarray, samples: TraceSamples, rows: np.ndarray, extra: np.ndarray | None = None) -> list[dict]:
+def score(pred: np.ndarray, samples: TraceSamples, rows: np.ndarray, extra: np.ndarray | None = None,
+          horizons: tuple[int, ...] = HORIZONS, points: np.ndarray | None = None) -> list[dict]:
     """Metric rows for one model on one split: ``pred`` (N, K, H, 3) point estimate, ``extra`` (S, N, K, H, 3)
-    samples for min_ade_5."""
+    samples for min_ade_5; ``points`` (N, K) bool keeps only those query points (e.g. one TraceExtract category)."""
     size = samples.image_hw[0]
     intr = samples.intrinsics[rows][:, None]
+    kept = samples.keypoint_mask[rows] if points is None else samples.keypoint_mask[rows] & points
     out = []
     for space in ("2d_px", "3d_cm"):
         p, g = _to_space(pred, intr, size, space), _to_space(samples.future[rows], intr, size, space)
         s = None if extra is None else _to_space(extra, intr[None], size, space)
-        for h in HORIZONS:
-            valid = samples.future_valid[rows][..., :h] & samples.keypoint_mask[rows][..., None]
+        for h in horizons:
+            valid = samples.future_valid[rows][..., :h] & kept[..., None]
             sel = valid.any(-1)
+            if not sel.any():
+                continue
             pv, gv, vv = p[..., :h, :][sel], g[..., :h, :][sel], valid[sel]
             row = {"space": space, "horizon": h, "keypoints": int(sel.sum()),
                    "ade": float(np.nanmean(metrics.ade(pv, gv, vv))),
@@ -176,12 +183,20 @@ def eval_traces(config: EvalTracesConfig, progress: bool = True) -> dict:
     heuristics = [StaticPoint(), ConstantVelocity.tune(samples, tune_rows, horizon) if tune_rows is not None
                   else ConstantVelocity()]
     report: list[dict] = []
+    by_category: list[dict] = []
+
+    def add(model: str, split: str, rows: np.ndarray, point: np.ndarray, extra: np.ndarray | None = None) -> None:
+        report.extend({"model": model, "split": split, **r} for r in score(point, samples, rows, extra))
+        for index, category in enumerate(CATEGORIES):
+            points = samples.category[rows] == index
+            by_category.extend({"model": model, "split": split, "category": category, **r}
+                               for r in score(point, samples, rows, horizons=(horizon,), points=points))
+
     todo = [(m, s) for m in [h.kind for h in heuristics] + list(learned) for s in rows_of]
     with tqdm(total=len(todo), desc="eval-traces", disable=not progress, dynamic_ncols=True) as bar:
         for h in heuristics:
             for name, rows in rows_of.items():
-                report += [{"model": h.kind, "split": name, **r}
-                           for r in score(h.predict(samples, rows, horizon), samples, rows)]
+                add(h.kind, name, rows, h.predict(samples, rows, horizon))
                 bar.update(1)
         for kind, model in learned.items():
             sampled = kind in ("mu0", "token-ar")
@@ -191,7 +206,7 @@ def eval_traces(config: EvalTracesConfig, progress: bool = True) -> dict:
                     # minADE_5 over true samples (full noise, sampled tokens), not the point estimate's settings
                     extra = predict_learned(model, samples, rows, text, config.num_samples, config.seed + 1,
                                             config.batch_size, greedy=False, noise_scale=1.0) if sampled else None
-                report += [{"model": kind, "split": name, **r} for r in score(point, samples, rows, extra)]
+                add(kind, name, rows, point, extra)
                 bar.update(1)
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -200,8 +215,8 @@ def eval_traces(config: EvalTracesConfig, progress: bool = True) -> dict:
             "constant_velocity": {"window": heuristics[1].window, "damping": heuristics[1].damping},
             "held_out_robot": pre["holdout_robot"], "history": config.history,
             "wall_s": round(time.perf_counter() - start, 1)}
-    atomic_write_text(out, json.dumps({"rows": report, "info": info}, indent=1))
-    atomic_write_text(out.with_suffix(".md"), markdown_table(report, info))
+    atomic_write_text(out, json.dumps({"rows": report, "by_category": by_category, "info": info}, indent=1))
+    atomic_write_text(out.with_suffix(".md"), markdown_table(report, info, by_category))
     return {"out": str(out), **info, **headline(report)}
 
 
@@ -222,7 +237,7 @@ def headline(report: list[dict]) -> dict:
     return out
 
 
-def markdown_table(report: list[dict], info: dict) -> str:
+def markdown_table(report: list[dict], info: dict, by_category: list[dict] = ()) -> str:
     lines = [f"# eval-traces: {info['ckpt']}", "", f"anchors per split: {info['anchors']}; held-out robot: "
              f"{info['held_out_robot']}; constant velocity tuned to {info['constant_velocity']}"
              + ("" if info.get("history", True) else "; every model without keypoint history"), ""]
@@ -237,6 +252,16 @@ def markdown_table(report: list[dict], info: dict) -> str:
             lines.append(f"| {r['model']} | {r['space']} | {r['horizon']} | {r['ade']:.2f} | {r['fde']:.2f} | "
                          f"{r['dtw']:.2f} | {r['frechet']:.2f} | {m5} |")
         lines.append("")
+    if by_category:
+        horizon = max(r["horizon"] for r in by_category)
+        lines += [f"## 3D ADE@{horizon} (cm) per TraceExtract category", "",
+                  "| model | split | " + " | ".join(CATEGORIES) + " |", "|---|---|" + "---:|" * len(CATEGORIES)]
+        cells = {(r["model"], r["split"], r["category"]): r for r in by_category if r["space"] == "3d_cm"}
+        for model, split in dict.fromkeys((r["model"], r["split"]) for r in by_category):
+            shown = [f"{cells[(model, split, c)]['ade']:.2f} ({cells[(model, split, c)]['keypoints']})"
+                     if (model, split, c) in cells else "" for c in CATEGORIES]
+            lines.append(f"| {model} | {split} | " + " | ".join(shown) + " |")
+        lines += ["", "(in brackets: query points scored)", ""]
     return "\n".join(lines)
 
 
