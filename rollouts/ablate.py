@@ -230,20 +230,64 @@ def block_cells(block: AblationBlock) -> list[Cell]:
             for demos in sorted(block.demos, reverse=True) for robot in block.robots for variant in block.variants]
 
 
-def load_ablation(path: str | Path, overrides: list[str] = ()) -> AblationConfig:
-    """Read an ablation YAML (unknown keys are an error naming the valid ones) and apply ``--key=value`` overrides."""
+# what a study never takes from its ``base``: its own identity (and where its cells, log and table go)
+_NOT_INHERITED = ("name", "out")
+# per-task mappings: from a base, only the tasks the study runs
+_PER_TASK = ("task_train", "expert")
+
+
+def _read_ablation_yaml(path: Path) -> dict:
     import yaml
 
-    from mu0sim.config import apply_overrides, from_dict
-
-    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"ablation config {path} not found")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(raw, dict) or "matrix" not in raw or "name" not in raw:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} must be a mapping with at least 'name' and 'matrix' (a list of blocks)")
+    return raw
+
+
+def _with_base(raw: dict, path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """``raw`` with every setting it leaves out taken from its ``base`` config (recursively): the base's matrix
+    when it has none, never the base's ``name`` or ``out``; the base's per-task recipes only for the tasks run."""
+    chain = (*chain, path.resolve())
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: 'base' must be the path of another ablation config, got {base!r}")
+    if "out" not in raw:
+        raise ValueError(f"{path} takes its settings from {base} but needs its own 'out' (else both studies would "
+                         f"write one episode log)")
+    base_path = Path(base)
+    if base_path.resolve() in chain:
+        raise ValueError(f"{path}: 'base' makes a cycle: {' -> '.join(map(str, (*chain, base_path)))}")
+    parent = _with_base(_read_ablation_yaml(base_path), base_path, chain)
+    inherited = {key: value for key, value in parent.items() if key not in _NOT_INHERITED and key not in raw}
+    blocks = raw.get("matrix", inherited.get("matrix"))
+    tasks = {task for block in blocks or [] if isinstance(block, dict) for task in block.get("tasks", [])}
+    for key in _PER_TASK:
+        if isinstance(inherited.get(key), dict):
+            inherited[key] = {task: value for task, value in inherited[key].items() if task in tasks}
+    return {**inherited, **raw}
+
+
+def load_ablation(path: str | Path, overrides: list[str] = ()) -> AblationConfig:
+    """Read an ablation YAML (unknown keys are an error naming the valid ones) and apply ``--key=value`` overrides.
+
+    ``base: OTHER.yaml`` (a path like every other in the file: from where ablate runs) takes every setting the file
+    leaves out from that study, e.g. the study rerun on another μ0 or training seed is ``base``, ``name``, ``out``
+    and what differs. The base's ``matrix`` is taken when the file has none; its ``name`` and ``out`` never are;
+    its ``task_train`` and ``expert`` only for the tasks this file runs. The loaded config is complete (what the
+    report records), with no trace of ``base``."""
+    from mu0sim.config import apply_overrides, from_dict
+
+    path = Path(path)
+    raw = _with_base(_read_ablation_yaml(path), path)
+    if "matrix" not in raw or "name" not in raw:
         raise ValueError(f"{path} must be a mapping with at least 'name' and 'matrix' (a list of blocks)")
     blocks = raw.pop("matrix")
     if not isinstance(blocks, list):

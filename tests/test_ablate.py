@@ -228,6 +228,37 @@ def test_bad_ablation_configs_are_refused_with_the_reason(tmp_path, capsys, chan
     assert not (tmp_path / "out").exists()
 
 
+def test_a_study_takes_what_it_leaves_out_from_its_base(tmp_path):
+    """``base``: every setting the file leaves out comes from the base (its matrix too when the file has none), never
+    the base's name or out; the base's per-task recipes only for the tasks this study runs (a recipe for a task no
+    block runs is refused); bases chain."""
+    block = {"tasks": ["Lift"], "robots": ["Panda"], "variants": ["trace"], "demos": [10]}
+    study = _write(tmp_path / "study.yaml", {
+        "name": "study", "out": "results/study", "episodes": 7, "steps": 11, "train": {"seed": 0},
+        "task_train": {"Lift": {"wrist_points": 16}, "Stack": {"image_feature": False}},
+        "expert": {"Stack": {"settle_steps": 6}},
+        "matrix": [block, {**block, "tasks": ["Stack"]}]})
+    seed1 = _write(tmp_path / "seed1.yaml", {"base": str(study), "name": "seed1", "out": "results/seed1",
+                                             "train": {"seed": 1}, "matrix": [block]})
+    config = load_ablation(seed1)
+    assert (config.name, config.out, config.episodes, config.steps, config.train) == \
+        ("seed1", "results/seed1", 7, 11, {"seed": 1})
+    assert config.task_train == {"Lift": {"wrist_points": 16}} and config.expert == {}  # Stack: not run here
+    chained = load_ablation(_write(tmp_path / "v2.yaml", {"base": str(seed1), "name": "v2", "out": "results/v2",
+                                                           "episodes": 3}))
+    assert (chained.episodes, chained.train, chained.matrix) == (3, {"seed": 1}, config.matrix)
+    assert chained.task_train == {"Lift": {"wrist_points": 16}}
+    with pytest.raises(ValueError, match="needs its own 'out'"):
+        load_ablation(_write(tmp_path / "no_out.yaml", {"base": str(study), "name": "x"}))
+    loop = tmp_path / "loop.yaml"
+    _write(loop, {"base": str(loop), "name": "loop", "out": "results/loop"})
+    with pytest.raises(ValueError, match="'base' makes a cycle"):
+        load_ablation(loop)
+    with pytest.raises(FileNotFoundError, match="nowhere.yaml not found"):
+        load_ablation(_write(tmp_path / "lost.yaml", {"base": str(tmp_path / "nowhere.yaml"), "name": "l",
+                                                      "out": "results/l"}))
+
+
 def test_committed_study_configs_load(monkeypatch):
     monkeypatch.chdir(REPO)  # the configs name repo-relative paths
     study = load_ablation("configs/ablation_cross_embodiment.yaml")
