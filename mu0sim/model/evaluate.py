@@ -115,33 +115,38 @@ def predict_learned(model: TraceModel, samples: TraceSamples, rows: np.ndarray, 
     return out
 
 
-def score(pred: np.ndarray, samples: TraceSamples, rows: np.ndarray, extra: np.ndarray | None = None,
-          horizons: tuple[int, ...] = HORIZONS, points: np.ndarray | None = None) -> list[dict]:
+def _mean_row(per_point: dict[str, np.ndarray | None], mask: np.ndarray) -> dict:
+    return {"keypoints": int(mask.sum()),
+            **{name: None if value is None else float(np.nanmean(value[mask])) for name, value in per_point.items()}}
+
+
+def score(pred: np.ndarray, samples: TraceSamples, rows: np.ndarray,
+          extra: np.ndarray | None = None) -> tuple[list[dict], list[dict]]:
     """Metric rows for one model on one split: ``pred`` (N, K, H, 3) point estimate, ``extra`` (S, N, K, H, 3)
-    samples for min_ade_5; ``points`` (N, K) bool keeps only those query points (e.g. one TraceExtract category)."""
+    samples for min_ade_5. Also returns the longest horizon's rows per TraceExtract category: means of the same
+    per-point errors over that category's points (a category with none has no row)."""
     size = samples.image_hw[0]
     intr = samples.intrinsics[rows][:, None]
-    kept = samples.keypoint_mask[rows] if points is None else samples.keypoint_mask[rows] & points
-    out = []
+    out, by_category = [], []
     for space in ("2d_px", "3d_cm"):
         p, g = _to_space(pred, intr, size, space), _to_space(samples.future[rows], intr, size, space)
         s = None if extra is None else _to_space(extra, intr[None], size, space)
-        for h in horizons:
-            valid = samples.future_valid[rows][..., :h] & kept[..., None]
+        for h in HORIZONS:
+            valid = samples.future_valid[rows][..., :h] & samples.keypoint_mask[rows][..., None]
             sel = valid.any(-1)
             if not sel.any():
                 continue
             pv, gv, vv = p[..., :h, :][sel], g[..., :h, :][sel], valid[sel]
-            row = {"space": space, "horizon": h, "keypoints": int(sel.sum()),
-                   "ade": float(np.nanmean(metrics.ade(pv, gv, vv))),
-                   "fde": float(np.nanmean(metrics.fde(pv, gv, vv))),
-                   "dtw": float(np.nanmean(metrics.dtw(pv, gv, vv))),
-                   "frechet": float(np.nanmean(metrics.frechet(pv, gv, vv))),
-                   "min_ade_5": None}
-            if s is not None:
-                row["min_ade_5"] = float(np.nanmean(metrics.min_ade(s[..., :h, :][:, sel], gv, vv)))
-            out.append(row)
-    return out
+            per_point = {"ade": metrics.ade(pv, gv, vv), "fde": metrics.fde(pv, gv, vv),
+                         "dtw": metrics.dtw(pv, gv, vv), "frechet": metrics.frechet(pv, gv, vv),
+                         "min_ade_5": None if s is None else metrics.min_ade(s[..., :h, :][:, sel], gv, vv)}
+            out.append({"space": space, "horizon": h, **_mean_row(per_point, np.ones(len(pv), bool))})
+            if h == HORIZONS[-1]:
+                category = samples.category[rows][sel]
+                by_category += [{"category": name, "space": space, "horizon": h,
+                                 **_mean_row(per_point, category == index)}
+                                for index, name in enumerate(CATEGORIES) if (category == index).any()]
+    return out, by_category
 
 
 def eval_traces(config: EvalTracesConfig, progress: bool = True) -> dict:
@@ -186,11 +191,9 @@ def eval_traces(config: EvalTracesConfig, progress: bool = True) -> dict:
     by_category: list[dict] = []
 
     def add(model: str, split: str, rows: np.ndarray, point: np.ndarray, extra: np.ndarray | None = None) -> None:
-        report.extend({"model": model, "split": split, **r} for r in score(point, samples, rows, extra))
-        for index, category in enumerate(CATEGORIES):
-            points = samples.category[rows] == index
-            by_category.extend({"model": model, "split": split, "category": category, **r}
-                               for r in score(point, samples, rows, horizons=(horizon,), points=points))
+        rows_all, rows_by_category = score(point, samples, rows, extra)
+        report.extend({"model": model, "split": split, **r} for r in rows_all)
+        by_category.extend({"model": model, "split": split, **r} for r in rows_by_category)
 
     todo = [(m, s) for m in [h.kind for h in heuristics] + list(learned) for s in rows_of]
     with tqdm(total=len(todo), desc="eval-traces", disable=not progress, dynamic_ncols=True) as bar:

@@ -268,7 +268,7 @@ def _choose_point_noise_scale(model: TraceModel, samples: TraceSamples, val_rows
     for scale in candidates:
         with torch.inference_mode():
             pred = predict_learned(model, samples, rows, text, 1, seed, noise_scale=scale)[0]
-        row = next(r for r in score(pred, samples, rows) if r["space"] == "3d_cm" and
+        row = next(r for r in score(pred, samples, rows)[0] if r["space"] == "3d_cm" and
                    r["horizon"] == model.config.horizon)
         scores[str(scale)] = round(row["ade"], 4)
     best = min(candidates, key=lambda c: scores[str(c)])
