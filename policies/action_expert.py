@@ -41,6 +41,14 @@ image around the point). ``point_token_gate=False`` adds them ungated, an input 
 recalls its demos (RESULTS.md); where things are in the world is what tells ten demos apart, while what an action
 needs is where they are relative to the fingers, which the traces (world-frame motion) speak to as well.
 
+``forecast_only`` makes the expert a forecast follower: its trunk reads the mean forecast motion of each label
+slot's query points (the gripper's, each task object's), the proprioception and, with ``wrist_moments``, the objects'
+yaw; no point position, image or wrist feature. Where the things are is then known only through where μ0 says they
+will go, so ten demos cannot be told apart by their layout: what the expert can learn is how to turn a forecast
+into actions, which is the same on every demo (the paper's division of labour: μ0 plans, the expert tracks).
+``slot_offsets`` adds each slot's mean position in the gripper's frame (where the cube is relative to the fingers,
+not where it is on the table); with it a trace-less variant has something to act on too, and may use the recipe.
+
 Point features are pooled by attention (permutation-invariant, padding masked); with a wrist camera, the frozen
 backbone's feature cells of that view are pooled the same way (the third-person view at 128 px shows a Lift cube
 in a ~12 px box: too coarse for its yaw, which the grasp must match; the wrist view shows it). Proprioception and
@@ -109,6 +117,8 @@ class ActionExpertConfig:
     point_tokens: int = 0  # width of μ0's per-keypoint tokens each query point also reads (0: none; see above)
     point_token_gate: bool = True  # the tokens enter through a tanh gate that starts closed (False: ungated)
     relative_inputs: bool = False  # no absolute positions: points relative to the gripper only, no eef position
+    forecast_only: bool = False  # the trunk reads per-label mean forecasts + proprio (+ moments) only (see above)
+    slot_offsets: bool = False  # forecast_only: + each label slot's mean position in the gripper's frame (m)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -137,6 +147,19 @@ class ActionExpertConfig:
                              f"{self.variant!r}")
         if not self.point_token_gate and not self.point_tokens:
             raise ValueError("point_token_gate=false says how μ0's point tokens enter: it needs point_tokens")
+        if self.slot_offsets and not self.forecast_only:
+            raise ValueError("slot_offsets adds to what a forecast_only expert reads: it needs forecast_only=true")
+        if self.forecast_only:
+            if self.variant not in TRACE_3D_VARIANTS and not (self.slot_offsets and self.variant != "trace-2d"):
+                raise ValueError(f"forecast_only reads 3D traces, which variants {', '.join(TRACE_3D_VARIANTS)} "
+                                 f"have (a trace-less one also with slot_offsets); got variant {self.variant!r}")
+            extra = {"image_feature": self.image_feature,
+                     "wrist_features": self.wrist_features and self.wrist_camera is not None,
+                     "trace_skip": self.trace_skip, "point_tokens": bool(self.point_tokens),
+                     "pooling='per-label'": self.pooling == "per-label"}
+            if any(extra.values()):
+                raise ValueError(f"forecast_only reads forecasts, proprioception and moments only; turn off "
+                                 f"{', '.join(k for k, on in extra.items() if on)}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "ActionExpertConfig":
@@ -293,6 +316,7 @@ POINT_DIM = 3 + 3 + 3 + LABEL_SLOTS + 3 * len(TRACE_STEPS)
 MOTION_DIM = 3 * len(TRACE_STEPS)
 MOTION_SLICE = slice(POINT_DIM - MOTION_DIM, POINT_DIM)  # the trace's columns in point_features
 POINT_LABEL_SLICE = slice(9, 9 + LABEL_SLOTS)  # the label one-hot's columns in point_features
+IN_GRIPPER_SLICE = slice(6, 9)  # ... and the point's position in the gripper's frame
 WRIST_LABEL_SLICE = slice(6, 6 + LABEL_SLOTS)  # ... and in wrist_point_features
 ROBOT_SLOT = 1  # label slot of the robot's (the gripper's) query points
 WRIST_POINT_DIM = 3 + 3 + LABEL_SLOTS
@@ -307,15 +331,21 @@ class ActionExpertNet(nn.Module):
         d = config.dim
         self.config = config
         offsets = 3 * config.world_offsets
-        self.point = nn.Sequential(nn.Linear(POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
-        if config.wrist_points:  # own embedding: the pooling tells them from μ0's query points by it
-            self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
-        if config.point_tokens:
-            self.point_token = nn.Linear(config.point_tokens, d)
-            if config.point_token_gate:  # closed at first: the tokens add nothing until training opens it
-                self.point_token_gate = nn.Parameter(torch.zeros(1))
-        self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
-        self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
+        if config.forecast_only:  # one summary of every label slot's mean forecast motion, in place of the points
+            width = LABEL_SLOTS * (MOTION_DIM + 3 * config.slot_offsets)
+            self.forecast = nn.Sequential(nn.Linear(width, d), nn.GELU(), nn.Linear(d, d))
+        else:
+            self.forecast = None
+            self.point = nn.Sequential(nn.Linear(POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
+            if config.wrist_points:  # own embedding: the pooling tells them from μ0's query points by it
+                self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM + offsets, d), nn.GELU(),
+                                                 nn.Linear(d, d))
+            if config.point_tokens:
+                self.point_token = nn.Linear(config.point_tokens, d)
+                if config.point_token_gate:  # closed at first: the tokens add nothing until training opens it
+                    self.point_token_gate = nn.Parameter(torch.zeros(1))
+            self.pool_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+            self.pool = nn.MultiheadAttention(d, 4, batch_first=True)
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM + config.grip_clock, d), nn.GELU())
         # whole-image features identify a demo at a glance; without them the expert must act from geometry
         self.image = nn.Sequential(nn.Linear(IMAGE_DIM, d), nn.GELU()) if config.image_feature else None
@@ -358,6 +388,18 @@ class ActionExpertNet(nn.Module):
         each query point (:func:`label_slots`; ``pooling="per-label"`` only); ``moments`` (B, 4 * OBJECT_SLOTS)
         :func:`wrist_object_moments` (``wrist_moments`` only); ``point_tokens`` (B, K, width) μ0's normalized
         per-keypoint tokens (``point_tokens`` only)."""
+        if self.forecast is not None:
+            if slots is None:
+                raise ValueError("a forecast_only expert needs each query point's label slot (slots=)")
+            summary = self._slot_mean(points, mask, slots, MOTION_SLICE)
+            if self.config.slot_offsets:
+                summary = torch.cat([summary, self._slot_mean(points, mask, slots, IN_GRIPPER_SLICE)], -1)
+            parts = [self.forecast(summary.flatten(1)), self.proprio(proprio)]
+            if self.moments is not None:
+                if moments is None:
+                    raise ValueError("this expert reads its wrist-view objects' moments (moments=)")
+                parts.append(self.moments(moments))
+            return torch.cat(parts, -1)
         tokens = self.point(points)
         if self.config.point_tokens:
             if point_tokens is None or point_tokens.shape[1:] != (points.shape[1], self.config.point_tokens):
@@ -402,9 +444,15 @@ class ActionExpertNet(nn.Module):
     @staticmethod
     def _gripper_motion(points: torch.Tensor, mask: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """(B, MOTION_DIM) mean normalized trace of the real query points on the robot (zero where there is none)."""
-        weight = (mask.float() * (slots == ROBOT_SLOT).float())[..., None]  # (B, K, 1)
-        total = (points[..., MOTION_SLICE] * weight).sum(1)
-        return total / weight.sum(1).clamp(min=1.0)
+        return ActionExpertNet._slot_mean(points, mask, slots, MOTION_SLICE)[:, ROBOT_SLOT]
+
+    @staticmethod
+    def _slot_mean(points: torch.Tensor, mask: torch.Tensor, slots: torch.Tensor, columns: slice) -> torch.Tensor:
+        """(B, LABEL_SLOTS, width) mean of the normalized feature ``columns`` (e.g. the trace) over each label
+        slot's real query points (zero for a slot without one)."""
+        weight = mask.float()[:, None, :] * (slots[:, None, :] == torch.arange(LABEL_SLOTS)[None, :, None]).float()
+        total = torch.einsum("bsk,bkm->bsm", weight, points[..., columns])
+        return total / weight.sum(-1, keepdim=True).clamp(min=1.0)
 
     def _pool_per_slot(self, tokens: torch.Tensor, pad: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """(B, LABEL_SLOTS, d): each slot's query attends to that slot's points only; a slot with none is zero."""

@@ -89,6 +89,8 @@ class TrainPolicyConfig:
     point_tokens: bool = False  # each query point also reads μ0's token for it (ActionExpertConfig.point_tokens)
     point_token_gate: bool = True  # ... through a gate that starts closed (False: ungated)
     relative_inputs: bool = False  # the expert reads no absolute position (ActionExpertConfig.relative_inputs)
+    forecast_only: bool = False  # the expert reads forecasts, proprio and moments only (ActionExpertConfig)
+    slot_offsets: bool = False  # forecast_only: + each label slot's mean position in the gripper's frame
     # μ0 also gets the query points' past positions, in training replays and in closed loop alike
     # (Mu0TraceObservation's query_history; without it μ0 forecasts from the frame alone)
     query_history: bool = False
@@ -109,7 +111,8 @@ class TrainPolicyConfig:
                                   wrist_moments=self.wrist_moments, ensemble=self.ensemble,
                                   moments_from=self.moments_from, grip_clock=self.grip_clock,
                                   point_tokens=point_token_width if self.point_tokens else 0,
-                                  point_token_gate=self.point_token_gate, relative_inputs=self.relative_inputs)
+                                  point_token_gate=self.point_token_gate, relative_inputs=self.relative_inputs,
+                                  forecast_only=self.forecast_only, slot_offsets=self.slot_offsets)
 
     def check(self) -> None:
         """Refuse settings that cannot train, before any data is read or replayed (minutes of μ0 features, or

@@ -305,7 +305,9 @@ def test_input_noise_perturbs_varying_measurements_only():
 @pytest.mark.parametrize("head, options", [("regression", {}),
                                            ("flow", {"trace_skip": True, "trace_dropout": 0.5,
                                                      "grip_clock": True, "input_noise": 0.2,
-                                                     "relative_inputs": True})])
+                                                     "relative_inputs": True}),
+                                           ("regression", {"forecast_only": True, "image_feature": False,
+                                                           "wrist_features": False, "relative_inputs": True})])
 def test_behaviour_cloning_end_to_end_and_checkpoint_refusals(tiny_mu0, tmp_path, head, options):
     ckpt, data = tiny_mu0
     out = tmp_path / "policy"
@@ -743,6 +745,58 @@ def test_trace_skip_maps_the_grippers_mean_trace_onto_the_chunk(head):
     with pytest.raises(ValueError, match="label slot"):
         net.context(points, mask, torch.randn(2, 8), torch.randn(2, 1280))
     assert ActionExpertConfig.from_dict({"variant": "trace"}).trace_skip is False  # older checkpoints: no skip
+
+
+def test_forecast_only_reads_each_label_slots_mean_forecast_and_nothing_of_where_things_are():
+    """forecast_only: the context is the per-slot mean traces (padding and other columns ignored) + proprio
+    (+ moments); moving a point's position, the image or a wrist cell changes nothing, moving a trace does; settings
+    that add other inputs, or a variant without 3D traces, are refused by name."""
+    import torch
+
+    from mu0sim.policies.action_expert import MOTION_DIM, MOTION_SLICE, ActionExpertNet
+
+    torch.manual_seed(0)
+    config = ActionExpertConfig(forecast_only=True, image_feature=False, wrist_features=False, wrist_points=4,
+                                wrist_moments=True)
+    net = ActionExpertNet(config).eval()
+    points, slots = torch.randn(2, 6, POINT_DIM), torch.tensor([[1, 1, 2, 2, 0, 1]] * 2)
+    mask = torch.tensor([[1.0, 1, 1, 1, 1, 0]] * 2)  # the last robot point is padding
+    means = net._slot_mean(points, mask, slots, MOTION_SLICE)
+    assert means.shape == (2, LABEL_SLOTS, MOTION_DIM)
+    torch.testing.assert_close(means[:, 1], points[:, :2, MOTION_SLICE].mean(1))
+    torch.testing.assert_close(means[:, 2], points[:, 2:4, MOTION_SLICE].mean(1))
+    assert not means[:, 3:].any()  # slots without a point
+
+    def context(p, image=None):
+        with torch.no_grad():
+            return net.context(p, mask, torch.randn(2, 8, generator=torch.Generator().manual_seed(1)),
+                               torch.randn(2, 1280) if image is None else image, slots=slots,
+                               moments=torch.zeros(2, 12))
+
+    ctx = context(points)
+    assert ctx.shape == (2, 3 * config.dim)
+    moved = points.clone()
+    moved[..., :MOTION_SLICE.start] = torch.randn(2, 6, MOTION_SLICE.start)  # positions, labels: not read
+    moved[:, 5, MOTION_SLICE] = 5.0  # padding's trace: not read
+    torch.testing.assert_close(context(moved, torch.zeros(2, 1280)), ctx)
+    moved[:, 0, MOTION_SLICE] += 1.0
+    assert not torch.allclose(context(moved), ctx)
+    with pytest.raises(ValueError, match="turn off image_feature, wrist_features"):
+        ActionExpertConfig(forecast_only=True)
+    with pytest.raises(ValueError, match="variant 'no-trace'"):
+        ActionExpertConfig(forecast_only=True, variant="no-trace", image_feature=False, wrist_camera=None)
+    with pytest.raises(ValueError, match="needs forecast_only"):
+        ActionExpertConfig(slot_offsets=True)
+    # slot_offsets: + each slot's mean in-gripper position, which a trace-less variant may act on
+    offsets = ActionExpertNet(ActionExpertConfig(forecast_only=True, slot_offsets=True, variant="no-trace",
+                                                 image_feature=False, wrist_camera=None)).eval()
+    with torch.no_grad():
+        base = offsets.context(points, mask, torch.zeros(2, 8), torch.zeros(2, 1280), slots=slots)
+        shifted = points.clone()
+        shifted[:, 2, 6:9] += 1.0  # a cube point's position relative to the fingers
+        assert not torch.allclose(offsets.context(shifted, mask, torch.zeros(2, 8), torch.zeros(2, 1280),
+                                                  slots=slots), base)
+    assert ActionExpertConfig.from_dict({"variant": "trace"}).forecast_only is False  # older checkpoints
 
 
 def test_grip_clock_counts_the_closed_commands_in_a_row_before_each_step():
