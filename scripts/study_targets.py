@@ -13,6 +13,8 @@ variants that never read μ0's forecast (no-trace, gt-trace, action-pretrained) 
 one lacks them: a study rerun on another μ0 with the same recipes, demos and seeds trains the same experts there.
 ``--other-seeds`` pools the 10-demo gaps over reports of the same cells trained with other seeds (each cell's
 successes summed over the reports that have both of its variants); every other line reads the first report only.
+``--probes`` reads reports of tagged variants of the same cells (e.g. ``gt-trace-fonly``, a forecast follower):
+each tagged variant at 10 demos gets its own line against this report's ``no-trace`` (no target).
 """
 
 from __future__ import annotations
@@ -143,8 +145,10 @@ def main(argv: list[str] | None = None) -> None:
                              "those this report lacks")
     parser.add_argument("--other-seeds", type=Path, nargs="+", default=[], metavar="REPORT",
                         help="ablation.json of the same 10-demo cells trained with other seeds: the gaps pool them")
+    parser.add_argument("--probes", type=Path, nargs="+", default=[], metavar="REPORT",
+                        help="ablation.json of tagged variants of the same cells: a minus-no-trace line for each")
     args = parser.parse_args(argv)
-    for path in filter(None, (args.report, args.mu0_free_from, *args.other_seeds)):
+    for path in filter(None, (args.report, args.mu0_free_from, *args.other_seeds, *args.probes)):
         if not path.is_file():
             raise SystemExit(f"no report at {path}: run `mu0sim ablate CONFIG --report-only` first")
     report = json.loads(args.report.read_text())
@@ -158,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     for task, robot, *_ in rows:
         if robot not in robots_of[task]:
             robots_of[task].append(robot)
+    probe_rows = {key: row for path in args.probes for key, row in complete_rows(json.loads(path.read_text())).items()
+                  if key[2] not in VARIANTS and key[3] == 10 and key[0] in robots_of and key[1] in robots_of[key[0]]}
     seed_rows = [rows] + [complete_rows(json.loads(path.read_text())) for path in args.other_seeds]
     if args.other_seeds:
         print(f"10-demo gaps pooled over {len(seed_rows)} reports (training seeds): "
@@ -165,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     sections = [bar_lines(rows, tasks, robots_of), gap_lines(seed_rows, tasks, robots_of),
                 gap_lines(seed_rows, tasks, robots_of, "gt-trace", target=False,
                           title="@10 gt-trace minus no-trace (ground-truth traces for μ0's; no target):"),
+                *(gap_lines([{**rows, **probe_rows}], tasks, robots_of, variant, target=False,
+                            title=f"@10 {variant} minus no-trace (a probe, against this report's no-trace; no target):")
+                  for variant in dict.fromkeys(key[2] for key in probe_rows)),
                 interval_lines(rows, tasks, robots_of)]
     if unseen:
         sections.insert(1, held_out_lines(rows, tasks, robots_of, unseen))

@@ -104,3 +104,19 @@ def test_a_10_demo_only_report_prints_only_its_gaps(tmp_path: Path):
                          check=True).stdout.splitlines()
     assert out == ["@10 trace minus no-trace (robots with both cells):", "  Stack: Panda 20 vs 25: -10.0 points",
                    "  all 1 cells: -10.0 points (target +10: missed)"]
+
+
+def test_probes_get_a_line_per_tagged_variant_against_this_reports_no_trace(report: Path, tmp_path: Path):
+    """A probe report's tagged 10-demo rows are read against the first report's `no-trace`; its plain variants and
+    cells of robots the study lacks are not counted, and the target lines do not change."""
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"name": "probe", "rows": [
+        {**row("Stack", "Panda", "gt-trace", 10, 45), "tag": "fonly"},  # +50 points over no-trace's 20
+        {**row("Stack", "UR5e", "gt-trace", 10, 50), "tag": "fonly"},  # no such robot in the study: left out
+        row("Stack", "Panda", "trace", 10, 0),  # a plain variant: never stands in for the study's
+    ]}))
+    out = subprocess.run([sys.executable, str(SCRIPT), str(report), "--probes", str(probe)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    line = out.index("@10 gt-trace-fonly minus no-trace (a probe, against this report's no-trace; no target):")
+    assert out[line + 1:line + 3] == ["  Stack: Panda 45 vs 20: +50.0 points", "  all 1 cells: +50.0 points"]
+    assert "  all 1 cells: +20.0 points (target +10: met)" in out
