@@ -449,9 +449,10 @@ class ActionExpertNet(nn.Module):
     @staticmethod
     def _slot_mean(points: torch.Tensor, mask: torch.Tensor, slots: torch.Tensor, columns: slice) -> torch.Tensor:
         """(B, LABEL_SLOTS, width) mean of the normalized feature ``columns`` (e.g. the trace) over each label
-        slot's real query points (zero for a slot without one)."""
+        slot's real query points (zero for a slot without one). A product then a sum over the points, not a matrix
+        product: the gripper's mean comes out bit for bit as trace_skip experts were trained with."""
         weight = mask.float()[:, None, :] * (slots[:, None, :] == torch.arange(LABEL_SLOTS)[None, :, None]).float()
-        total = torch.einsum("bsk,bkm->bsm", weight, points[..., columns])
+        total = (points[:, None, :, columns] * weight[..., None]).sum(2)  # (B, S, K, width) summed over K
         return total / weight.sum(-1, keepdim=True).clamp(min=1.0)
 
     def _pool_per_slot(self, tokens: torch.Tensor, pad: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
