@@ -375,3 +375,46 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         # copies: users keep observations, and the next steps must not change them
         return {**obs, **{k: v.copy() for k, v in self._last.items()}, "mu0_age": np.array([self._age], np.float32)}
 
+
+
+class ForecastErrorObservation(gym.Wrapper):
+    """Adds a known error to the 3D traces of a :class:`Mu0TraceObservation`: how far off may a forecast be before
+    an expert that follows it fails? (``scripts/forecast_tolerance.py``; ground-truth traces plus this error stand
+    for a μ0 that is exactly that far off.)
+
+    At each fresh forecast (``mu0_age`` 0) every label slot's query points (the gripper's, each task object's) get
+    one random direction, and their ``mu0_traces_world`` move along it by ``error_m * 2 H / (H + 1) * h / H`` at
+    future step h = 1..H: zero now, growing along the horizon, so that the mean over the H steps is ``error_m``
+    (metres; the measure of ``scripts/forecast_error.py``). The error is held until the next forecast. Only the
+    world-frame traces change (what 3D trace-reading experts read); ``reset(seed=...)`` reseeds the directions, so an
+    episode depends on its seed only."""
+
+    def __init__(self, env: gym.Env, error_m: float, seed: int = 0) -> None:
+        super().__init__(env)
+        if error_m < 0:
+            raise ValueError(f"error_m is a distance (metres): must be >= 0, got {error_m}")
+        self.error_m = error_m
+        self._rng = np.random.default_rng([seed, 1])
+        self._offset: np.ndarray | None = None  # (K, H, 3) metres, for the current forecast
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng([seed, 1])  # its own stream: the env's draws stay as they were
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._perturb(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._perturb(obs), reward, terminated, truncated, info
+
+    def _perturb(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from mu0sim.policies.action_expert import LABEL_SLOTS, label_slots
+
+        traces = obs["mu0_traces_world"]
+        if self._offset is None or obs["mu0_age"][0] == 0:
+            horizon = traces.shape[1]
+            direction = self._rng.normal(size=(LABEL_SLOTS, 3))
+            direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+            ramp = self.error_m * 2.0 / (horizon + 1) * np.arange(1, horizon + 1)  # mean over the steps: error_m
+            self._offset = direction[label_slots(obs["mu0_query_label"])][:, None, :] * ramp[None, :, None]
+        return {**obs, "mu0_traces_world": (traces + self._offset).astype(np.float32)}

@@ -253,3 +253,42 @@ def test_bad_setups_are_refused(mu0):
         Mu0TraceObservation(_env(), mu0, wrist_points=8)
     with pytest.raises(ValueError, match="pixel_moments .* needs wrist_points > 0, got 0"):
         Mu0TraceObservation(_env(), mu0, wrist_camera="robot0_eye_in_hand", pixel_moments=True)
+
+
+def test_forecast_error_moves_each_label_slots_traces_by_the_mean_error_asked_for():
+    """One random direction per label slot and forecast, zero now and growing along the horizon with a mean of
+    error_m over it; held between forecasts, redrawn at the next, the same for the same reset seed."""
+    import gymnasium as gym
+
+    from mu0sim.policies.trace_observation import ForecastErrorObservation
+
+    class Forecasts(gym.Env):  # a Mu0TraceObservation's trace keys, a fresh forecast every 2 steps
+        observation_space = gym.spaces.Dict({})
+        action_space = gym.spaces.Box(-1, 1, (1,))
+
+        def _obs(self):
+            return {"mu0_traces_world": np.zeros((4, 32, 3), np.float32), "mu0_age": np.array([self.t % 2.0]),
+                    "mu0_query_label": np.array([1.0, 1.0, 2.0, 0.0], np.float32)}
+
+        def reset(self, *, seed=None, options=None):
+            self.t = 0
+            return self._obs(), {}
+
+        def step(self, action):
+            self.t += 1
+            return self._obs(), 0.0, False, False, {}
+
+    env = ForecastErrorObservation(Forecasts(), error_m=0.02)
+    first = env.reset(seed=5)[0]["mu0_traces_world"]
+    distance = np.linalg.norm(first, axis=-1)  # (K, H)
+    np.testing.assert_allclose(distance.mean(1), 0.02, rtol=1e-5)
+    assert distance[0, 0] < distance[0, -1]  # grows along the horizon
+    np.testing.assert_array_equal(first[0], first[1])  # the gripper's points move together
+    assert not np.allclose(first[0], first[2])  # the cube's along its own direction
+    held = env.step(np.zeros(1))[0]["mu0_traces_world"]
+    np.testing.assert_array_equal(held, first)
+    redrawn = env.step(np.zeros(1))[0]["mu0_traces_world"]
+    assert not np.allclose(redrawn, first)
+    np.testing.assert_array_equal(env.reset(seed=5)[0]["mu0_traces_world"], first)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        ForecastErrorObservation(Forecasts(), error_m=-0.01)
