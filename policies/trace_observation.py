@@ -53,7 +53,7 @@ from gymnasium import spaces
 
 from mu0sim.camera import project_points, unproject_points
 from mu0sim.envs.catalog import check_choice
-from mu0sim.policies.action_expert import OBJECT_SLOTS, in_gripper_frame, object_moments
+from mu0sim.policies.action_expert import LABEL_SLOTS, OBJECT_SLOTS, in_gripper_frame, label_slots, object_moments
 from mu0sim.traces.keypoints import interior_mask
 
 QUERY_MODES = ("grid", "keypoints")
@@ -408,8 +408,6 @@ class ForecastErrorObservation(gym.Wrapper):
         return self._perturb(obs), reward, terminated, truncated, info
 
     def _perturb(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from mu0sim.policies.action_expert import LABEL_SLOTS, label_slots
-
         traces = obs["mu0_traces_world"]
         if self._offset is None or obs["mu0_age"][0] == 0:
             horizon = traces.shape[1]

@@ -65,9 +65,10 @@ def main() -> None:
     import torch
     from tqdm import tqdm
 
-    from mu0sim.policies.action_expert import ActionExpertConfig, expert_env
+    from mu0sim.policies.action_expert import ActionExpertConfig
     from mu0sim.policies.trace_observation import ForecastErrorObservation
     from mu0sim.policies.train_bc import trace_source
+    from mu0sim.rollouts.closed_loop import EpisodeRunner
     from mu0sim.rollouts.evaluate import policy_id
 
     config = ActionExpertConfig.from_dict(json.loads((Path(args.policy) / "config.json").read_text())["policy"])
@@ -81,23 +82,19 @@ def main() -> None:
     rows = [r for r in rows if r.get("policy_id") == checkpoint]
     done = {(r["error_cm"], r["seed"]) for r in rows}
     todo = [(e, s) for e in errors for s in seeds if (e, s) not in done]
-    env, policy = expert_env(args.policy, args.mu0, config.task, config.robot)
+    runner = EpisodeRunner(args.policy, args.mu0, config.task, config.robot)  # mu0sim eval's episode loop
+    env = runner.env
     with out.open("a") as log:
         for error_cm, seed in tqdm(todo, desc=f"forecast tolerance {config.task}/{config.robot}", unit="ep"):
-            noisy = ForecastErrorObservation(env, error_m=error_cm / 100.0)
-            obs, info = noisy.reset(seed=seed)
-            policy.reset(seed=seed)
-            done_episode, steps = False, 0
-            while not done_episode:
-                obs, _, terminated, truncated, info = noisy.step(policy.select_action(obs))
-                steps += 1
-                done_episode = terminated or truncated
+            runner.env = ForecastErrorObservation(env, error_m=error_cm / 100.0)
+            outcome = runner.run(seed)
             row = {"policy": str(args.policy), "policy_id": checkpoint, "error_cm": error_cm, "seed": seed,
-                   "success": bool(info["is_success"]), "length": steps}
+                   "success": outcome.success, "length": outcome.length,
+                   "first_grasp_step": outcome.first_grasp_step}
             log.write(json.dumps(row) + "\n")
             log.flush()  # a finished episode is on disk before the next starts
             rows.append(row)
-    env.close()
+    runner.close()
     print(summary(rows))
 
 
