@@ -58,7 +58,7 @@ def _loss(model: TraceModel, samples: TraceSamples, rows: np.ndarray) -> dict:
     controls, ok = fit_controls(samples.current, samples.future, samples.future_valid, model.normalizer,
                                 model.config.num_control)
     return model.loss(batch, tgt["future"], tgt["future_valid"], torch.as_tensor(controls[rows, :width]),
-                      torch.as_tensor(ok[rows, :width]), tgt["body"])
+                      torch.as_tensor(ok[rows, :width]), tgt["body"], tgt["category"])
 
 
 @pytest.mark.parametrize("kind", [*MODEL_KINDS, "mu0-sample"])
@@ -153,6 +153,32 @@ def test_point_feature_dropout_hides_the_chosen_keypoints_image_features():
     for name in ("point_feature_dropout", "history_dropout"):
         with pytest.raises(ValueError, match=f"{name} must be in"):
             TraceModelConfig(**{name: 1.0})
+
+
+def test_category_loss_weights_weight_each_keypoint_by_its_category():
+    """The loss is a weighted mean over keypoints: one weight for every category leaves it unchanged, only weight
+    ratios matter, and weights go to the categories named; bad names and weights are refused by name."""
+    samples = synthetic_samples()
+    samples.category[:, ::2] = 1  # every other keypoint on the gripper
+    rows = np.arange(8)
+    plain = _loss(_model("waypoint", samples), samples, rows)["loss"]
+    same = _loss(_model("waypoint", samples, category_loss_weights={"object": 5.0, "gripper": 5.0}), samples, rows)
+    torch.testing.assert_close(same["loss"], plain)
+    up = _loss(_model("waypoint", samples, category_loss_weights={"gripper": 1000.0}), samples, rows)["loss"]
+    down = _loss(_model("waypoint", samples, category_loss_weights={"object": 0.001}), samples, rows)["loss"]
+    torch.testing.assert_close(up, down)
+    assert not torch.isclose(up, plain)
+    model = _model("mu0", samples, category_loss_weights={"gripper": 4.0, "contact": 2.0})
+    category = torch.tensor([[0, 1, 2, 3]])
+    torch.testing.assert_close(model.point_loss_weights(torch.ones(1, 4, dtype=torch.bool), category),
+                               torch.tensor([[1.0, 4.0, 2.0, 1.0]]))
+    assert torch.isfinite(_loss(model, samples, rows)["loss"])
+    with pytest.raises(ValueError, match="category_loss_weights .*'hand'"):
+        TraceModelConfig(category_loss_weights={"hand": 2.0})
+    with pytest.raises(ValueError, match="weights > 0"):
+        TraceModelConfig(category_loss_weights={"gripper": 0.0})
+    override = apply_overrides(PretrainConfig(), ['--model.category_loss_weights={"gripper": 4}'])
+    assert override.model.category_loss_weights == {"gripper": 4}
 
 
 def test_unpadded_batches_skip_the_attention_mask_with_the_same_result(monkeypatch):

@@ -7,7 +7,7 @@ z metres). Targets are anchor-relative deltas divided by the per-axis scale of :
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,9 @@ class TraceModelConfig:
     # looks unlike the training robots'; its geometry and history do not)
     point_feature_dropout: float = 0.0
     point_feature_dropout_categories: tuple[str, ...] = CATEGORIES  # TraceExtract categories it applies to
+    # loss weight per TraceExtract category (others 1), e.g. {"gripper": 4}: the gripper's points are ~12% of the
+    # keypoints but what a policy follows; the loss stays a weighted mean, so its scale does not change
+    category_loss_weights: dict[str, float] = field(default_factory=dict)
     token_bins: int = 64  # token-ar
     token_sequences_per_step: int = 256  # token-ar: keypoint sequences per training step (its decoder runs over all
     # H steps of each, ~30x the head cost of μ0 per keypoint; a random subset keeps a step's cost comparable)
@@ -63,6 +66,11 @@ class TraceModelConfig:
         bad = [c for c in self.point_feature_dropout_categories if c not in CATEGORIES]
         if bad:
             raise ValueError(f"unknown point_feature_dropout_categories {bad}; valid: {', '.join(CATEGORIES)}")
+        bad = {c: w for c, w in self.category_loss_weights.items()
+               if c not in CATEGORIES or not isinstance(w, (int, float)) or w <= 0}
+        if bad:
+            raise ValueError(f"category_loss_weights {bad}: categories must be among {', '.join(CATEGORIES)}, "
+                             "weights > 0")
         for name in ("history_dropout", "point_feature_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -154,10 +162,11 @@ class TraceModel(nn.Module):
             batch = TraceBatch(**{**batch.__dict__, "history_valid": batch.history_valid & keep})
         cond = self.encoder(batch, self.hidden_points(batch.current.shape[:2], category))
         mask = batch.keypoint_mask
+        point_w = self.point_loss_weights(mask, category)
         delta = (future - batch.current[:, :, None]) / self.scale
         if cfg.kind == "waypoint":
             err = ((self.head(cond) - delta) ** 2).sum(-1)
-            w = (future_valid & mask[..., None]).float()
+            w = (future_valid & mask[..., None]).float() * point_w[..., None]
             total = (err * w).sum() / w.sum().clamp(min=1)
             return {"loss": total, "regression": total.detach()}
         if cfg.kind == "token-ar":
@@ -170,7 +179,7 @@ class TraceModel(nn.Module):
                 sel = torch.zeros_like(sel).index_fill_(0, chosen, True)
             logits = self.head.logits(cond.flatten(0, 1)[sel], tokens.flatten(0, 1)[sel])
             ce = F.cross_entropy(logits.flatten(0, 2), tokens.flatten(0, 1)[sel].flatten(), reduction="none")
-            w = future_valid.flatten(0, 1)[sel][..., None].expand(-1, -1, 3).flatten().float()
+            w = (future_valid.float() * point_w[..., None]).flatten(0, 1)[sel][..., None].expand(-1, -1, 3).flatten()
             total = (ce * w).sum() / w.sum().clamp(min=1)
             return {"loss": total, "token_ce": total.detach()}
         # μ0: flow matching in control-point space, x_t = t * noise + (1 - t) * P, target velocity noise - P
@@ -185,7 +194,7 @@ class TraceModel(nn.Module):
             err, clean = raw - (noise - controls), x_t - t4 * raw
         else:
             err, clean = raw - controls, raw
-        w = (fit_valid & mask).float()
+        w = (fit_valid & mask).float() * point_w
         fm = ((err ** 2).sum((-1, -2)) * w).sum() / w.sum().clamp(min=1)
         done_w = mask[..., None].expand_as(future_valid).float()
         done = (F.binary_cross_entropy_with_logits(self.head.validity_logits(cond), future_valid.float(),
@@ -198,6 +207,17 @@ class TraceModel(nn.Module):
             out["rigidity"] = rig.detach()
         out["loss"] = total
         return out
+
+    def point_loss_weights(self, mask: torch.Tensor, category: torch.Tensor | None) -> torch.Tensor:
+        """(B, K) float: each keypoint's weight in the trace loss (``category_loss_weights``; 1 without)."""
+        weights = torch.ones(mask.shape, device=mask.device)
+        if not self.config.category_loss_weights:
+            return weights
+        if category is None:
+            raise ValueError("category_loss_weights needs each keypoint's TraceExtract category in the loss")
+        for name, value in self.config.category_loss_weights.items():
+            weights = torch.where(category.long() == CATEGORIES.index(name), float(value), weights)
+        return weights
 
     def hidden_points(self, shape: torch.Size, category: torch.Tensor | None) -> torch.Tensor | None:
         """(B, K) bool: the keypoints whose sampled features ``point_feature_dropout`` hides in this training step
