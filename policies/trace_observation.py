@@ -387,20 +387,26 @@ class ForecastErrorObservation(gym.Wrapper):
     future step h = 1..H: zero now, growing along the horizon, so that the mean over the H steps is ``error_m``
     (metres; the measure of ``scripts/forecast_error.py``). The error is held until the next forecast. Only the
     world-frame traces change (what 3D trace-reading experts read); ``reset(seed=...)`` reseeds the directions, so an
-    episode depends on its seed only."""
+    episode depends on its seed only.
 
-    def __init__(self, env: gym.Env, error_m: float, seed: int = 0) -> None:
+    ``persistent``: each slot's direction is drawn once per episode and kept for every forecast (a bias, as a
+    forecaster that is wrong the same way from similar states), instead of fresh at each forecast (noise, which
+    a follower re-querying every few steps averages out)."""
+
+    def __init__(self, env: gym.Env, error_m: float, seed: int = 0, persistent: bool = False) -> None:
         super().__init__(env)
         if error_m < 0:
             raise ValueError(f"error_m is a distance (metres): must be >= 0, got {error_m}")
-        self.error_m = error_m
+        self.error_m, self.persistent = error_m, persistent
         self._rng = np.random.default_rng([seed, 1])
+        self._direction: np.ndarray | None = None  # (LABEL_SLOTS, 3) unit vectors, for the current forecast
         self._offset: np.ndarray | None = None  # (K, H, 3) metres, for the current forecast
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._rng = np.random.default_rng([seed, 1])  # its own stream: the env's draws stay as they were
         obs, info = self.env.reset(seed=seed, options=options)
+        self._direction = None
         return self._perturb(obs), info
 
     def step(self, action):
@@ -411,8 +417,9 @@ class ForecastErrorObservation(gym.Wrapper):
         traces = obs["mu0_traces_world"]
         if self._offset is None or obs["mu0_age"][0] == 0:
             horizon = traces.shape[1]
-            direction = self._rng.normal(size=(LABEL_SLOTS, 3))
-            direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+            if self._direction is None or not self.persistent:
+                direction = self._rng.normal(size=(LABEL_SLOTS, 3))
+                self._direction = direction / np.linalg.norm(direction, axis=-1, keepdims=True)
             ramp = self.error_m * 2.0 / (horizon + 1) * np.arange(1, horizon + 1)  # mean over the steps: error_m
-            self._offset = direction[label_slots(obs["mu0_query_label"])][:, None, :] * ramp[None, :, None]
+            self._offset = self._direction[label_slots(obs["mu0_query_label"])][:, None, :] * ramp[None, :, None]
         return {**obs, "mu0_traces_world": (traces + self._offset).astype(np.float32)}

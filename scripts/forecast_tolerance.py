@@ -10,7 +10,8 @@ Plays a ``gt-trace`` expert (it acts on the scripted expert's future from each s
 label slot and forecast a random direction, zero now and growing along the horizon, so that the mean error over
 the H = 32 steps is the level asked for, the measure of ``scripts/forecast_error.py`` (μ0's gripper forecast: 2.4 cm
 on demo states, 5.2 cm on the states where 10-demo experts fail; RESULTS.md). Each level's episode of a seed starts
-from the same state as the others'.
+from the same state as the others'. ``--error-model persistent`` draws each slot's direction once per episode
+instead (a bias that every forecast repeats, rather than noise drawn afresh at each).
 
 Each episode is appended to ``--out`` as it ends (a rerun skips those already there for the same checkpoint) and
 the table of successes per level is printed at the end; ``--summary-only`` prints it without playing anything.
@@ -23,17 +24,19 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+ERROR_MODELS = ("fresh", "persistent")
+
 
 def summary(rows: list[dict]) -> str:
-    """A Markdown table: successes / episodes per policy and error level."""
-    counts: dict[tuple[str, float], list[int]] = defaultdict(lambda: [0, 0])
+    """A Markdown table: successes / episodes per policy, error model and error level."""
+    counts: dict[tuple[str, str, float], list[int]] = defaultdict(lambda: [0, 0])
     for row in rows:
-        cell = counts[(row["policy"], row["error_cm"])]
+        cell = counts[(row["policy"], row.get("error_model", "fresh"), row["error_cm"])]
         cell[0] += bool(row["success"])
         cell[1] += 1
-    lines = ["| policy | forecast error (cm, mean over the horizon) | successes |", "|---|---:|---:|"]
-    for (policy, error), (wins, total) in sorted(counts.items()):
-        lines.append(f"| {Path(policy).name} | {error:g} | {wins}/{total} |")
+    lines = ["| policy | error model | forecast error (cm, mean over the horizon) | successes |", "|---|---|---:|---:|"]
+    for (policy, model, error), (wins, total) in sorted(counts.items()):
+        lines.append(f"| {Path(policy).name} | {model} | {error:g} | {wins}/{total} |")
     return "\n".join(lines)
 
 
@@ -43,6 +46,8 @@ def main() -> None:
     parser.add_argument("--mu0", default="checkpoints/mu0-sim", help="the μ0 the expert was trained with")
     parser.add_argument("--errors-cm", default="0,1,2,4", help="comma-separated forecast errors, cm")
     parser.add_argument("--seeds", default="2000-2029", help="'FIRST-LAST' or comma-separated")
+    parser.add_argument("--error-model", default="fresh", choices=ERROR_MODELS,
+                        help="fresh: a new random direction per forecast; persistent: one per episode")
     parser.add_argument("--out", required=True, help="JSONL of per-episode rows (appended; resumable)")
     parser.add_argument("--summary-only", action="store_true", help="print the table of --out's rows and stop")
     args = parser.parse_args()
@@ -80,15 +85,17 @@ def main() -> None:
     checkpoint = policy_id(args.policy)
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
     rows = [r for r in rows if r.get("policy_id") == checkpoint]
-    done = {(r["error_cm"], r["seed"]) for r in rows}
+    done = {(r["error_cm"], r["seed"]) for r in rows if r.get("error_model", "fresh") == args.error_model}
     todo = [(e, s) for e in errors for s in seeds if (e, s) not in done]
     runner = EpisodeRunner(args.policy, args.mu0, config.task, config.robot)  # mu0sim eval's episode loop
     env = runner.env
     with out.open("a") as log:
         for error_cm, seed in tqdm(todo, desc=f"forecast tolerance {config.task}/{config.robot}", unit="ep"):
-            runner.env = ForecastErrorObservation(env, error_m=error_cm / 100.0)
+            runner.env = ForecastErrorObservation(env, error_m=error_cm / 100.0,
+                                                  persistent=args.error_model == "persistent")
             outcome = runner.run(seed)
-            row = {"policy": str(args.policy), "policy_id": checkpoint, "error_cm": error_cm, "seed": seed,
+            row = {"policy": str(args.policy), "policy_id": checkpoint, "error_model": args.error_model,
+                   "error_cm": error_cm, "seed": seed,
                    "success": outcome.success, "length": outcome.length,
                    "first_grasp_step": outcome.first_grasp_step}
             log.write(json.dumps(row) + "\n")

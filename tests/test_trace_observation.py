@@ -292,3 +292,10 @@ def test_forecast_error_moves_each_label_slots_traces_by_the_mean_error_asked_fo
     np.testing.assert_array_equal(env.reset(seed=5)[0]["mu0_traces_world"], first)
     with pytest.raises(ValueError, match="must be >= 0"):
         ForecastErrorObservation(Forecasts(), error_m=-0.01)
+    # persistent: the first forecast's directions kept for the whole episode, new ones after a reset
+    bias = ForecastErrorObservation(Forecasts(), error_m=0.02, persistent=True)
+    start = bias.reset(seed=5)[0]["mu0_traces_world"]
+    np.testing.assert_array_equal(start, first)  # the same first draw as the fresh error's
+    for _ in range(4):
+        np.testing.assert_array_equal(bias.step(np.zeros(1))[0]["mu0_traces_world"], start)
+    assert not np.allclose(bias.reset(seed=6)[0]["mu0_traces_world"], start)
