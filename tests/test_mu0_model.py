@@ -127,6 +127,40 @@ def test_keypoints_are_permutation_equivariant():
                                atol=1e-5, rtol=1e-5)
 
 
+def test_relative_layer_is_equivariant_ignores_padding_and_freezes_to_the_same_futures():
+    """With ``relative_layer`` keypoints still commute, a padded keypoint's position changes nothing, the layer
+    trains, and frozen graphs (TorchScript exact, ONNX Runtime to rounding) predict what the eager model does."""
+    samples = synthetic_samples()
+    samples.keypoint_mask[:] = True
+    model = _model("mu0", samples, relative_layer=True).eval()
+    batch, _ = make_batch(samples, np.arange(3), np.zeros((1, 384), np.float32), model.normalizer)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    permuted = type(batch)(**{k: (v[:, perm] if k in ("current", "history", "history_valid", "keypoint_mask") else v)
+                              for k, v in batch.__dict__.items()})
+    torch.testing.assert_close(model.encoder(batch)[:, perm], model.encoder(permuted), atol=1e-5, rtol=1e-5)
+    mask = batch.keypoint_mask.clone()
+    mask[:, -1] = False
+    moved = batch.current.clone()
+    moved[:, -1] += 0.5
+    padded = type(batch)(**{**batch.__dict__, "keypoint_mask": mask})
+    padded_moved = type(batch)(**{**batch.__dict__, "keypoint_mask": mask, "current": moved})
+    torch.testing.assert_close(model.encoder(padded)[:, :-1], model.encoder(padded_moved)[:, :-1])
+    assert not torch.allclose(model.encoder(batch)[:, 0], model.encoder(padded)[:, 0])  # it does read the others
+    model.train()
+    assert torch.isfinite(_loss(model, samples, np.arange(4))["loss"])
+    model.eval()
+    for runtime in ("torchscript", "onnxruntime"):
+        frozen = _model("mu0", samples, relative_layer=True)
+        frozen.load_state_dict(model.state_dict())
+        frozen.freeze(runtime)
+        want = model.predict(batch, 2, torch.Generator().manual_seed(0))["uvz"]
+        got = frozen.predict(batch, 2, torch.Generator().manual_seed(0))["uvz"]
+        if runtime == "torchscript":
+            assert torch.equal(want, got)
+        else:
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_point_feature_dropout_hides_the_chosen_keypoints_image_features():
     """Hiding every keypoint's sampled features is the same as zero feature maps (the global image tokens stay);
     hiding one changes what the model says about it; both dropout settings are range-checked."""

@@ -58,12 +58,43 @@ def sample_at(feature_map: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(feature_map, grid, mode="bilinear", align_corners=False)[..., 0].transpose(1, 2)
 
 
+class RelativeKeypointLayer(nn.Module):
+    """Each keypoint gathers the others' embeddings together with their offsets from it (uvz_j - uvz_i, raw and as
+    Fourier features), weighted by a learned softmax over j: where the cube is *relative to the gripper* becomes an
+    input instead of something the attention must work out from two absolute position codes. Permutation-equivariant;
+    padded keypoints are never gathered. Residual: (B, K, d) -> (B, K, d)."""
+
+    DEPTH_SCALE = 4.0  # metres -> about the range of uv offsets ([-2, 2]) before the Fourier features
+
+    def __init__(self, dim: int, fourier_bands: int = 6, hidden: int = 64) -> None:
+        super().__init__()
+        self.fourier_bands = fourier_bands
+        self.key = nn.Linear(dim, hidden)
+        self.edge = nn.Sequential(nn.Linear(hidden + 3 + 3 * 2 * fourier_bands, hidden), nn.GELU(),
+                                  nn.Linear(hidden, hidden))
+        self.score = nn.Linear(hidden, 1)
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, dim))
+
+    def forward(self, h: torch.Tensor, current: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """h (B, K, d) embeddings, current (B, K, 3) uvz (z metres), mask (B, K) bool (True = real point)."""
+        offset = current[:, None, :, :] - current[:, :, None, :]  # (B, i, j, 3): j's position seen from i
+        offset = offset * offset.new_tensor([1.0, 1.0, self.DEPTH_SCALE])
+        k = h.shape[1]
+        keys = self.key(h)[:, None].expand(-1, k, -1, -1)
+        edge = self.edge(torch.cat([keys, offset, fourier_features(offset / 2.0, self.fourier_bands)], -1))
+        score = self.score(edge)[..., 0].masked_fill(~mask[:, None, :], -1e4)
+        weights = score.softmax(-1)[..., None]
+        return h + self.out((weights * edge).sum(2))
+
+
 class TraceEncoder(nn.Module):
-    """Per-keypoint embeddings (B, K, d) conditioned on the frozen image, depth and instruction features."""
+    """Per-keypoint embeddings (B, K, d) conditioned on the frozen image, depth and instruction features;
+    ``relative_layer`` adds a :class:`RelativeKeypointLayer` after the transformer."""
 
     def __init__(self, dim: int = 128, layers: int = 3, heads: int = 4, history: int = 8, fourier_bands: int = 6,
-                 token_grid: int = 16, dropout: float = 0.0) -> None:
+                 token_grid: int = 16, dropout: float = 0.0, relative_layer: bool = False) -> None:
         super().__init__()
+        self.relative = RelativeKeypointLayer(dim, fourier_bands) if relative_layer else None
         self.history = history
         self.fourier_bands = fourier_bands
         point_in = 2 * 2 * fourier_bands + 1 + history * 4 + 2 * SAMPLE_CHANNELS
@@ -102,8 +133,10 @@ class TraceEncoder(nn.Module):
         tokens = torch.cat([img, depth, text, kp_tokens], 1)
         pad = torch.cat([torch.zeros(b, tokens.shape[1] - k, dtype=torch.bool, device=tokens.device),
                          ~batch.keypoint_mask], 1)
-        out = self.transformer(tokens, src_key_padding_mask=_padding_or_none(pad))
-        return self.norm(out[:, -k:])
+        out = self.norm(self.transformer(tokens, src_key_padding_mask=_padding_or_none(pad))[:, -k:])
+        if self.relative is not None:
+            out = self.relative(out, batch.current, batch.keypoint_mask)
+        return out
 
 
 def _padding_or_none(pad: torch.Tensor) -> torch.Tensor | None:

@@ -50,6 +50,8 @@ class TraceModelConfig:
     # loss weight per TraceExtract category (others 1), e.g. {"gripper": 4}: the gripper's points are ~12% of the
     # keypoints but what a policy follows; the loss stays a weighted mean, so its scale does not change
     category_loss_weights: dict[str, float] = field(default_factory=dict)
+    # a RelativeKeypointLayer after the encoder: every keypoint reads the others' offsets from it (all model kinds)
+    relative_layer: bool = False
     token_bins: int = 64  # token-ar
     token_sequences_per_step: int = 256  # token-ar: keypoint sequences per training step (its decoder runs over all
     # H steps of each, ~30x the head cost of μ0 per keypoint; a random subset keeps a step's cost comparable)
@@ -113,7 +115,7 @@ class TraceModel(nn.Module):
         self.normalizer = normalizer
         grid = (config.image_size // 32) ** 2
         self.encoder = TraceEncoder(config.dim, config.encoder_layers, config.heads, config.history,
-                                    token_grid=grid)
+                                    token_grid=grid, relative_layer=config.relative_layer)
         if config.kind == "mu0":
             self.head = FlowMatchingHead(config.dim, config.num_control, config.horizon, config.head_layers,
                                          config.heads, config.flow_prediction)
