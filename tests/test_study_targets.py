@@ -95,6 +95,25 @@ def test_other_seeds_pool_the_10_demo_gaps_only(report: Path, tmp_path: Path):
     assert "  Stack (>= 80%): Panda 40/50, Kinova3 30/50; missed on: Kinova3" in out
 
 
+def test_each_other_seed_borrows_its_own_seeds_mu0_free_cells(report: Path, tmp_path: Path):
+    """A record on a new μ0 holds only `trace` cells; each other seed's `no-trace` comes from that seed's study, and
+    one mu0-free report per other seed is required."""
+    seed1 = tmp_path / "seed1.json"
+    seed1.write_text(json.dumps({"name": "seed1", "rows": [row("Stack", "Panda", "trace", 10, 40)]}))
+    study1 = tmp_path / "study1.json"
+    study1.write_text(json.dumps({"name": "study1", "rows": [
+        row("Stack", "Panda", "no-trace", 10, 10), row("Stack", "Panda", "trace", 10, 0)]}))  # its trace: ignored
+    out = subprocess.run([sys.executable, str(SCRIPT), str(report), "--other-seeds", str(seed1),
+                          "--other-seeds-mu0-free-from", str(study1)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert f"1 cells of variants that do not read μ0 from {study1}" in out
+    assert "  Stack: Panda 30+40 vs 20+10: +40.0 points" in out
+    done = subprocess.run([sys.executable, str(SCRIPT), str(report), "--other-seeds", str(seed1),
+                           "--other-seeds-mu0-free-from", str(study1), str(study1)], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "names 2 reports for 1 --other-seeds reports" in done.stderr
+
+
 def test_a_10_demo_only_report_prints_only_its_gaps(tmp_path: Path):
     """No @50 cell: no bar, held-out or interval lines (an empty "missed on: none" would read as met)."""
     path = tmp_path / "ablation.json"
