@@ -22,6 +22,12 @@ episode, and can be kept under version control while checkpoints and datasets ca
 configuration changed is trained and evaluated again (``task_train`` gives one task's experts, baselines included,
 their own recipe: changing it redoes that task's cells only).
 
+A study rerun on another μ0 (``base:`` the first, with its own ``mu0`` and ``out``) names the first's folder in
+``mu0_free_from``: the cells of variants that read no μ0 forecast (``no-trace``, ``gt-trace``,
+``action-pretrained``: the same experts whatever the μ0, as the backbone is the same frozen network) which that study
+finished with exactly this study's training configuration, μ0 and folder aside, are taken from it as they are,
+neither trained nor evaluated again; the table marks them.
+
 Example (``configs/ablation_cross_embodiment.yaml`` is the study of RESULTS.md)::
 
     name: lift-smoke
@@ -89,7 +95,9 @@ class AblationConfig:
     --execution-noise-std``; ``grip_flip_rate``: gripper inversions, ``--grip-flip-rate``), both those collected
     here and the files already in ``data_dir``; ``expert``: options
     of a task's scripted expert (task -> {option: value}, e.g. ``{Stack: {settle_steps: 6}}``), likewise for the
-    demos collected here and those already in ``data_dir``."""
+    demos collected here and those already in ``data_dir``; ``mu0_free_from``: the ``out`` folder of this study
+    run on another μ0, whose finished cells of variants that read no μ0 forecast are taken, not redone (module
+    docstring)."""
 
     name: str
     matrix: list[AblationBlock]
@@ -111,6 +119,7 @@ class AblationConfig:
     train: dict = field(default_factory=dict)
     task_train: dict[str, dict] = field(default_factory=dict)
     expert: dict[str, dict] = field(default_factory=dict)
+    mu0_free_from: str = ""  # another study's ``out``: its finished μ0-free cells stand for this one's (see above)
 
     def cells(self) -> list[Cell]:
         """Every cell once, in run order."""
@@ -177,6 +186,12 @@ class AblationConfig:
                 raise ValueError(f"cell {cell.name}: {error}") from None
         if not (Path(self.mu0) / "config.json").exists():
             raise FileNotFoundError(f"μ0 checkpoint {self.mu0} not found (expected {self.mu0}/config.json)")
+        if self.mu0_free_from and not (Path(self.mu0_free_from) / "cells.json").exists():
+            raise FileNotFoundError(f"mu0_free_from: no study record at {self.mu0_free_from} (expected "
+                                    f"{self.mu0_free_from}/cells.json, an `mu0sim ablate` out folder)")
+        if self.mu0_free_from and Path(self.mu0_free_from).resolve() == Path(self.out).resolve():
+            raise ValueError(f"mu0_free_from names this study's own out folder {self.out!r}: name the study run on "
+                             "the other μ0")
 
     def check_task_train(self, free: list[str]) -> None:
         """``task_train`` names tasks of the study, each with a mapping of settings that may vary per cell."""
@@ -416,6 +431,33 @@ def finished_cells(config: AblationConfig, episodes: list[dict]) -> set[Cell]:
             if {e["seed"] for e in cell_episodes(config, cell, episodes, manifest)} == seeds}
 
 
+def borrowed_cells(config: AblationConfig) -> dict[Cell, list[dict]]:
+    """The cells ``config.mu0_free_from`` stands for -> their episodes there: cells of variants that read no μ0
+    forecast, finished there on every seed of this study by an expert whose training configuration is the one this
+    study asks for, its μ0 and folder aside (so a changed recipe, demo count or training seed is redone here)."""
+    from dataclasses import replace
+
+    from mu0sim.policies.action_expert import MU0_FORECAST_VARIANTS
+
+    if not config.mu0_free_from:
+        return {}
+    other_out = config.mu0_free_from
+    manifest = read_manifest(replace(config, out=other_out))
+    episodes = _evaluation_log(replace(config, out=other_out))
+    seeds = set(range(config.seed_start, config.seed_start + config.episodes))
+    borrowed = {}
+    for cell in config.cells():
+        entry = manifest.get(cell.name)
+        if cell.variant in MU0_FORECAST_VARIANTS or entry is None:
+            continue
+        # the other study's config for this cell: this one's, with that study's μ0 and folder
+        other = replace(config, out=other_out, mu0=entry["train_config"]["mu0"])
+        eps = cell_episodes(other, cell, episodes, manifest)
+        if {e["seed"] for e in eps} == seeds:
+            borrowed[cell] = eps
+    return borrowed
+
+
 def _evaluation_log(config: AblationConfig) -> list[dict]:
     from mu0sim.rollouts.evaluate import current_episodes
 
@@ -452,9 +494,13 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "ablation_config.json", json.dumps(asdict(config), indent=1))
+    borrowed = set(borrowed_cells(config))
+    if borrowed:
+        print(f"{len(borrowed)} cells of variants that read no μ0 forecast taken from {config.mu0_free_from}",
+              flush=True)
     for index, block in enumerate(config.matrix):
         for task in block.tasks:
-            finished = finished_cells(config, _evaluation_log(config))
+            finished = finished_cells(config, _evaluation_log(config)) | borrowed
             block_task_cells = [c for c in block_cells(block) if c.task == task]
             task_cells = [c for c in block_task_cells if c not in finished]
             print(f"\n== block {index + 1}/{len(config.matrix)}, {task}: {len(block_task_cells)} experts, "
@@ -491,29 +537,36 @@ def write_report(config: AblationConfig, echo: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)  # --report-only before any cell ran: an empty table, not a crash
     episodes = _evaluation_log(config)
     manifest = read_manifest(config)
+    borrowed = borrowed_cells(config)
     rows = []
     for cell in config.cells():
         policy = str(policy_dir(config, cell))
         eps = cell_episodes(config, cell, episodes, manifest)
+        origin = {}
+        if len(eps) < config.episodes and cell in borrowed:  # a cell this study finished itself keeps its own
+            eps = borrowed[cell]
+            policy, origin = eps[0]["policy"], {"from": config.mu0_free_from}
         k, n = sum(e["success"] for e in eps), len(eps)
         low, high = wilson_interval(k, n)
         rows.append({**cell._asdict(), "column": cell.column, "policy": policy, "episodes": n, "successes": k,
                      "success_rate": k / n if n else None, "wilson_low": low, "wilson_high": high,
-                     "complete": n == config.episodes})
+                     "complete": n == config.episodes, **origin})
     seen = json.loads((Path(config.mu0) / "config.json").read_text()).get("robots_seen", [])
     summary = {"name": config.name, "mu0": config.mu0, "robots_unseen_by_mu0":
                sorted({r["robot"] for r in rows} - set(seen)), "rows": rows}
     atomic_write_text(out / "ablation.json", json.dumps(summary, indent=1))
-    atomic_write_text(out / "ablation.md", ablation_table(rows, summary["robots_unseen_by_mu0"]))
+    table = ablation_table(rows, summary["robots_unseen_by_mu0"])
+    atomic_write_text(out / "ablation.md", table)
     plot_ablation(rows, out / "ablation.png", summary["robots_unseen_by_mu0"])
     if echo:
-        print(ablation_table(rows, summary["robots_unseen_by_mu0"]))
+        print(table)
     return summary
 
 
 def ablation_table(rows: list[dict], unseen: list[str]) -> str:
     """Rows task x robot, one column per variant (and tag) @ demos: ``k/n (low-high)``; ``-`` where the cell is not
-    in the config, ``*`` where its evaluation is incomplete."""
+    in the config, ``*`` where its evaluation is incomplete, ``†`` where it was taken from another study
+    (``mu0_free_from``)."""
     columns = list(dict.fromkeys(r["column"] for r in rows))
     cells = {(r["task"], r["robot"], r["column"]): r for r in rows}
     lines = ["| task | robot | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
@@ -526,12 +579,16 @@ def ablation_table(rows: list[dict], unseen: list[str]) -> str:
             elif not r["episodes"]:
                 entries.append("*")
             else:
-                entries.append(f"{r['successes']}/{r['episodes']}{'' if r['complete'] else '*'} "
-                               f"({r['wilson_low']:.2f}-{r['wilson_high']:.2f})")
+                entries.append(f"{r['successes']}/{r['episodes']}{'' if r['complete'] else '*'}"
+                               f"{'†' if r.get('from') else ''} ({r['wilson_low']:.2f}-{r['wilson_high']:.2f})")
         name = robot + (" (unseen by μ0)" if robot in unseen else "")
         lines.append(f"| {task} | {name} | " + " | ".join(entries) + " |")
     lines += ["", "Cells: successes/episodes (95% Wilson interval); `@N`: trained on N demos; `*`: evaluation "
               "incomplete; `-`: not in the config."]
+    origins = sorted({r["from"] for r in rows if r.get("from")})
+    if origins:
+        lines[-1] += (f" `†`: a variant that reads no μ0 forecast, taken as finished from {', '.join(origins)} (the "
+                      "same expert: same recipe, demos and seeds).")
     return "\n".join(lines) + "\n"
 
 
@@ -596,5 +653,5 @@ def plot_ablation(rows: list[dict], path: Path, unseen: list[str] = ()) -> None:
 
 
 __all__ = ["AblationBlock", "AblationConfig", "Cell", "load_ablation", "run_ablation", "write_report", "ensure_dataset",
-           "ensure_policy", "trained_with", "finished_cells", "read_manifest", "record_cells", "plot_ablation",
-           "plot_panels"]
+           "ensure_policy", "trained_with", "finished_cells", "borrowed_cells", "read_manifest", "record_cells",
+           "plot_ablation", "plot_panels"]

@@ -191,6 +191,66 @@ def test_gt_trace_episodes_of_another_oracle_do_not_count(tmp_path):
     assert oracle_version("Lift") == 1 and finished_cells(lift, lift_log) == {lift_cell}
 
 
+def test_a_study_on_another_mu0_takes_the_mu0_free_cells_of_the_first(tmp_path):
+    """``mu0_free_from``: a finished `no-trace` cell of the study on the first μ0 stands for this study's (not
+    trained, not evaluated: finished, and marked in the table); a `trace` cell never does, nor a cell trained with
+    another recipe there, and a cell this study finished itself keeps its own episodes."""
+    from dataclasses import asdict, replace
+
+    from mu0sim.policies.action_expert import EXPERT_INPUTS
+    from mu0sim.rollouts.ablate import borrowed_cells
+
+    mu0s = {}
+    for name in ("mu0_v1", "mu0_v3"):
+        mu0s[name] = tmp_path / name
+        mu0s[name].mkdir()
+        (mu0s[name] / "config.json").write_text(json.dumps({"robots_seen": ["Panda"]}))
+    block = AblationBlock(["Lift"], ["Panda", "UR5e"], ["trace", "no-trace"], [10])
+    first = AblationConfig(name="v1", out=str(tmp_path / "v1"), mu0=str(mu0s["mu0_v1"]), episodes=2, matrix=[block])
+    cells = {(c.robot, c.variant): c for c in first.cells()}
+    manifest, log = {}, []
+    for (robot, variant), cell in cells.items():
+        train = train_config_for(first, cell)
+        if robot == "UR5e" and variant == "no-trace":
+            train = replace(train, steps=17)  # recorded with another recipe than the second study asks for
+        manifest[cell.name] = {"train_config": json.loads(json.dumps(asdict(train))), "inputs": EXPERT_INPUTS,
+                               "policy_id": f"id-{cell.name}"}
+        log += [{"policy": train.out, "policy_id": f"id-{cell.name}", "task": "Lift", "robot": robot, "seed": seed,
+                 "success": seed == 1000} for seed in (1000, 1001)]
+    (tmp_path / "v1" / "eval").mkdir(parents=True)
+    (tmp_path / "v1" / "eval" / "episodes.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    (tmp_path / "v1" / "cells.json").write_text(json.dumps(manifest))
+
+    second = AblationConfig(name="v3", out=str(tmp_path / "v3"), mu0=str(mu0s["mu0_v3"]), episodes=2, matrix=[block],
+                            mu0_free_from=str(tmp_path / "v1"))
+    second.check()
+    assert set(borrowed_cells(second)) == {cells[("Panda", "no-trace")]}
+    assert finished_cells(second, []) == set()  # its own record is empty: run_ablation adds the borrowed ones
+    rows = {(r["robot"], r["variant"]): r for r in write_report(second, echo=False)["rows"]}
+    assert rows[("Panda", "no-trace")]["from"] == str(tmp_path / "v1")
+    assert (rows[("Panda", "no-trace")]["successes"], rows[("Panda", "no-trace")]["complete"]) == (1, True)
+    assert rows[("Panda", "no-trace")]["policy"] == train_config_for(first, cells[("Panda", "no-trace")]).out
+    assert all(not r["episodes"] and "from" not in r for key, r in rows.items() if key != ("Panda", "no-trace"))
+    assert "| Lift | Panda | * | 1/2† (0.09-0.91) |" in (tmp_path / "v3" / "ablation.md").read_text()
+    assert replace(second, seed_start=999).cells() and not borrowed_cells(replace(second, seed_start=999))
+
+    # a cell the second study evaluated itself (e.g. to check the claim) keeps its own episodes
+    own = train_config_for(second, cells[("Panda", "no-trace")])
+    (tmp_path / "v3" / "cells.json").write_text(json.dumps({cells[("Panda", "no-trace")].name: {
+        "train_config": json.loads(json.dumps(asdict(own))), "inputs": EXPERT_INPUTS, "policy_id": "mine"}}))
+    (tmp_path / "v3" / "eval").mkdir(parents=True)
+    (tmp_path / "v3" / "eval" / "episodes.jsonl").write_text("".join(json.dumps(
+        {"policy": own.out, "policy_id": "mine", "task": "Lift", "robot": "Panda", "seed": seed, "success": True})
+        + "\n" for seed in (1000, 1001)))
+    rows = {(r["robot"], r["variant"]): r for r in write_report(second, echo=False)["rows"]}
+    assert rows[("Panda", "no-trace")]["successes"] == 2 and "from" not in rows[("Panda", "no-trace")]
+
+    with pytest.raises(FileNotFoundError, match="mu0_free_from: no study record at"):
+        replace(second, mu0_free_from=str(tmp_path / "nowhere")).check()
+    with pytest.raises(ValueError, match="this study's own out folder"):
+        replace(second, mu0_free_from=second.out).check()
+
+
 @pytest.mark.parametrize("change, message", [
     ({"matrix": [{"tasks": ["Lift"], "robots": ["Panda"], "variants": ["diffusion"], "demos": [10]}]},
      "unknown variant 'diffusion'; valid variants: trace"),
