@@ -107,7 +107,7 @@ def test_pretrain_rejects_bad_settings_with_clear_errors(tiny_checkpoint, tmp_pa
     assert "num_control must be one of" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["mu0-sim", "mu0-sim-v2"])
+@pytest.mark.parametrize("name", ["mu0-sim", "mu0-sim-v2", "mu0-sim-v3"])
 def test_the_shipped_checkpoint_loads_and_predicts_on_a_rendered_frame(name):
     from mu0sim.envs import make_env
 
