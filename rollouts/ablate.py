@@ -24,7 +24,7 @@ their own recipe: changing it redoes that task's cells only).
 
 A study rerun on another μ0 (``base:`` the first, with its own ``mu0`` and ``out``) names the first's folder in
 ``mu0_free_from``: the cells of variants that read no μ0 forecast (``no-trace``, ``gt-trace``,
-``action-pretrained``: the same experts whatever the μ0, as the backbone is the same frozen network) which that study
+``action-pretrained``: trained alike whatever the μ0, as the backbone is the same frozen network) which that study
 finished with exactly this study's training configuration, μ0 and folder aside, are taken from it as they are,
 neither trained nor evaluated again; the table marks them.
 
@@ -588,7 +588,7 @@ def ablation_table(rows: list[dict], unseen: list[str]) -> str:
     origins = sorted({r["from"] for r in rows if r.get("from")})
     if origins:
         lines[-1] += (f" `†`: a variant that reads no μ0 forecast, taken as finished from {', '.join(origins)} (the "
-                      "same expert: same recipe, demos and seeds).")
+                      "same training: recipe, demos and seeds).")
     return "\n".join(lines) + "\n"
 
 
