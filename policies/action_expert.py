@@ -154,12 +154,19 @@ class ActionExpertConfig:
                 raise ValueError(f"forecast_only reads 3D traces, which variants {', '.join(TRACE_3D_VARIANTS)} "
                                  f"have (a trace-less one also with slot_offsets); got variant {self.variant!r}")
             extra = {"image_feature": self.image_feature,
-                     "wrist_features": self.wrist_features and self.wrist_camera is not None,
+                     "wrist_features": self.reads_wrist_tokens,
                      "trace_skip": self.trace_skip, "point_tokens": bool(self.point_tokens),
                      "pooling='per-label'": self.pooling == "per-label"}
             if any(extra.values()):
                 raise ValueError(f"forecast_only reads forecasts, proprioception and moments only; turn off "
                                  f"{', '.join(k for k, on in extra.items() if on)}")
+
+    @property
+    def reads_wrist_tokens(self) -> bool:
+        """The expert reads the wrist view's feature cells (``wrist_tokens``): a wrist camera with ``wrist_features``
+        on. An expert with a wrist camera and these off reads only its points and moments, so its wrapper need not
+        encode the view (about 6 ms of backbone a query)."""
+        return self.wrist_camera is not None and self.wrist_features
 
     @classmethod
     def from_dict(cls, data: dict) -> "ActionExpertConfig":
@@ -360,7 +367,7 @@ class ActionExpertNet(nn.Module):
             self.slot_queries = nn.Parameter(torch.randn(1, LABEL_SLOTS, d) * 0.02)
             self.slot_pool = nn.MultiheadAttention(d, 4, batch_first=True)
             parts += LABEL_SLOTS
-        if config.wrist_camera is not None and config.wrist_features:
+        if config.reads_wrist_tokens:
             self.wrist = nn.Sequential(nn.Linear(WRIST_CHANNELS, d), nn.GELU(), nn.Linear(d, d))
             self.wrist_position = nn.Parameter(torch.randn(1, WRIST_CELLS, d) * 0.02)  # where in the view
             self.wrist_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
@@ -427,7 +434,7 @@ class ActionExpertNet(nn.Module):
             if slots is None:
                 raise ValueError("a per-label pooling expert needs each query point's label slot (slots=)")
             parts.append(self._pool_per_slot(tokens, pad, slots).flatten(1))
-        if self.config.wrist_camera is not None and self.config.wrist_features:
+        if self.config.reads_wrist_tokens:
             if wrist is None or wrist.shape[1:] != (WRIST_CELLS, WRIST_CHANNELS):
                 raise ValueError(f"this expert reads {WRIST_CELLS} x {WRIST_CHANNELS} wrist_tokens from "
                                  f"{self.config.wrist_camera!r} at 128 px; got "
@@ -655,9 +662,9 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
                max_episode_steps: int | None = None, mu0_runtime: str = "torchscript",
                query_history: bool | None = None):
     """The policy at ``policy_dir`` and the env it acts in: ``task`` on its robot, wrapped in
-    :class:`~mu0sim.policies.trace_observation.Mu0TraceObservation` exactly as it was trained (μ0, query points,
-    trace source, wrist camera, μ0's query history; μ0 queried at every chunk start). ``robot`` (when given) must be
-    the policy's. ``mu0_runtime``: how μ0 runs (``Mu0.from_pretrained``'s ``runtime``); ``query_history``: give μ0
+    :class:`~mu0sim.policies.trace_observation.Mu0TraceObservation` as it was trained (μ0, query points, trace
+    source, wrist camera, μ0's query history; μ0 queried at every chunk start), without the wrist view's feature
+    cells when the expert does not read them. ``robot`` (when given) must be the policy's. ``mu0_runtime``: how μ0 runs (``Mu0.from_pretrained``'s ``runtime``); ``query_history``: give μ0
     the query points' history or not, against how the policy was trained (None: as trained). Returns
     ``(env, ActionExpert)``."""
     from mu0sim.envs import make_env
@@ -681,6 +688,7 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
     env = Mu0TraceObservation(env, mu0, query=train_config["query"], num_points=train_config["num_points"],
                               query_every=policy.config.execute, camera=mu0.config.camera,
                               traces=trace_source(policy.config.variant), wrist_camera=policy.config.wrist_camera,
+                              wrist_features=policy.config.reads_wrist_tokens,
                               wrist_points=policy.config.wrist_points, oracle=oracle,
                               pixel_moments=policy.config.moments_from == "pixels",
                               point_tokens=bool(policy.config.point_tokens),
@@ -706,14 +714,14 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
                   norm: Normalization) -> tuple:
     """(points, mask, proprio, image, wrist, wrist_points, slots, moments, point_tokens) normalized tensors for
     :meth:`ActionExpertNet.context` from a batch of observations (every array with a leading batch dimension);
-    ``wrist`` is None without a wrist camera, ``wrist_points`` ((features, mask, slots) of the wrist-view points)
+    ``wrist`` is None unless the expert reads the wrist view's cells (``reads_wrist_tokens``), ``wrist_points`` ((features, mask, slots) of the wrist-view points)
     None without ``wrist_points``; ``slots``: each query point's label slot; ``moments``: the wrist-view objects'
     :func:`object_moments` (already in [-1, 1]; None without ``wrist_moments``); ``point_tokens``: μ0's tokens of
     the query points (None without ``point_tokens``)."""
     points = (point_features(obs, config.variant, config.world_offsets, config.relative_inputs) - norm.point_mean
               ) / norm.point_std
     wrist = None
-    if config.wrist_camera is not None:
+    if config.reads_wrist_tokens:
         if "wrist_tokens" not in obs:
             raise ValueError(f"this expert needs wrist_tokens from {config.wrist_camera!r}: wrap the env with "
                              f"Mu0TraceObservation(..., wrist_camera={config.wrist_camera!r})")

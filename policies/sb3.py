@@ -64,7 +64,7 @@ class ChunkedActions(gym.Wrapper):
 
 def expert_observation_keys(expert: ActionExpert) -> tuple[str, ...]:
     """The observation keys an expert reads."""
-    wrist = ("wrist_tokens",) if expert.config.wrist_camera is not None else ()
+    wrist = ("wrist_tokens",) if expert.config.reads_wrist_tokens else ()
     points = optional_keys(expert.config.wrist_points, expert.config.moments_from == "pixels",
                            bool(expert.config.point_tokens))
     return (*TRACE_KEYS, *PROPRIO_KEYS, *wrist, *points)

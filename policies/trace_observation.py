@@ -19,7 +19,8 @@ Added observation keys (K query points, H future steps):
     mu0_traces_world (K, H, 3) predicted future minus the query point, world frame, metres
     mu0_image       (1280,)   the frozen backbone's pooled RGB feature (a compact image summary)
     mu0_age         (1,)      steps since the prediction
-    wrist_tokens    (T, 112)  with ``wrist_camera``: the frozen backbone's stride-16 feature map of that camera's RGB
+    wrist_tokens    (T, 112)  with ``wrist_camera`` (unless ``wrist_features=False``: an expert that reads only the
+                              wrist points): the frozen backbone's stride-16 feature map of that camera's RGB
                               (T = 64 cells at 128 px), for the fine alignment the third-person view is too coarse for
     wrist_query_world (W, 3)  with ``wrist_points=W``: farthest-point samples of the task objects' pixels in the wrist
                               view, in the world frame (metres, through that view's depth and calibration). They
@@ -64,7 +65,7 @@ POINT_TOKENS_KEY = "mu0_point_tokens"  # with point_tokens
 
 def optional_keys(wrist_points: int = 0, pixel_moments: bool = False, point_tokens: bool = False) -> tuple[str, ...]:
     """The observation keys the wrapper adds for these settings (beyond the always-present ones and
-    ``wrist_tokens``, which comes with any wrist camera)."""
+    ``wrist_tokens``, which comes with a wrist camera and ``wrist_features``)."""
     return (*(WRIST_POINT_KEYS if wrist_points else ()), *((PIXEL_MOMENTS_KEY,) if pixel_moments else ()),
             *((POINT_TOKENS_KEY,) if point_tokens else ()))
 
@@ -163,12 +164,13 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, mu0, query: str = "keypoints", num_points: int = 32, grid: int = 8,
                  query_every: int = 8, camera: str = "agentview", seed: int = 0, traces: str = "mu0",
                  oracle=None, wrist_camera: str | None = None, wrist_points: int = 0,
-                 pixel_moments: bool = False, point_tokens: bool = False, query_history: bool = False) -> None:
+                 pixel_moments: bool = False, point_tokens: bool = False, query_history: bool = False,
+                 wrist_features: bool = True) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, mu0=mu0, query=query, num_points=num_points, grid=grid,
                                                  query_every=query_every, camera=camera, seed=seed, traces=traces,
                                                  oracle=oracle, wrist_camera=wrist_camera, wrist_points=wrist_points,
                                                  pixel_moments=pixel_moments, point_tokens=point_tokens,
-                                                 query_history=query_history)
+                                                 query_history=query_history, wrist_features=wrist_features)
         gym.Wrapper.__init__(self, env)
         if query not in QUERY_MODES:
             raise ValueError(f"unknown query mode {query!r}; valid modes: {', '.join(QUERY_MODES)}")
@@ -192,6 +194,8 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise ValueError("pixel_moments describes the wrist view's objects like wrist_points do: it needs "
                              f"wrist_points > 0, got {wrist_points}")
         self.wrist_camera, self.wrist_points, self.pixel_moments = wrist_camera, wrist_points, pixel_moments
+        # the wrist view's feature cells cost a backbone pass a query: only for the experts that read them
+        self.wrist_features = wrist_camera is not None and wrist_features
         self.point_tokens = point_tokens
         if query_history and query != "keypoints":
             raise ValueError("query_history tracks each query point on the body it lies on, which needs "
@@ -220,7 +224,7 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             "mu0_image": spaces.Box(-np.inf, np.inf, (1280,), np.float32),
             "mu0_age": spaces.Box(0.0, np.inf, (1,), np.float32),
         })
-        if wrist_camera is not None:
+        if self.wrist_features:
             cells = (base.image_hw[0] // 16) * (base.image_hw[1] // 16)
             self.observation_space.spaces["wrist_tokens"] = spaces.Box(-np.inf, np.inf, (cells, 112), np.float32)
         if wrist_points:
@@ -319,11 +323,12 @@ class Mu0TraceObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
                       "mu0_image": pred.image_feature[0]}
         if self.point_tokens:
             self._last[POINT_TOKENS_KEY] = pred.point_tokens[0].astype(np.float32)
-        if self.wrist_camera is not None:
+        if self.wrist_features or self.wrist_points:
             frame = base.render_frame(self.wrist_camera, depth=bool(self.wrist_points),
                                       segmentation=bool(self.wrist_points))
-            cells = self.mu0.encoder.encode_rgb(frame.rgb[None]).sample_map[0]  # (112, h/16, w/16)
-            self._last["wrist_tokens"] = cells.flatten(1).T.contiguous().numpy().astype(np.float32)
+            if self.wrist_features:
+                cells = self.mu0.encoder.encode_rgb(frame.rgb[None]).sample_map[0]  # (112, h/16, w/16)
+                self._last["wrist_tokens"] = cells.flatten(1).T.contiguous().numpy().astype(np.float32)
             if self.wrist_points:
                 self._last.update(self._wrist_query_points(frame, obs))
         self._age = 0

@@ -320,6 +320,9 @@ def test_behaviour_cloning_end_to_end_and_checkpoint_refusals(tiny_mu0, tmp_path
     outcomes = run_episodes(out, ckpt, "Lift", "Panda", seeds=[100], progress=False)
     assert len(outcomes) == 1 and outcomes[0].length > 0
     assert summarize(outcomes)["episodes"] == 1
+    env, _ = expert_env(out, ckpt, "Lift")  # the wrist view's cells are encoded only for an expert that reads them
+    assert ("wrist_tokens" in env.observation_space.spaces) == options.get("wrist_features", True)
+    env.close()
     policy.reset()
     with pytest.raises(ValueError, match="trained for robot 'Panda'"):
         ActionExpert.from_pretrained(out, robot="Sawyer")

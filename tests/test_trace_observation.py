@@ -102,6 +102,26 @@ def test_wrist_points_lie_on_the_objects_in_the_wrist_view(mu0):
     env.close()
 
 
+def test_wrist_points_without_wrist_features_skip_only_the_cells(mu0):
+    """An expert that reads the wrist view's points but not its feature cells (Stack's recipe) gets no
+    ``wrist_tokens`` (a backbone pass a query saved), and everything else exactly as with them."""
+    kwargs = dict(num_points=16, wrist_camera="robot0_eye_in_hand", wrist_points=12)
+    full, lean = Mu0TraceObservation(_env(), mu0, **kwargs), Mu0TraceObservation(_env(), mu0, **kwargs,
+                                                                                wrist_features=False)
+    assert "wrist_tokens" in full.observation_space.spaces
+    assert "wrist_tokens" not in lean.observation_space.spaces
+    obs_full, obs_lean = full.reset(seed=3)[0], lean.reset(seed=3)[0]
+    for _ in range(8):  # through the next query
+        obs_full = full.step(np.full(7, 0.2, np.float32))[0]
+        obs_lean = lean.step(np.full(7, 0.2, np.float32))[0]
+    assert lean.queries == 2 and lean.observation_space.contains(obs_lean) and "wrist_tokens" not in obs_lean
+    assert set(obs_full) - set(obs_lean) == {"wrist_tokens"}
+    for key in obs_lean:
+        np.testing.assert_array_equal(obs_lean[key], obs_full[key], err_msg=key)
+    full.close()
+    lean.close()
+
+
 def _top_down_square(yaw_deg: float, size_px: int = 96):
     """Labels and depth of a 4 cm square (label 2) on a table 0.12 m under a camera looking straight down, and that
     camera: its image x is the world's x, its image y the world's -y."""
