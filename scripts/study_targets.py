@@ -10,7 +10,8 @@ Prints, from the report's rows (refresh them first with `mu0sim ablate CONFIG --
 - per cell with both, whether `trace`'s rate reaches `action-pretrained`'s Wilson interval (its lower end).
 Cells missing from the report or not complete are named, never counted. ``--mu0-free-from`` fills the cells of the
 variants that never read μ0's forecast (no-trace, gt-trace, action-pretrained) from another study's report when this
-one lacks them: a study rerun on another μ0 with the same recipes, demos and seeds trains the same experts there.
+one lacks them: a study rerun on another μ0 with the same recipes, demos and seeds trains the same experts there
+(bit for bit on the same CPU type; on another, experts trained alike, a few episodes per cell apart).
 ``--other-seeds`` pools the 10-demo gaps over reports of the same cells trained with other seeds (each cell's
 successes summed over the reports that have both of its variants); every other line reads the first report only.
 ``--other-seeds-mu0-free-from`` does for each of those what ``--mu0-free-from`` does for the first (one report per
