@@ -362,7 +362,9 @@ def _commands() -> list[Command]:
     def eval_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--policy", nargs="+", required=True, help="action-expert checkpoint folders")
         p.add_argument("--task", required=True)
-        p.add_argument("--robots", required=True, help="comma-separated; each policy runs on its own robot")
+        p.add_argument("--robots", required=True,
+                       help="comma-separated; each policy runs on its own robot (policies for other robots are "
+                            "skipped, a robot without a policy is an error)")
         p.add_argument("--episodes", type=int, default=50)
         p.add_argument("--seed-start", type=int, default=1000, help="episode seeds seed_start .. +episodes-1")
         p.add_argument("--mu0", default=None, help="μ0 checkpoint (default: the one each policy was trained with)")

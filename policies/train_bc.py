@@ -224,10 +224,13 @@ def _demo_ids(dataset: Path, episodes: int | None, skip: int = 0) -> list[int]:
 
 
 def _demo_range(names: list[str], episodes: int | None, skip: int, dataset: Path) -> list[str]:
-    """``names[skip:skip + episodes]``; with ``skip``, a file too short for it is refused (not silently cut)."""
-    if skip and len(names) < skip + (episodes or 1):
-        raise ValueError(f"{dataset} holds {len(names)} demos; skipping {skip} leaves too few for "
-                         f"{episodes or 'any'} (collect more, or lower skip_demos)")
+    """``names[skip:skip + episodes]``; a file too short for it is refused (not silently cut: an expert trained on
+    fewer demos than asked would be reported under the wrong demo count)."""
+    if len(names) < skip + (episodes or 1):
+        asked = f"{episodes} demos" if episodes else "any demo"
+        raise ValueError(f"{dataset} holds {len(names)} demos, too few for {asked}"
+                         + (f" after skipping {skip} (collect more, or lower skip_demos)" if skip else
+                            f" (collect more with `mu0sim collect`, or ask for at most {len(names)})"))
     return names[skip:None if episodes is None else skip + episodes]
 
 

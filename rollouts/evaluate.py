@@ -143,15 +143,20 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict:
     done = current_episodes([json.loads(line) for line in log.read_text().splitlines() if line.strip()]
                             if log.exists() else [])
     seeds = list(range(config.seed_start, config.seed_start + config.episodes))
-    jobs = []
+    jobs, trained_for = [], {}
     for policy in config.policies:
         if not (Path(policy) / "config.json").exists():
             raise FileNotFoundError(f"policy checkpoint {policy} not found (expected {policy}/config.json)")
         robot, mu0 = _policy_robot(policy)
-        if robot in config.robots:
+        trained_for[policy] = robot
+        if robot in config.robots:  # --robots picks rows among the policies given
             jobs.append((policy, robot, config.mu0 or mu0))
-    if not jobs:
-        raise ValueError(f"none of the policies was trained for robots {config.robots}")
+    # a robot asked for and played by none of them would silently drop out of the table
+    missing = [r for r in config.robots if r not in trained_for.values()]
+    if missing:
+        raise ValueError(f"no policy was trained for robot(s) {', '.join(missing)}: each policy runs on its own "
+                         f"robot; the policies given are for "
+                         f"{', '.join(f'{r} ({p})' for p, r in trained_for.items())}")
     for policy, robot, _ in jobs:  # one row's episodes are all played alike, or its table would mix two runtimes
         other = {played_with(r) for r in done
                  if (r["policy"], r["robot"], r["task"]) == (policy, robot, config.task)} - {runtime}

@@ -257,8 +257,10 @@ def test_skip_demos_trains_on_later_demos_and_shares_the_cache():
     names = [f"demo_{i}" for i in range(50)]
     assert _demo_range(names, 10, 30, Path("d.hdf5")) == names[30:40]
     assert _demo_range(names, None, 0, Path("d.hdf5")) == names
-    with pytest.raises(ValueError, match="holds 50 demos; skipping 45 leaves too few for 10"):
+    with pytest.raises(ValueError, match="holds 50 demos, too few for 10 demos after skipping 45"):
         _demo_range(names, 10, 45, Path("d.hdf5"))
+    with pytest.raises(ValueError, match="holds 50 demos, too few for 500 demos .*at most 50"):
+        _demo_range(names, 500, 0, Path("d.hdf5"))  # never silently fewer demos than asked
 
 
 def test_train_traces_picks_the_feature_cache_a_trace_expert_trains_on():
@@ -686,7 +688,10 @@ def test_eval_writes_rows_and_resumes_without_redoing_episodes(tiny_mu0, tmp_pat
                         "wilson_high", "mean_length", "steps_per_s"}
     capsys.readouterr()
     assert main(args[:-2] + ["--robots", "Sawyer", "--out", str(out)]) == 2
-    assert "none of the policies" in capsys.readouterr().err
+    assert "no policy was trained for robot(s) Sawyer" in capsys.readouterr().err
+    assert main(args[:-2] + ["--robots", "Panda,Sawyer", "--out", str(out)]) == 2  # never a silently missing row
+    err = capsys.readouterr().err
+    assert "robot(s) Sawyer:" in err and f"Panda ({policy})" in err
     assert main(["eval", "--policy", str(policy), "--task", "Lfit", "--robots", "Panda"]) == 2
     assert "valid tasks" in capsys.readouterr().err
 
