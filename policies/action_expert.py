@@ -165,7 +165,7 @@ class ActionExpertConfig:
     def reads_wrist_tokens(self) -> bool:
         """The expert reads the wrist view's feature cells (``wrist_tokens``): a wrist camera with ``wrist_features``
         on. An expert with a wrist camera and these off reads only its points and moments, so its wrapper need not
-        encode the view (about 6 ms of backbone a query)."""
+        encode the view (a backbone pass a query: 10-14 ms in BENCHMARKS.md's Stack run)."""
         return self.wrist_camera is not None and self.wrist_features
 
     @classmethod
@@ -664,9 +664,9 @@ def expert_env(policy_dir: str | Path, mu0_ckpt: str | Path, task: str, robot: s
     """The policy at ``policy_dir`` and the env it acts in: ``task`` on its robot, wrapped in
     :class:`~mu0sim.policies.trace_observation.Mu0TraceObservation` as it was trained (μ0, query points, trace
     source, wrist camera, μ0's query history; μ0 queried at every chunk start), without the wrist view's feature
-    cells when the expert does not read them. ``robot`` (when given) must be the policy's. ``mu0_runtime``: how μ0 runs (``Mu0.from_pretrained``'s ``runtime``); ``query_history``: give μ0
-    the query points' history or not, against how the policy was trained (None: as trained). Returns
-    ``(env, ActionExpert)``."""
+    cells when the expert does not read them. ``robot`` (when given) must be the policy's. ``mu0_runtime``: how μ0
+    runs (``Mu0.from_pretrained``'s ``runtime``); ``query_history``: give μ0 the query points' history or not,
+    against how the policy was trained (None: as trained). Returns ``(env, ActionExpert)``."""
     from mu0sim.envs import make_env
     from mu0sim.model import Mu0
     from mu0sim.policies.trace_observation import Mu0TraceObservation
@@ -714,10 +714,10 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
                   norm: Normalization) -> tuple:
     """(points, mask, proprio, image, wrist, wrist_points, slots, moments, point_tokens) normalized tensors for
     :meth:`ActionExpertNet.context` from a batch of observations (every array with a leading batch dimension);
-    ``wrist`` is None unless the expert reads the wrist view's cells (``reads_wrist_tokens``), ``wrist_points`` ((features, mask, slots) of the wrist-view points)
-    None without ``wrist_points``; ``slots``: each query point's label slot; ``moments``: the wrist-view objects'
-    :func:`object_moments` (already in [-1, 1]; None without ``wrist_moments``); ``point_tokens``: μ0's tokens of
-    the query points (None without ``point_tokens``)."""
+    ``wrist`` is None unless the expert reads the wrist view's cells (``reads_wrist_tokens``), ``wrist_points``
+    ((features, mask, slots) of the wrist-view points) None without ``wrist_points``; ``slots``: each query point's
+    label slot; ``moments``: the wrist-view objects' :func:`object_moments` (already in [-1, 1]; None without
+    ``wrist_moments``); ``point_tokens``: μ0's tokens of the query points (None without ``point_tokens``)."""
     points = (point_features(obs, config.variant, config.world_offsets, config.relative_inputs) - norm.point_mean
               ) / norm.point_std
     wrist = None

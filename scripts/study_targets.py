@@ -148,17 +148,18 @@ def main(argv: list[str] | None = None) -> None:
                              "those this report lacks")
     parser.add_argument("--other-seeds", type=Path, nargs="+", default=[], metavar="REPORT",
                         help="ablation.json of the same 10-demo cells trained with other seeds: the gaps pool them")
-    parser.add_argument("--other-seeds-mu0-free-from", type=Path, nargs="+", default=[], metavar="REPORT",
+    parser.add_argument("--other-seeds-mu0-free-from", nargs="+", default=[], metavar="REPORT",
                         help="one ablation.json per --other-seeds report, in order: fills its cells of variants that "
-                             "do not read μ0, as --mu0-free-from does for the first")
+                             "do not read μ0, as --mu0-free-from does for the first ('none' for a report that has "
+                             "them all)")
     parser.add_argument("--probes", type=Path, nargs="+", default=[], metavar="REPORT",
                         help="ablation.json of tagged variants of the same cells: a minus-no-trace line for each")
     args = parser.parse_args(argv)
     if args.other_seeds_mu0_free_from and len(args.other_seeds_mu0_free_from) != len(args.other_seeds):
         raise SystemExit(f"--other-seeds-mu0-free-from names {len(args.other_seeds_mu0_free_from)} reports for "
                          f"{len(args.other_seeds)} --other-seeds reports: give one per other seed, in order")
-    for path in filter(None, (args.report, args.mu0_free_from, *args.other_seeds, *args.other_seeds_mu0_free_from,
-                              *args.probes)):
+    free_from = [None if name == "none" else Path(name) for name in args.other_seeds_mu0_free_from]
+    for path in filter(None, (args.report, args.mu0_free_from, *args.other_seeds, *free_from, *args.probes)):
         if not path.is_file():
             raise SystemExit(f"no report at {path}: run `mu0sim ablate CONFIG --report-only` first")
     report = json.loads(args.report.read_text())
@@ -175,7 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     probe_rows = {key: row for path in args.probes for key, row in complete_rows(json.loads(path.read_text())).items()
                   if key[2] not in VARIANTS and key[3] == 10 and key[0] in robots_of and key[1] in robots_of[key[0]]}
     seed_rows = [rows] + [complete_rows(json.loads(path.read_text())) for path in args.other_seeds]
-    for other_rows, free_path in zip(seed_rows[1:], args.other_seeds_mu0_free_from):
+    for other_rows, free_path in zip(seed_rows[1:], free_from):
+        if free_path is None:
+            continue
         added = fill_mu0_free(other_rows, json.loads(free_path.read_text()))
         print(f"{len(added)} cells of variants that do not read μ0 from {free_path}")
     if args.other_seeds:

@@ -112,6 +112,14 @@ def test_each_other_seed_borrows_its_own_seeds_mu0_free_cells(report: Path, tmp_
                            "--other-seeds-mu0-free-from", str(study1), str(study1)], capture_output=True, text=True)
     assert done.returncode != 0
     assert "names 2 reports for 1 --other-seeds reports" in done.stderr
+    # a third seed trained with both variants itself fills nothing ('none'), the second still borrows
+    seed2 = tmp_path / "seed2.json"
+    seed2.write_text(json.dumps({"name": "seed2", "rows": [
+        row("Stack", "Panda", "trace", 10, 25), row("Stack", "Panda", "no-trace", 10, 20)]}))
+    out = subprocess.run([sys.executable, str(SCRIPT), str(report), "--other-seeds", str(seed1), str(seed2),
+                          "--other-seeds-mu0-free-from", str(study1), "none"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert "  Stack: Panda 30+40+25 vs 20+10+20: +30.0 points" in out
 
 
 def test_a_10_demo_only_report_prints_only_its_gaps(tmp_path: Path):
