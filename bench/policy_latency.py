@@ -82,7 +82,8 @@ def main() -> None:
         encode_all = Mu0TraceObservation(trace_env.env, **{**trace_env._saved_kwargs, "wrist_features": True})
     expert_ms, query_ms, step_ms, chunk_starts, query_all_ms, observations = [], [], [], [], [], []
     for episode in range(args.episodes):
-        run_episode(trace_env, policy, 3000 + episode, expert_ms, query_ms, step_ms, chunk_starts, observations)
+        run_episode(trace_env, policy, 3000 + episode, expert_ms, query_ms, step_ms, chunk_starts,
+                    observations if args.train_steps > 0 else None)  # kept only for the training batch
         if encode_all is not None:
             run_episode(encode_all, policy, 3000 + episode, [], query_all_ms, [], [])
     amortized = (np.sum(expert_ms) + np.sum(query_ms) + np.sum(step_ms)) / len(expert_ms)

@@ -165,7 +165,7 @@ class ActionExpertConfig:
     def reads_wrist_tokens(self) -> bool:
         """The expert reads the wrist view's feature cells (``wrist_tokens``): a wrist camera with ``wrist_features``
         on. An expert with a wrist camera and these off reads only its points and moments, so its wrapper need not
-        encode the view (a backbone pass a query: 10-14 ms in BENCHMARKS.md's Stack run)."""
+        encode the view (a backbone pass a query: 5-14 ms in BENCHMARKS.md's Stack runs)."""
         return self.wrist_camera is not None and self.wrist_features
 
     @classmethod
