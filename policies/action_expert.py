@@ -41,6 +41,11 @@ image around the point). ``point_token_gate=False`` adds them ungated, an input 
 recalls its demos (RESULTS.md); where things are in the world is what tells ten demos apart, while what an action
 needs is where they are relative to the fingers, which the traces (world-frame motion) speak to as well.
 
+``traced_points`` keeps the forecasts of some query points only: the task objects' (``"objects"``) or the gripper's
+(``"gripper"``); the other points keep their positions and read no motion, as in ``no-trace``. It says which
+forecasts an expert's gain comes from (RESULTS.md, session 45: on Panda both kinds add on Stack and the can's is all
+of it on PickPlaceCan; on Kinova3, which μ0 never saw, the gripper's alone did as well as all of them).
+
 ``forecast_only`` makes the expert a forecast follower: its trunk reads the mean forecast motion of each label
 slot's query points (the gripper's, each task object's), the proprioception and, with ``wrist_moments``, the objects'
 yaw; no point position, image or wrist feature. Where the things are is then known only through where μ0 says they
@@ -78,6 +83,9 @@ MU0_FORECAST_VARIANTS = ("trace", "trace-2d", "trace-pretrained")  # act on μ0'
 HEADS = ("regression", "flow")
 POOLINGS = ("attention", "per-label")
 MOMENT_SOURCES = ("points", "pixels")  # wrist_moments from the W wrist-view points, or from every object pixel
+# whose forecasts a trace-reading expert reads: every query point's, the task objects' only, or the gripper's only
+# (the others read no motion, the trace-less input; their positions stay)
+TRACED_POINTS = ("all", "objects", "gripper")
 GRIP_CLOCK_KEY = "expert_grip_clock"  # steps the expert's own gripper command has been "close" in a row (its state)
 GRIP_CLOCK_CAP = 24  # steps; the clock reads min(steps, cap) / cap (the demos lift 12 steps after closing)
 PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_width")
@@ -119,6 +127,7 @@ class ActionExpertConfig:
     relative_inputs: bool = False  # no absolute positions: points relative to the gripper only, no eef position
     forecast_only: bool = False  # the trunk reads per-label mean forecasts + proprio (+ moments) only (see above)
     slot_offsets: bool = False  # forecast_only: + each label slot's mean position in the gripper's frame (m)
+    traced_points: str = "all"  # whose forecasts it reads: "all", "objects" or "gripper" (TRACED_POINTS; see above)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -147,6 +156,11 @@ class ActionExpertConfig:
                              f"{self.variant!r}")
         if not self.point_token_gate and not self.point_tokens:
             raise ValueError("point_token_gate=false says how μ0's point tokens enter: it needs point_tokens")
+        if self.traced_points not in TRACED_POINTS:
+            raise ValueError(f"unknown traced_points {self.traced_points!r}; valid choices: {', '.join(TRACED_POINTS)}")
+        if self.traced_points != "all" and self.variant not in TRACE_3D_VARIANTS:
+            raise ValueError(f"traced_points picks whose 3D traces an expert reads: variants "
+                             f"{', '.join(TRACE_3D_VARIANTS)}; got variant {self.variant!r}")
         if self.slot_offsets and not self.forecast_only:
             raise ValueError("slot_offsets adds to what a forecast_only expert reads: it needs forecast_only=true")
         if self.forecast_only:
@@ -174,14 +188,16 @@ class ActionExpertConfig:
 
 
 def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool = False,
-                   relative: bool = False) -> np.ndarray:
+                   relative: bool = False, traced_points: str = "all") -> np.ndarray:
     """(K, F) per-query-point input of the expert for ``variant`` (F is the same for every variant): world position
     (m), image position and depth, the position in the gripper's frame (m; where the point is relative to the
     fingers, which is what grasping needs: a per-point feature the attention pooling cannot easily compute), what
     the point lies on (one-hot, :func:`label_one_hot`), and the trace; ``world_offsets`` appends the point minus
     the gripper in world axes (m): actions move the gripper in world axes, and the gripper's frame turns with its
     yaw, so reading an action off the in-gripper offset needs a rotation the expert must otherwise learn.
-    ``relative``: the world and image positions read zero (same columns: one network shape)."""
+    ``relative``: the world and image positions read zero (same columns: one network shape). ``traced_points``
+    (:data:`TRACED_POINTS`): only the task objects' (labels 2..) or only the gripper's (label 1) points keep their
+    trace; every other point's trace reads zero, as in a trace-less variant."""
     world = obs["mu0_query_world"]
     lead = world.shape[:-1]  # (K,) or (N, K)
     in_gripper = in_gripper_frame(obs, world)
@@ -195,6 +211,10 @@ def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool
     if "mu0_query_label" not in obs:
         raise KeyError("observation lacks 'mu0_query_label' (query-point labels): features cached or recorded by an "
                        "older mu0sim; replay them (delete the stale .bc-*.npz cache)")
+    if traced_points != "all":
+        label = np.asarray(obs["mu0_query_label"])
+        keep = label >= 2 if traced_points == "objects" else label == 1
+        motion = np.where(keep[..., None], motion, np.zeros_like(motion))
     labels = label_one_hot(obs["mu0_query_label"])
     extra = [world - np.asarray(obs["robot0_eef_pos"])[..., None, :]] if world_offsets else []
     absolute = [world, obs["mu0_query_uvz"]]
@@ -718,8 +738,8 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
     ((features, mask, slots) of the wrist-view points) None without ``wrist_points``; ``slots``: each query point's
     label slot; ``moments``: the wrist-view objects' :func:`object_moments` (already in [-1, 1]; None without
     ``wrist_moments``); ``point_tokens``: μ0's tokens of the query points (None without ``point_tokens``)."""
-    points = (point_features(obs, config.variant, config.world_offsets, config.relative_inputs) - norm.point_mean
-              ) / norm.point_std
+    points = (point_features(obs, config.variant, config.world_offsets, config.relative_inputs,
+                             config.traced_points) - norm.point_mean) / norm.point_std
     wrist = None
     if config.reads_wrist_tokens:
         if "wrist_tokens" not in obs:

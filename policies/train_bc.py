@@ -91,6 +91,7 @@ class TrainPolicyConfig:
     relative_inputs: bool = False  # the expert reads no absolute position (ActionExpertConfig.relative_inputs)
     forecast_only: bool = False  # the expert reads forecasts, proprio and moments only (ActionExpertConfig)
     slot_offsets: bool = False  # forecast_only: + each label slot's mean position in the gripper's frame
+    traced_points: str = "all"  # whose forecasts the expert reads: all, objects, gripper (ActionExpertConfig)
     # μ0 also gets the query points' past positions, in training replays and in closed loop alike
     # (Mu0TraceObservation's query_history; without it μ0 forecasts from the frame alone)
     query_history: bool = False
@@ -112,7 +113,8 @@ class TrainPolicyConfig:
                                   moments_from=self.moments_from, grip_clock=self.grip_clock,
                                   point_tokens=point_token_width if self.point_tokens else 0,
                                   point_token_gate=self.point_token_gate, relative_inputs=self.relative_inputs,
-                                  forecast_only=self.forecast_only, slot_offsets=self.slot_offsets)
+                                  forecast_only=self.forecast_only, slot_offsets=self.slot_offsets,
+                                  traced_points=self.traced_points)
 
     def check(self) -> None:
         """Refuse settings that cannot train, before any data is read or replayed (minutes of μ0 features, or
@@ -542,7 +544,7 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     episodes = np.unique(data["episode"][data["target"]])
     n_val = max(1, round(len(episodes) * config.val_fraction)) if len(episodes) > 1 else 0
     is_val = np.isin(data["episode"], episodes[len(episodes) - n_val:])
-    points = point_features(data, config.variant, config.world_offsets, config.relative_inputs)
+    points = point_features(data, config.variant, config.world_offsets, config.relative_inputs, config.traced_points)
     proprio = proprio_features(data, config.relative_inputs)
     if config.grip_clock:  # from the demos' own gripper commands, as the expert counts its own when it acts
         data[GRIP_CLOCK_KEY] = grip_clock_steps(data["action_chunk"][..., -1], data["episode"], data["step"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mu0sim.cli import main
-from mu0sim.policies.action_expert import (LABEL_SLOTS, POINT_DIM, TRACE_STEPS, VARIANTS, ActionExpert,
+from mu0sim.policies.action_expert import (LABEL_SLOTS, MOTION_SLICE, POINT_DIM, TRACE_STEPS, VARIANTS, ActionExpert,
                                            ActionExpertConfig, expert_env, label_one_hot, object_moments,
                                            point_features)
 from mu0sim.policies.train_bc import TrainPolicyConfig, chunk_validity, next_actions, train_policy
@@ -146,6 +146,24 @@ def test_relative_inputs_hide_the_absolute_positions_only():
     proprio, proprio_relative = proprio_features(obs), proprio_features(obs, relative=True)
     assert not proprio_relative[:3].any()
     np.testing.assert_array_equal(proprio_relative[3:], proprio[3:])
+
+
+@pytest.mark.parametrize("traced_points, keeps", [("objects", lambda label: label >= 2),
+                                                   ("gripper", lambda label: label == 1)])
+def test_traced_points_keep_the_chosen_points_traces_only(traced_points, keeps):
+    """traced_points: the chosen points' trace columns are the full expert's, every other point's read zero (the
+    trace-less input); positions and labels are untouched."""
+    obs = {**_obs(k=12), "mu0_query_label": np.array([-1, 0, 1, 1, 2, 2, 3, 4, 1, 2, 0, 3], np.float32)}
+    full, picked = point_features(obs, "trace"), point_features(obs, "trace", traced_points=traced_points)
+    keep = keeps(obs["mu0_query_label"])
+    assert keep.any() and (~keep).any()
+    np.testing.assert_array_equal(picked[keep], full[keep])
+    assert not picked[~keep][:, MOTION_SLICE].any() and full[~keep][:, MOTION_SLICE].all()
+    np.testing.assert_array_equal(picked[:, :MOTION_SLICE.start], full[:, :MOTION_SLICE.start])
+    with pytest.raises(ValueError, match="unknown traced_points 'robot'; valid choices: all, objects, gripper"):
+        ActionExpertConfig(traced_points="robot")
+    with pytest.raises(ValueError, match="traced_points picks whose 3D traces"):
+        ActionExpertConfig(variant="no-trace", traced_points="objects")
 
 
 def test_world_offsets_append_the_point_minus_the_gripper():
