@@ -44,7 +44,7 @@ needs is where they are relative to the fingers, which the traces (world-frame m
 ``traced_points`` keeps the forecasts of some query points only: the task objects' (``"objects"``) or the gripper's
 (``"gripper"``); the other points keep their positions and read no motion, as in ``no-trace``. It says which
 forecasts an expert's gain comes from (RESULTS.md, session 45: on Panda both kinds add on Stack and the can's is all
-of it on PickPlaceCan; on Kinova3, which μ0 never saw, the gripper's alone did as well as all of them).
+of it on PickPlaceCan; on Kinova3, which μ0 never saw, the gripper's alone do as well as all of them).
 
 ``forecast_only`` makes the expert a forecast follower: its trunk reads the mean forecast motion of each label
 slot's query points (the gripper's, each task object's), the proprioception and, with ``wrist_moments``, the objects'
