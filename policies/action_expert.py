@@ -44,7 +44,8 @@ needs is where they are relative to the fingers, which the traces (world-frame m
 ``traced_points`` keeps the forecasts of some query points only: the task objects' (``"objects"``) or the gripper's
 (``"gripper"``); the other points keep their positions and read no motion, as in ``no-trace``. It says which
 forecasts an expert's gain comes from (RESULTS.md, session 45: on Panda both kinds add on Stack and the can's is all
-of it on PickPlaceCan; on Kinova3, which μ0 never saw, the gripper's alone do as well as all of them).
+of it on PickPlaceCan; on Kinova3, which μ0 never saw, the gripper's alone do as well as all of them: 371 against
+370 of 450 report-seed episodes over three training seeds).
 
 ``forecast_only`` makes the expert a forecast follower: its trunk reads the mean forecast motion of each label
 slot's query points (the gripper's, each task object's), the proprioception and, with ``wrist_moments``, the objects'
@@ -212,8 +213,8 @@ def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool
         raise KeyError("observation lacks 'mu0_query_label' (query-point labels): features cached or recorded by an "
                        "older mu0sim; replay them (delete the stale .bc-*.npz cache)")
     if traced_points != "all":
-        label = np.asarray(obs["mu0_query_label"])
-        keep = label >= 2 if traced_points == "objects" else label == 1
+        slot = label_slots(obs["mu0_query_label"])
+        keep = slot >= LABEL_SLOTS - OBJECT_SLOTS if traced_points == "objects" else slot == ROBOT_SLOT
         motion = np.where(keep[..., None], motion, np.zeros_like(motion))
     labels = label_one_hot(obs["mu0_query_label"])
     extra = [world - np.asarray(obs["robot0_eef_pos"])[..., None, :]] if world_offsets else []
