@@ -47,6 +47,11 @@ forecasts an expert's gain comes from (RESULTS.md, session 45: on Panda both kin
 of it on PickPlaceCan; on Kinova3, which μ0 never saw, the gripper's alone do as well as all of them: 371 against
 370 of 450 report-seed episodes over three training seeds).
 
+``relative_motion`` gives each query point, beside its forecast motion, that motion minus the gripper's (the mean
+forecast of the query points on the robot; world axes, m): where μ0 says the point will be relative to the fingers,
+the quantity a grasp or a carry is about. The pooled per-point embeddings hold each point's own forecast only, so
+without it the gripper's forecast reaches another point's embedding nowhere before the trunk.
+
 ``forecast_only`` makes the expert a forecast follower: its trunk reads the mean forecast motion of each label
 slot's query points (the gripper's, each task object's), the proprioception and, with ``wrist_moments``, the objects'
 yaw; no point position, image or wrist feature. Where the things are is then known only through where μ0 says they
@@ -129,6 +134,7 @@ class ActionExpertConfig:
     forecast_only: bool = False  # the trunk reads per-label mean forecasts + proprio (+ moments) only (see above)
     slot_offsets: bool = False  # forecast_only: + each label slot's mean position in the gripper's frame (m)
     traced_points: str = "all"  # whose forecasts it reads: "all", "objects" or "gripper" (TRACED_POINTS; see above)
+    relative_motion: bool = False  # each point also reads its forecast motion minus the gripper's (m; see above)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -162,6 +168,10 @@ class ActionExpertConfig:
         if self.traced_points != "all" and self.variant not in TRACE_3D_VARIANTS:
             raise ValueError(f"traced_points picks whose 3D traces an expert reads: variants "
                              f"{', '.join(TRACE_3D_VARIANTS)}; got variant {self.variant!r}")
+        if self.relative_motion and (self.variant not in TRACE_3D_VARIANTS or self.forecast_only):
+            raise ValueError(f"relative_motion adds to the 3D traces a query point reads: variants "
+                             f"{', '.join(TRACE_3D_VARIANTS)}, without forecast_only; got variant {self.variant!r}"
+                             f"{' with forecast_only' if self.forecast_only else ''}")
         if self.slot_offsets and not self.forecast_only:
             raise ValueError("slot_offsets adds to what a forecast_only expert reads: it needs forecast_only=true")
         if self.forecast_only:
@@ -189,7 +199,7 @@ class ActionExpertConfig:
 
 
 def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool = False,
-                   relative: bool = False, traced_points: str = "all") -> np.ndarray:
+                   relative: bool = False, traced_points: str = "all", relative_motion: bool = False) -> np.ndarray:
     """(K, F) per-query-point input of the expert for ``variant`` (F is the same for every variant): world position
     (m), image position and depth, the position in the gripper's frame (m; where the point is relative to the
     fingers, which is what grasping needs: a per-point feature the attention pooling cannot easily compute), what
@@ -198,7 +208,8 @@ def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool
     yaw, so reading an action off the in-gripper offset needs a rotation the expert must otherwise learn.
     ``relative``: the world and image positions read zero (same columns: one network shape). ``traced_points``
     (:data:`TRACED_POINTS`): only the task objects' (labels 2..) or only the gripper's (label 1) points keep their
-    trace; every other point's trace reads zero, as in a trace-less variant."""
+    trace; every other point's trace reads zero, as in a trace-less variant. ``relative_motion`` appends each point's
+    trace minus the gripper's (:func:`gripper_motion`, of the traces as read), after the world offsets."""
     world = obs["mu0_query_world"]
     lead = world.shape[:-1]  # (K,) or (N, K)
     in_gripper = in_gripper_frame(obs, world)
@@ -218,10 +229,20 @@ def point_features(obs: dict[str, np.ndarray], variant: str, world_offsets: bool
         motion = np.where(keep[..., None], motion, np.zeros_like(motion))
     labels = label_one_hot(obs["mu0_query_label"])
     extra = [world - np.asarray(obs["robot0_eef_pos"])[..., None, :]] if world_offsets else []
+    if relative_motion:
+        extra.append(motion - gripper_motion(motion, obs["mu0_query_label"], obs["mu0_query_mask"]))
     absolute = [world, obs["mu0_query_uvz"]]
     if relative:
         absolute = [np.zeros_like(a) for a in absolute]
     return np.concatenate([*absolute, in_gripper, labels, motion, *extra], -1).astype(np.float32)
+
+
+def gripper_motion(motion: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(..., K, M) per-point traces -> (..., 1, M): their mean over the real query points on the robot (the
+    gripper's forecast; zeros where no query point lies on it)."""
+    on_robot = ((label_slots(labels) == ROBOT_SLOT) & (np.asarray(mask) > 0))[..., None]
+    total = np.where(on_robot, motion, 0.0).sum(-2, keepdims=True)
+    return (total / np.maximum(on_robot.sum(-2, keepdims=True), 1)).astype(np.float32)
 
 
 def wrist_point_features(obs: dict[str, np.ndarray], world_offsets: bool = False,
@@ -364,7 +385,8 @@ class ActionExpertNet(nn.Module):
             self.forecast = nn.Sequential(nn.Linear(width, d), nn.GELU(), nn.Linear(d, d))
         else:
             self.forecast = None
-            self.point = nn.Sequential(nn.Linear(POINT_DIM + offsets, d), nn.GELU(), nn.Linear(d, d))
+            width = POINT_DIM + offsets + MOTION_DIM * config.relative_motion
+            self.point = nn.Sequential(nn.Linear(width, d), nn.GELU(), nn.Linear(d, d))
             if config.wrist_points:  # own embedding: the pooling tells them from μ0's query points by it
                 self.wrist_point = nn.Sequential(nn.Linear(WRIST_POINT_DIM + offsets, d), nn.GELU(),
                                                  nn.Linear(d, d))
@@ -740,7 +762,7 @@ def expert_inputs(obs: dict[str, np.ndarray], config: ActionExpertConfig,
     label slot; ``moments``: the wrist-view objects' :func:`object_moments` (already in [-1, 1]; None without
     ``wrist_moments``); ``point_tokens``: μ0's tokens of the query points (None without ``point_tokens``)."""
     points = (point_features(obs, config.variant, config.world_offsets, config.relative_inputs,
-                             config.traced_points) - norm.point_mean) / norm.point_std
+                             config.traced_points, config.relative_motion) - norm.point_mean) / norm.point_std
     wrist = None
     if config.reads_wrist_tokens:
         if "wrist_tokens" not in obs:

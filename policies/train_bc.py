@@ -92,6 +92,7 @@ class TrainPolicyConfig:
     forecast_only: bool = False  # the expert reads forecasts, proprio and moments only (ActionExpertConfig)
     slot_offsets: bool = False  # forecast_only: + each label slot's mean position in the gripper's frame
     traced_points: str = "all"  # whose forecasts the expert reads: all, objects, gripper (ActionExpertConfig)
+    relative_motion: bool = False  # each point also reads its forecast minus the gripper's (ActionExpertConfig)
     # μ0 also gets the query points' past positions, in training replays and in closed loop alike
     # (Mu0TraceObservation's query_history; without it μ0 forecasts from the frame alone)
     query_history: bool = False
@@ -114,7 +115,7 @@ class TrainPolicyConfig:
                                   point_tokens=point_token_width if self.point_tokens else 0,
                                   point_token_gate=self.point_token_gate, relative_inputs=self.relative_inputs,
                                   forecast_only=self.forecast_only, slot_offsets=self.slot_offsets,
-                                  traced_points=self.traced_points)
+                                  traced_points=self.traced_points, relative_motion=self.relative_motion)
 
     def check(self) -> None:
         """Refuse settings that cannot train, before any data is read or replayed (minutes of μ0 features, or
@@ -122,6 +123,8 @@ class TrainPolicyConfig:
         self.expert_config(robot="", task="", mu0_id="")
         if not 0.0 <= self.trace_dropout < 1.0:
             raise ValueError(f"trace_dropout must be in [0, 1), got {self.trace_dropout}")
+        if self.trace_dropout and self.relative_motion:  # a dropped sample would still read the relative motion
+            raise ValueError("trace_dropout zeroes the trace columns only: it cannot be used with relative_motion")
         if self.train_traces is not None:
             from mu0sim.policies.trace_observation import TRACE_SOURCES
 
@@ -544,7 +547,8 @@ def train_policy(config: TrainPolicyConfig, progress: bool = True) -> dict:
     episodes = np.unique(data["episode"][data["target"]])
     n_val = max(1, round(len(episodes) * config.val_fraction)) if len(episodes) > 1 else 0
     is_val = np.isin(data["episode"], episodes[len(episodes) - n_val:])
-    points = point_features(data, config.variant, config.world_offsets, config.relative_inputs, config.traced_points)
+    points = point_features(data, config.variant, config.world_offsets, config.relative_inputs, config.traced_points,
+                            config.relative_motion)
     proprio = proprio_features(data, config.relative_inputs)
     if config.grip_clock:  # from the demos' own gripper commands, as the expert counts its own when it acts
         data[GRIP_CLOCK_KEY] = grip_clock_steps(data["action_chunk"][..., -1], data["episode"], data["step"])

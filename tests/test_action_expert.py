@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from mu0sim.cli import main
-from mu0sim.policies.action_expert import (LABEL_SLOTS, MOTION_SLICE, POINT_DIM, TRACE_STEPS, VARIANTS, ActionExpert,
-                                           ActionExpertConfig, expert_env, label_one_hot, object_moments,
-                                           point_features)
+from mu0sim.policies.action_expert import (LABEL_SLOTS, MOTION_DIM, MOTION_SLICE, POINT_DIM, TRACE_STEPS, VARIANTS,
+                                           ActionExpert, ActionExpertConfig, expert_env, label_one_hot,
+                                           object_moments, point_features)
 from mu0sim.policies.train_bc import TrainPolicyConfig, chunk_validity, next_actions, train_policy
 from mu0sim.rollouts.closed_loop import run_episodes, summarize
 
@@ -174,6 +174,26 @@ def test_world_offsets_append_the_point_minus_the_gripper():
     assert extended.shape == (5, POINT_DIM + 3)
     np.testing.assert_array_equal(extended[:, :POINT_DIM], plain)
     np.testing.assert_allclose(extended[:, POINT_DIM:], obs["mu0_query_world"] - obs["robot0_eef_pos"], rtol=1e-6)
+
+
+def test_relative_motion_is_each_trace_minus_the_grippers_mean():
+    """relative_motion: MOTION_DIM more features per point, its trace minus the mean trace of the real query points
+    on the robot (label 1; a padded one does not count), after the world offsets; zeros for a gripper-less frame."""
+    obs = {**_obs(k=6), "mu0_query_label": np.array([0, 1, 1, 2, 1, 3], np.float32),
+           "mu0_query_mask": np.array([1, 1, 1, 1, 0, 1], np.float32)}
+    plain = point_features(obs, "trace", world_offsets=True)
+    extended = point_features(obs, "trace", world_offsets=True, relative_motion=True)
+    assert extended.shape == (6, POINT_DIM + 3 + MOTION_DIM)
+    np.testing.assert_array_equal(extended[:, :POINT_DIM + 3], plain)
+    motion = plain[:, MOTION_SLICE]
+    np.testing.assert_allclose(extended[:, POINT_DIM + 3:], motion - motion[1:3].mean(0), rtol=1e-5, atol=1e-6)
+    no_gripper = {**obs, "mu0_query_label": np.array([0, 2, 2, 2, 1, 3], np.float32)}
+    np.testing.assert_allclose(point_features(no_gripper, "trace", relative_motion=True)[:, POINT_DIM:],
+                               point_features(no_gripper, "trace")[:, MOTION_SLICE], rtol=1e-6)
+    with pytest.raises(ValueError, match="relative_motion adds to the 3D traces.*got variant 'no-trace'"):
+        ActionExpertConfig(variant="no-trace", relative_motion=True)
+    with pytest.raises(ValueError, match="cannot be used with relative_motion"):
+        TrainPolicyConfig(data=["x.hdf5"], mu0="m", out="y", trace_dropout=0.5, relative_motion=True).check()
 
 
 def _square(yaw_rad: float, centre_xy=(0.0, 0.0), half_m: float = 0.02) -> np.ndarray:
