@@ -126,3 +126,34 @@ def test_the_shipped_checkpoint_loads_and_predicts_on_a_rendered_frame(name):
     assert np.abs(pred.uvz[..., 2] - obs["agentview_depth"][70, 64, 0]).max() < 0.5  # depths stay near the scene
     for baseline in ("waypoint", "token-ar"):
         assert (ckpt / "baselines" / baseline / "model.safetensors").exists()
+
+
+def test_robot_colors_repaint_the_robot_only_while_asked_and_evaluation_keeps_true_colours(tiny_checkpoint):
+    """samples.robot_colors (a training augmentation): inside the block the robot's pixels change colour and the
+    rest of the frame does not; after it the frame renders as before. Plain settings keep their cache key."""
+    from mu0sim.datasets.hdf5 import make_env_from_dataset, open_dataset
+    from mu0sim.model.samples import SampleConfig, robot_colors_randomized
+
+    _, data = tiny_checkpoint
+    env = make_env_from_dataset(data[0], cameras=("agentview",), depth=False, segmentation=True,
+                                image_size=(96, 96))
+    try:
+        base = env.unwrapped
+        with open_dataset(data[0]) as f:
+            base.reset_to_state(f["data/demo_0/states"][0], f["data/demo_0"].attrs["model_file"])
+            state = f["data/demo_0/states"][0]
+        before = base.observe_state(state)
+        with robot_colors_randomized(base, np.random.default_rng(0)):
+            painted = base.observe_state(state)
+        after = base.observe_state(state)
+    finally:
+        env.close()
+    rgb, seg = before["agentview_image"].astype(int), before["agentview_segmentation"][..., 0]
+    changed = np.abs(painted["agentview_image"].astype(int) - rgb).sum(-1) > 0
+    robot = seg == 1  # the robot's label (mu0sim.envs: 0 background, 1 robot, 2.. task objects)
+    assert changed[robot].mean() > 0.5 and changed[~robot].mean() < 0.05
+    np.testing.assert_array_equal(after["agentview_image"], before["agentview_image"])
+    assert "robot_colors" not in SampleConfig().cache_key() and "robot_colors" in SampleConfig(
+        robot_colors=0.5).cache_key()
+    with pytest.raises(ValueError, match="samples.robot_colors is a chance, in \\[0, 1\\]; got 1.5"):
+        SampleConfig(robot_colors=1.5)

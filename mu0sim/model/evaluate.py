@@ -162,8 +162,9 @@ def eval_traces(config: EvalTracesConfig, progress: bool = True) -> dict:
         for sub in sorted(baseline_dir.iterdir()):
             learned[sub.name], _ = load_trace_model(sub)
     pre = meta["pretrain"]
+    # the robot in its true colours, whatever augmentation the training samples had (samples.robot_colors)
     sample_cfg = SampleConfig(**{**pre["samples"], "camera": mu0.config.camera, "image_size": mu0.config.image_size,
-                                 "history": mu0.config.history, "horizon": mu0.config.horizon})
+                                 "history": mu0.config.history, "horizon": mu0.config.horizon, "robot_colors": 0.0})
     instructions = InstructionCache.load(ckpt / "instructions.json") if (ckpt / "instructions.json").exists() \
         else InstructionCache()
     samples = load_samples(config.data, sample_cfg, instruction_cache=instructions, progress=progress)

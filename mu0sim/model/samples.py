@@ -9,13 +9,16 @@ Because the backbone is frozen, its features are computed once here and cached n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import h5py
+import mujoco
 import numpy as np
 import torch
 
@@ -36,9 +39,20 @@ class SampleConfig:
     horizon: int = 32
     max_keypoints: int = 64
     episodes: int | None = None  # first N demos of each file (None: all with traces)
+    # training-data augmentation: the chance that a demo is rendered with the robot's visual geoms in random colours
+    # (one uniform RGB per geom), so that μ0 may learn what a robot does apart from what it looks like; evaluation
+    # always renders the true colours (``mu0sim eval-traces``)
+    robot_colors: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.robot_colors <= 1.0:
+            raise ValueError(f"samples.robot_colors is a chance, in [0, 1]; got {self.robot_colors}")
 
     def cache_key(self) -> str:
-        return json.dumps({**asdict(self), "format": SAMPLES_FORMAT_VERSION}, sort_keys=True)
+        settings = asdict(self)
+        if not self.robot_colors:  # the settings before the option existed: their caches stay valid
+            del settings["robot_colors"]
+        return json.dumps({**settings, "format": SAMPLES_FORMAT_VERSION}, sort_keys=True)
 
 
 @dataclass
@@ -148,6 +162,25 @@ def anchor_keypoints(world: np.ndarray, visible: np.ndarray, t: int, params: Cam
             "future": future, "future_valid": np.broadcast_to(ahead < steps, future.shape[:2])}
 
 
+ROBOT_COLORS_STREAM = 0xC0105  # the colour draw's own RNG stream: the keypoint draw stays that of plain samples
+
+
+@contextlib.contextmanager
+def robot_colors_randomized(base, rng: np.random.Generator) -> Iterator[None]:
+    """While in the block, ``base`` (an unwrapped Mu0SimEnv) renders the robot's and gripper's visual geoms (MuJoCo
+    geom group 1, names ``robot0_*`` / ``gripper0_*``) each in one random colour, RGB uniform in [0, 1]; a geom's
+    rgba overrides its material's colour. The model's colours are restored after."""
+    model = base.robosuite_env.sim.model._model
+    ids = [i for i in range(model.ngeom) if model.geom_group[i] == 1
+           and (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, i) or "").startswith(("robot0_", "gripper0_"))]
+    saved = model.geom_rgba[ids].copy()
+    model.geom_rgba[ids, :3] = rng.uniform(0.0, 1.0, (len(ids), 3))
+    try:
+        yield
+    finally:
+        model.geom_rgba[ids] = saved
+
+
 def build_samples(dataset: str | os.PathLike, config: SampleConfig, encoder, progress: bool = True) -> TraceSamples:
     """Samples of one dataset (with its sim-mode TraceExtract sidecar); cached next to the dataset and reused while
     the sample settings and the sidecar are unchanged."""
@@ -188,18 +221,22 @@ def build_samples(dataset: str | os.PathLike, config: SampleConfig, encoder, pro
                 if instruction not in instructions:
                     instructions.append(instruction)
                 base.reset_to_state(states[0], g.attrs["model_file"])
-                for t in range(0, len(states) - 1, config.stride):
-                    obs = base.observe_state(states[t])
-                    params = base.camera_params(config.camera)
-                    kp = anchor_keypoints(world, visible, t, params, config, rng)
-                    if len(kp["index"]) == 0:
-                        continue
-                    rows.append({**kp, "rgb": obs[f"{config.camera}_image"],
-                                 "depth": obs[f"{config.camera}_depth"][..., 0],
-                                 "category": s["keypoints/category"][()][kp["index"]],
-                                 "body": s["keypoints/body"][()][kp["index"]],
-                                 "intrinsics": params.intrinsics, "episode": int(name[5:]), "frame": t,
-                                 "instruction": instructions.index(instruction)})
+                color_rng = np.random.default_rng((int(name[5:]), ROBOT_COLORS_STREAM))
+                paint = config.robot_colors > 0 and color_rng.random() < config.robot_colors
+                colors = robot_colors_randomized(base, color_rng) if paint else contextlib.nullcontext()
+                with colors:
+                    for t in range(0, len(states) - 1, config.stride):
+                        obs = base.observe_state(states[t])
+                        params = base.camera_params(config.camera)
+                        kp = anchor_keypoints(world, visible, t, params, config, rng)
+                        if len(kp["index"]) == 0:
+                            continue
+                        rows.append({**kp, "rgb": obs[f"{config.camera}_image"],
+                                     "depth": obs[f"{config.camera}_depth"][..., 0],
+                                     "category": s["keypoints/category"][()][kp["index"]],
+                                     "body": s["keypoints/body"][()][kp["index"]],
+                                     "intrinsics": params.intrinsics, "episode": int(name[5:]), "frame": t,
+                                     "instruction": instructions.index(instruction)})
     finally:
         env.close()
     if not rows:
