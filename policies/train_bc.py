@@ -123,8 +123,10 @@ class TrainPolicyConfig:
         self.expert_config(robot="", task="", mu0_id="")
         if not 0.0 <= self.trace_dropout < 1.0:
             raise ValueError(f"trace_dropout must be in [0, 1), got {self.trace_dropout}")
-        if self.trace_dropout and self.relative_motion:  # a dropped sample would still read the relative motion
-            raise ValueError("trace_dropout zeroes the trace columns only: it cannot be used with relative_motion")
+        if self.relative_motion and (self.trace_dropout or (self.input_noise and not self.noise_traces)):
+            # both know the trace columns only: a dropped or exact trace would still be read in the relative motion
+            raise ValueError("trace_dropout and noise_traces=false treat the trace columns only: they cannot be used "
+                             "with relative_motion")
         if self.train_traces is not None:
             from mu0sim.policies.trace_observation import TRACE_SOURCES
 

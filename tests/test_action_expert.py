@@ -192,8 +192,9 @@ def test_relative_motion_is_each_trace_minus_the_grippers_mean():
                                point_features(no_gripper, "trace")[:, MOTION_SLICE], rtol=1e-6)
     with pytest.raises(ValueError, match="relative_motion adds to the 3D traces.*got variant 'no-trace'"):
         ActionExpertConfig(variant="no-trace", relative_motion=True)
-    with pytest.raises(ValueError, match="cannot be used with relative_motion"):
-        TrainPolicyConfig(data=["x.hdf5"], mu0="m", out="y", trace_dropout=0.5, relative_motion=True).check()
+    for exact_or_dropped in ({"trace_dropout": 0.5}, {"input_noise": 0.2, "noise_traces": False}):
+        with pytest.raises(ValueError, match="cannot be used with relative_motion"):
+            TrainPolicyConfig(data=["x.hdf5"], mu0="m", out="y", relative_motion=True, **exact_or_dropped).check()
 
 
 def _square(yaw_rad: float, centre_xy=(0.0, 0.0), half_m: float = 0.02) -> np.ndarray:
