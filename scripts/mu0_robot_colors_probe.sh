@@ -28,3 +28,8 @@ run colors_0.5 data/mu0_colors_0.5 0 --samples.robot_colors=0.5
 run colors_1.0 data/mu0_colors_1.0 0 --samples.robot_colors=1.0
 run plain_seed1 data/mu0_colors 1
 run colors_1.0_seed1 data/mu0_colors_1.0 1 --samples.robot_colors=1.0
+# how much of the held-out robot's extra error the keypoints' 8-step history carries: the plain μ0s without it
+for name in plain plain_seed1; do
+  mu0sim eval-traces --ckpt "runs/mu0_colors/$name" --data $(files data/mu0_colors) --without-history \
+    --out "runs/mu0_colors/$name/report_without_history.json"
+done
