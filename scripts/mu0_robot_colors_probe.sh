@@ -3,7 +3,8 @@
 # the six robots, Kinova3 held out; 2,000 steps), trained plain and with the robot rendered in random colours
 # (--samples.robot_colors: the chance that a demo's frames paint each of the robot's visual geoms one random colour;
 # eval-traces always renders the true colours), training seeds 0 and 1 (RESULTS.md, "Robot colours", session 46).
-# Every step resumes or skips what is there. ~45 min on 2 cores (data ~8 min, each model ~7 min with its report).
+# Every step resumes or skips what is there. ~55 min on 2 cores (session 46: data 15 min; each μ0 244-312 s of
+# training, plus ~3 min the first time a colour setting's sample caches are built and ~1 min for each report).
 set -euo pipefail
 ROBOTS="Panda Sawyer IIWA UR5e Kinova3 XArm7"
 python scripts/scripted_success_rates.py --tasks Lift --robots "${ROBOTS// /,}" --attempts 30 --out-dir data/mu0_colors

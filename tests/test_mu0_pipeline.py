@@ -129,9 +129,10 @@ def test_the_shipped_checkpoint_loads_and_predicts_on_a_rendered_frame(name):
 
 
 def test_robot_colors_repaint_the_robot_only_while_asked_and_evaluation_keeps_true_colours(tiny_checkpoint):
-    """samples.robot_colors (a training augmentation): inside the block the robot's pixels change colour and the
-    rest of the frame does not; after it the frame renders as before. Plain settings keep their cache key."""
+    """samples.robot_colors (a training augmentation): inside the block most of the robot's pixels change colour
+    (its mount, which segmentation counts as robot, keeps its own) and the rest of the frame does not; after it the frame renders as before. Plain settings keep their cache key."""
     from mu0sim.datasets.hdf5 import make_env_from_dataset, open_dataset
+    from mu0sim.envs.robosuite_env import ROBOT_LABEL
     from mu0sim.model.samples import SampleConfig, robot_colors_randomized
 
     _, data = tiny_checkpoint
@@ -150,7 +151,7 @@ def test_robot_colors_repaint_the_robot_only_while_asked_and_evaluation_keeps_tr
         env.close()
     rgb, seg = before["agentview_image"].astype(int), before["agentview_segmentation"][..., 0]
     changed = np.abs(painted["agentview_image"].astype(int) - rgb).sum(-1) > 0
-    robot = seg == 1  # the robot's label (mu0sim.envs: 0 background, 1 robot, 2.. task objects)
+    robot = seg == ROBOT_LABEL
     assert changed[robot].mean() > 0.5 and changed[~robot].mean() < 0.05
     np.testing.assert_array_equal(after["agentview_image"], before["agentview_image"])
     assert "robot_colors" not in SampleConfig().cache_key() and "robot_colors" in SampleConfig(

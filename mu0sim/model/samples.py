@@ -169,7 +169,8 @@ ROBOT_COLORS_STREAM = 0xC0105  # the colour draw's own RNG stream: the keypoint 
 def robot_colors_randomized(base, rng: np.random.Generator) -> Iterator[None]:
     """While in the block, ``base`` (an unwrapped Mu0SimEnv) renders the robot's and gripper's visual geoms (MuJoCo
     geom group 1, names ``robot0_*`` / ``gripper0_*``) each in one random colour, RGB uniform in [0, 1]; a geom's
-    rgba overrides its material's colour. The model's colours are restored after."""
+    rgba overrides its material's colour. The mount under the arm, which segmentation labels robot too, keeps its
+    colours: the arm and gripper are what differ between embodiments. The model's colours are restored after."""
     model = base.robosuite_env.sim.model._model
     ids = [i for i in range(model.ngeom) if model.geom_group[i] == 1
            and (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, i) or "").startswith(("robot0_", "gripper0_"))]
